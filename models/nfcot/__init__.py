@@ -1,0 +1,1 @@
+"""NF-CoT reference implementation: task, tokenizer, model, flow, training and ONNX export."""

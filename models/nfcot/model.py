@@ -1,0 +1,196 @@
+"""Llama-style NF-CoT backbone with an LM head, a thought projection and an NF (Gaussian) head.
+
+Weight names follow the Llama / Qwen2 layout (model.embed_tokens, model.layers.N.self_attn.q_proj,
+mlp.gate_proj, ..., lm_head) so that a real checkpoint maps onto it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 2.0
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 210
+    hidden_size: int = 128
+    num_layers: int = 6
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 352
+    max_position: int = 256
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-5
+    thought_dim: int = 16
+    num_thoughts: int = 6
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def validate(self) -> None:
+        problems = []
+        if self.hidden_size % self.num_heads:
+            problems.append(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            problems.append(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.hidden_size // max(self.num_heads, 1) % 2:
+            problems.append("head_dim must be even for rotary embeddings")
+        for name in ("vocab_size", "num_layers", "intermediate_size", "max_position", "thought_dim", "num_thoughts"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if problems:
+            raise ValueError("inconsistent model config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        hd = c.head_dim
+        self.c = c
+        self.q_proj = nn.Linear(c.hidden_size, c.num_heads * hd, bias=False)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(c.num_heads * hd, c.hidden_size, bias=False)
+
+    def qkv(self, x, cos, sin):
+        """q [B, kvH, g*S, hd] grouped by kv head (query-major inside a group), k, v [B, kvH, S, hd]."""
+        c = self.c
+        B, S, _ = x.shape
+        hd, kvh, g = c.head_dim, c.num_kv_heads, c.num_heads // c.num_kv_heads
+        q = self.q_proj(x).view(B, S, c.num_heads, hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, S, kvh, hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, S, kvh, hd).transpose(1, 2)
+        cos, sin = cos[:, None], sin[:, None]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        return q.reshape(B, kvh, g * S, hd), k, v
+
+    def out(self, attn, B, S):
+        c = self.c
+        return self.o_proj(attn.reshape(B, c.num_heads, S, c.head_dim).transpose(1, 2).reshape(B, S, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.self_attn = Attention(c)
+        self.mlp = MLP(c)
+        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_eps)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_eps)
+
+
+class Backbone(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.layers = nn.ModuleList([DecoderLayer(c) for _ in range(c.num_layers)])
+        self.norm = RMSNorm(c.hidden_size, c.rms_eps)
+
+
+class NFCoTModel(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        c.validate()
+        self.config = c
+        self.model = Backbone(c)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        # Continuous-thought projection: thought (flow space) -> embedding width.
+        self.thought_proj = nn.Sequential(nn.Linear(c.thought_dim, c.hidden_size), nn.SiLU(),
+                                          nn.Linear(c.hidden_size, c.hidden_size))
+        # NF head: hidden -> (mu, log sigma) per thought dimension.
+        self.nf_head = nn.Linear(c.hidden_size, 2 * c.thought_dim)
+        inv = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float64) / c.head_dim))
+        ang = torch.outer(torch.arange(c.max_position, dtype=torch.float64), inv)
+        ang = torch.cat([ang, ang], -1)
+        self.register_buffer("rope_cos", ang.cos().float(), persistent=False)
+        self.register_buffer("rope_sin", ang.sin().float(), persistent=False)
+        for n, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, 0.0, 0.02)
+        for layer in self.model.layers:
+            nn.init.normal_(layer.self_attn.o_proj.weight, 0.0, 0.02 / math.sqrt(2 * c.num_layers))
+            nn.init.normal_(layer.mlp.down_proj.weight, 0.0, 0.02 / math.sqrt(2 * c.num_layers))
+        nn.init.zeros_(self.nf_head.weight)
+        nn.init.zeros_(self.nf_head.bias)
+
+    def embed(self, input_ids, thoughts, is_thought):
+        tok = self.model.embed_tokens(input_ids)
+        th = self.thought_proj(thoughts)
+        m = is_thought.unsqueeze(-1).to(tok.dtype)
+        return tok * (1.0 - m) + th * m
+
+    def heads(self, h):
+        """Final norm, then logits and NF parameters at the given hidden states."""
+        x = self.model.norm(h)
+        mu, log_sigma = self.nf_head(x).chunk(2, -1)
+        return self.lm_head(x), mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+
+    def forward(self, input_ids, thoughts, is_thought, positions, key_mask=None, past=None):
+        """Dense forward (training, evaluation). key_mask [B, T_past + S] marks real keys; causal
+        order is by index. past: list of (k, v) per layer. Returns hidden [B, S, H], new past."""
+        c = self.config
+        B, S = input_ids.shape
+        h = self.embed(input_ids, thoughts, is_thought)
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        P = 0 if past is None else past[0][0].shape[2]
+        T = P + S
+        g = c.num_heads // c.num_kv_heads
+        causal = torch.ones(S, T, dtype=torch.bool, device=h.device).tril(P)
+        allowed = causal[None, None]
+        if key_mask is not None:
+            allowed = allowed & key_mask[:, None, None, :].bool()
+        bias = torch.zeros(B, 1, S, T).masked_fill(~allowed, -1e9)
+        bias = bias.repeat(1, 1, g, 1)  # rows follow q's (g, S) order
+        new_past = []
+        for i, layer in enumerate(self.model.layers):
+            a = layer.self_attn
+            q, k, v = a.qkv(layer.input_layernorm(h), cos, sin)
+            if past is not None:
+                k = torch.cat([past[i][0], k], 2)
+                v = torch.cat([past[i][1], v], 2)
+            new_past.append((k, v))
+            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + bias, -1)
+            h = h + a.out(p @ v, B, S)
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        return h, new_past
+
+
+def gaussian_log_prob(u, mu, log_sigma):
+    """Exact log N(u; mu, sigma^2) summed over the last dimension."""
+    z = (u - mu) * torch.exp(-log_sigma)
+    return (-0.5 * z * z - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)

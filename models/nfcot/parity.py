@@ -1,0 +1,94 @@
+"""Write a fresh random parity case for the backbone graph: inputs with a partly filled paged pool
+(scattered blocks, junk in unused slots, ragged rows, thought and token positions) and PyTorch's
+dense outputs for them. test/model-parity.test.ts runs the case through onnxruntime-node.
+
+  /usr/bin/python3 -m nfcot.parity --model-dir DIR --checkpoint CK --out case.json [--seed N]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+
+import numpy as np
+import torch
+
+from .export import load_checkpoint
+
+
+def b64(t: torch.Tensor, dtype) -> dict:
+    a = np.ascontiguousarray(t.detach().numpy().astype(dtype))
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+
+
+@torch.no_grad()
+def make_case(model, seed: int, block_size: int = 4) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    c = model.config
+    L, kvh, hd, D = c.num_layers, c.num_kv_heads, c.head_dim, c.thought_dim
+    past = [7, 0, 13]           # cached positions per row (one row starts empty: a fresh prefill)
+    new = [4, 1, 3]             # new positions per row: a prefill chunk, a decode step, a mixed chunk
+    B, S = len(past), max(new)
+    NB = 16
+    pool = torch.randn(NB, L, 2, kvh, block_size, hd, generator=g) * 3.0   # junk everywhere at first
+    perm = torch.randperm(NB, generator=g).tolist()
+    MB = max((p + block_size - 1) // block_size for p in past) or 1
+    tables = torch.zeros(B, MB, dtype=torch.long)
+    ids = torch.zeros(B, S, dtype=torch.long)
+    th = torch.zeros(B, S, D)
+    ist = torch.zeros(B, S)
+    pos = torch.zeros(B, S, dtype=torch.long)
+    ref_logits, ref_mu, ref_ls, ref_kv, gather = [], [], [], torch.zeros(L, 2, B, kvh, S, hd), []
+    for r in range(B):
+        T = past[r] + new[r]
+        rid = torch.randint(0, c.vocab_size, (1, T), generator=g)
+        rth = torch.randn(1, T, D, generator=g)
+        rist = (torch.rand(1, T, generator=g) < 0.3).float()
+        rpos = torch.arange(T)[None]
+        h, kv = model(rid, rth, rist, rpos)
+        nblocks = (past[r] + block_size - 1) // block_size
+        for b in range(nblocks):
+            blk = perm.pop()
+            tables[r, b] = blk
+            for i in range(block_size):
+                t = b * block_size + i
+                if t < past[r]:
+                    for l in range(L):
+                        pool[blk, l, 0, :, i] = kv[l][0][0, :, t]
+                        pool[blk, l, 1, :, i] = kv[l][1][0, :, t]
+        ids[r, :new[r]] = rid[0, past[r]:]
+        th[r, :new[r]] = rth[0, past[r]:]
+        ist[r, :new[r]] = rist[0, past[r]:]
+        pos[r, :new[r]] = rpos[0, past[r]:]
+        for l in range(L):
+            ref_kv[l, 0, r, :, :new[r]] = kv[l][0][0, :, past[r]:]
+            ref_kv[l, 1, r, :, :new[r]] = kv[l][1][0, :, past[r]:]
+        logits, mu, ls = model.heads(h[0, past[r]:])
+        for s in range(new[r]):
+            gather.append(r * S + s)
+            ref_logits.append(logits[s]); ref_mu.append(mu[s]); ref_ls.append(ls[s])
+    return {
+        "seed": seed, "block_size": block_size, "new_lens": new,
+        "inputs": {"input_ids": b64(ids, np.int64), "thought_inputs": b64(th, np.float32),
+                   "is_thought": b64(ist, np.float32), "positions": b64(pos, np.int64),
+                   "past_lens": b64(torch.tensor(past), np.int64), "kv_pool": b64(pool, np.float32),
+                   "block_tables": b64(tables, np.int64), "gather_index": b64(torch.tensor(gather), np.int64)},
+        "expected": {"logits": b64(torch.stack(ref_logits), np.float32), "mu": b64(torch.stack(ref_mu), np.float32),
+                     "log_sigma": b64(torch.stack(ref_ls), np.float32), "new_kv": b64(ref_kv, np.float32)},
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model, _, _, _ = load_checkpoint(args.checkpoint)
+    with open(args.out, "w") as f:
+        json.dump(make_case(model, args.seed), f)
+
+
+if __name__ == "__main__":
+    main()

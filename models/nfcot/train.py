@@ -1,0 +1,202 @@
+"""Train the NF-CoT trace model: step VAE, then text pretraining, then the recipe's two stages.
+
+  /usr/bin/python3 -m nfcot.train --out runs/small   (from models/)
+
+Stage 0 trains the step VAE (CoT encoder + thought decoder). Stage T pretrains the backbone on the
+text modes (the recipe starts from a pretrained LLM; ours starts from scratch). Stage 1 freezes the
+backbone and trains flow, thought projection and NF head; stage 2 trains everything on all modes,
+feeding the model's own sampled thoughts back on part of the latent rows (closed loop).
+Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2) dequantisation noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import tokenizer as tk
+from .data import build_batch
+from .flow import ShallowFlow
+from .generate import accuracy
+from .model import ModelConfig, NFCoTModel, gaussian_log_prob
+from .task import DEFAULT_M, split, train_stream, sample_program
+from .vae import StepVAE, step_tokens
+
+DEQUANT = 0.3
+
+
+def progress(msg: str, final: bool = False) -> None:
+    sys.stderr.write("\r" + msg[:160].ljust(160) + ("\n" if final else ""))
+    sys.stderr.flush()
+
+
+def train_vae(vae: StepVAE, K: int, m: int, steps: int, seed: int) -> float:
+    rng = random.Random(seed)
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    rec = 0.0
+    for i in range(steps):
+        progs = [sample_program(rng, m) for _ in range(64)]
+        st = torch.tensor([step_tokens(p, K) for p in progs])
+        loss, rec_t = vae.loss(st, DEQUANT, beta=0.02)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rec = 0.9 * rec + 0.1 * rec_t.item() if i else rec_t.item()
+        if i % 50 == 0 or i == steps - 1:
+            progress(f"[vae] {i + 1}/{steps} rec {rec:.4f}", i == steps - 1)
+    return rec
+
+
+@torch.no_grad()
+def rollout_thoughts(model, batch, K, temperature, gen):
+    """Closed loop: sample each latent row's thoughts from the model itself, slot by slot."""
+    rows, bot = batch["latent_rows"], batch["bot_index"]
+    ids, th = batch["ids"][rows], torch.zeros(len(rows), batch["ids"].shape[1], model.config.thought_dim)
+    ist, pos, km = batch["is_thought"][rows], batch["positions"][rows], batch["key_mask"][rows]
+    last = int(bot.max()) + K
+    for t in range(K):
+        h, _ = model(ids[:, :last], th[:, :last], ist[:, :last], pos[:, :last], km[:, :last])
+        _, mu, ls = model.heads(h[torch.arange(len(rows)), bot + t])
+        u = mu + torch.exp(ls) * temperature * torch.randn(mu.shape, generator=gen)
+        th[torch.arange(len(rows)), bot + 1 + t] = u
+    return th
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--m", type=int, default=DEFAULT_M)
+    ap.add_argument("--vae-steps", type=int, default=1500)
+    ap.add_argument("--text-steps", type=int, default=3000)
+    ap.add_argument("--stage1-steps", type=int, default=300)
+    ap.add_argument("--stage2-steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--closed-loop", type=float, default=0.5, help="share of latent rows fed own thoughts in stage 2")
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=6)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    os.makedirs(args.out, exist_ok=True)
+    cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=args.hidden, num_layers=args.layers,
+                      intermediate_size=int(args.hidden * 2.75) // 16 * 16)
+    K, D = cfg.num_thoughts, cfg.thought_dim
+    model = NFCoTModel(cfg)
+    flow = ShallowFlow(D, K, blocks=2)
+    vae = StepVAE(cfg.vocab_size, D)
+    print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
+          f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
+          flush=True)
+    t0 = time.time()
+    train_vae(vae, K, args.m, args.vae_steps, args.seed)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+
+    val = split("validation", 300, args.m)
+    stream = train_stream(args.seed, args.m)
+    total = args.text_steps + args.stage1_steps + args.stage2_steps
+    backbone_params = [p for n, p in model.named_parameters()
+                       if not n.startswith(("thought_proj", "nf_head"))]
+    latent_params = [p for n, p in model.named_parameters() if n.startswith(("thought_proj", "nf_head"))]
+    latent_params += list(flow.parameters())
+    opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
+                            lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    history = []
+    ema = {}
+    tokens = 0
+    t_train = time.time()
+    for step in range(total):
+        stage = "text" if step < args.text_steps else ("stage1" if step < args.text_steps + args.stage1_steps else "stage2")
+        frac = step / total
+        lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # Curriculum: longer programs enter as the text stage goes on.
+        max_n = 6 if stage != "text" else min(6, 3 + int(4 * step / max(args.text_steps, 1)))
+        progs = []
+        while len(progs) < args.batch:
+            p = next(stream)
+            if len(p.steps) <= max_n:
+                progs.append(p)
+        if stage == "text":
+            modes = random.choices(["none", "explicit"], [0.3, 0.7], k=args.batch)
+        elif stage == "stage1":
+            modes = ["latent"] * args.batch
+        else:
+            modes = random.choices(["none", "explicit", "latent"], [0.15, 0.35, 0.5], k=args.batch)
+        batch = build_batch(progs, modes, K)
+        freeze = stage == "stage1"
+        for p in backbone_params:
+            p.requires_grad_(not freeze)
+        rows = batch["latent_rows"]
+        thoughts = torch.zeros(*batch["ids"].shape, D)
+        nf_loss = torch.zeros(())
+        if len(rows):
+            e = vae.encode(batch["steps"])[0]
+            u, logdet = flow(e + DEQUANT * torch.randn(e.shape, generator=gen))
+            slot_pos = batch["bot_index"][:, None] + 1 + torch.arange(K)[None]
+            teacher = u.detach()
+            if stage == "stage2" and args.closed_loop > 0:
+                own = rollout_thoughts(model, batch, K, 0.9, gen)
+                own_u = own[torch.arange(len(rows))[:, None], slot_pos]
+                use_own = (torch.rand(len(rows), 1, 1, generator=gen) < args.closed_loop).float()
+                teacher = teacher * (1 - use_own) + own_u * use_own
+            thoughts[rows[:, None], slot_pos] = teacher
+        h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"])
+        logits, mu, ls = model.heads(h)
+        text_loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
+        if len(rows):
+            pred_pos = batch["bot_index"][:, None] + torch.arange(K)[None]
+            r = rows[:, None]
+            lp = gaussian_log_prob(u, mu[r, pred_pos], ls[r, pred_pos]).sum(-1) + logdet
+            nf_loss = -(lp / (K * D)).mean()
+        loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters()), 1.0)
+        opt.step()
+        tokens += int(batch["key_mask"].sum())
+        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item())):
+            ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+        rate = tokens / (time.time() - t_train)
+        msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
+               f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
+        if (step + 1) % args.eval_every == 0 or step == total - 1:
+            model.eval()
+            accs = {m: accuracy(model, val, m)[0] for m in ("none", "explicit", "latent")}
+            model.train()
+            history.append({"step": step + 1, "minutes": (time.time() - t0) / 60, "tokens": tokens, **accs,
+                            "text_loss": ema["text"], "nf_loss": ema["nf"]})
+            msg += " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items())
+            progress(msg, final=True)
+            print(json.dumps(history[-1]), flush=True)
+            save(args.out, model, flow, vae, cfg, args, history)
+        elif step % 10 == 0:
+            progress(msg)
+    save(args.out, model, flow, vae, cfg, args, history)
+    print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def save(out, model, flow, vae, cfg, args, history):
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
+                "vae": vae.state_dict(), "args": vars(args), "history": history,
+                "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
+    os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+import { Worker } from "node:worker_threads";
+import type { EngineOptions, ModelInfo } from "./options.ts";
+import type { EngineEvent, EngineStats, GenerateRequest, ScoreRequest } from "./types.ts";
+import type { FromWorker, ToWorker } from "./worker.ts";
+
+type ScoreEvent = Extract<EngineEvent, { type: "score" }>;
+
+/** A request's events, as an async iterator that ends after its finish or error event. */
+class EventChannel implements AsyncIterableIterator<EngineEvent> {
+  private buf: EngineEvent[] = [];
+  private waiter: ((r: IteratorResult<EngineEvent>) => void) | null = null;
+  private done = false;
+
+  constructor(private readonly onReturn: () => void) {}
+
+  push(e: EngineEvent): void {
+    if (this.done) return;
+    if (e.type === "finish" || e.type === "error") this.done = true;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: e, done: false });
+    } else this.buf.push(e);
+  }
+
+  get closed(): boolean {
+    return this.done && this.buf.length === 0;
+  }
+
+  next(): Promise<IteratorResult<EngineEvent>> {
+    const e = this.buf.shift();
+    if (e) return Promise.resolve({ value: e, done: false });
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((r) => (this.waiter = r));
+  }
+
+  /** Leaving a for-await early (client gone) aborts the request. */
+  return(): Promise<IteratorResult<EngineEvent>> {
+    if (!this.done) this.onReturn();
+    this.done = true;
+    this.buf = [];
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** The HTTP thread's handle on the engine worker. Never waits on a forward pass. */
+export class EngineClient {
+  private readonly channels = new Map<string, EventChannel>();
+  private readonly decodes = new Map<number, { resolve: (s: number[][][]) => void; reject: (e: Error) => void }>();
+  private nextDecode = 0;
+  private latest: EngineStats | null = null;
+  private exited = false;
+  private fatal: string | null = null;
+  onEvent: ((e: EngineEvent) => void) | null = null;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: ModelInfo,
+  ) {
+    worker.on("message", (m: FromWorker) => this.onMessage(m));
+    worker.on("exit", () => {
+      this.exited = true;
+      const message = `the engine worker exited${this.fatal ? `: ${this.fatal}` : ""}`;
+      for (const [id, ch] of this.channels) ch.push({ type: "error", id, code: "engine_error", message });
+      this.channels.clear();
+      for (const d of this.decodes.values()) d.reject(new Error("the engine worker exited"));
+    });
+  }
+
+  static start(opts: EngineOptions, log: (msg: string) => void = () => {}): Promise<EngineClient> {
+    const worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), { workerData: opts });
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: FromWorker) => {
+        if (m.type === "progress") log(m.message);
+        else if (m.type === "fatal") reject(new Error(m.message));
+        else if (m.type === "ready") {
+          worker.off("message", onMessage);
+          resolve(new EngineClient(worker, m.info));
+        }
+      };
+      worker.on("message", onMessage);
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`engine worker exited with code ${code} while starting`)));
+    });
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  get stats(): EngineStats | null {
+    return this.latest;
+  }
+
+  /** Number of requests submitted and not yet finished (for the queue limit). */
+  get inFlight(): number {
+    return this.channels.size;
+  }
+
+  generate(req: GenerateRequest): AsyncIterableIterator<EngineEvent> {
+    const ch = new EventChannel(() => this.abort(req.id));
+    this.channels.set(req.id, ch);
+    this.send({ type: "add", req });
+    return ch;
+  }
+
+  async score(req: ScoreRequest): Promise<ScoreEvent> {
+    const ch = new EventChannel(() => this.abort(req.id));
+    this.channels.set(req.id, ch);
+    this.send({ type: "add", req });
+    let result: ScoreEvent | null = null;
+    for await (const e of ch) {
+      if (e.type === "score") result = e;
+      else if (e.type === "error") throw Object.assign(new Error(e.message), { code: e.code });
+    }
+    if (!result) throw new Error("scoring ended without a result");
+    return result;
+  }
+
+  abort(id: string): void {
+    if (this.channels.has(id)) this.send({ type: "abort", id });
+  }
+
+  decodeThoughts(thoughts: Float32Array[][]): Promise<number[][][]> {
+    const reqId = this.nextDecode++;
+    return new Promise((resolve, reject) => {
+      this.decodes.set(reqId, { resolve, reject });
+      this.send({ type: "decode", reqId, thoughts });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const done = new Promise((r) => this.worker.once("exit", r));
+    this.send({ type: "shutdown" });
+    await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+    if (!this.exited) await this.worker.terminate();
+  }
+
+  private send(m: ToWorker): void {
+    if (this.exited) throw new Error("the engine worker is not running");
+    this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type === "events") {
+      this.latest = m.stats;
+      for (const e of m.events) {
+        this.onEvent?.(e);
+        const ch = this.channels.get(e.id);
+        if (!ch) continue;
+        ch.push(e);
+        if (e.type === "finish" || e.type === "error") this.channels.delete(e.id);
+      }
+    } else if (m.type === "fatal") {
+      this.fatal = m.message;
+    } else if (m.type === "decoded") {
+      const d = this.decodes.get(m.reqId);
+      this.decodes.delete(m.reqId);
+      if (m.steps) d?.resolve(m.steps);
+      else d?.reject(new Error(m.error ?? "decode failed"));
+    }
+  }
+}

@@ -1,0 +1,239 @@
+import type { BlockManager } from "./block-manager.ts";
+import { sampleThought, thoughtLogProb } from "./nf-sampler.ts";
+import { Rng } from "./rng.ts";
+import type { ForwardRow, Runner } from "./runner.ts";
+import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
+import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
+import { Sequence, THOUGHT } from "./sequence.ts";
+import { StopMatcher } from "./stop-matcher.ts";
+import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest } from "./types.ts";
+
+/** What the engine needs from a tokenizer: incremental text for stop strings and token events. */
+export interface Detokenizer {
+  decode(ids: number[]): string;
+}
+
+export interface SpecialTokens {
+  eos: number;
+  bot: number;
+  pad: number;
+}
+
+/** Per-sequence sampling state the scheduler does not need to see. */
+interface GenState {
+  rng: Rng;
+  history: TokenHistory;
+  generated: number[];
+  stop: StopMatcher;
+  latentSpans: number;
+}
+
+interface ScoreState {
+  thoughtLogProbs: number[];
+  answerLogprobs: { tokenId: number; logprob: number }[];
+}
+
+/** The engine step is three calls: schedule, run, update. */
+export class Engine {
+  private readonly gen = new Map<string, GenState>();
+  private readonly scores = new Map<string, ScoreState>();
+  private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
+
+  constructor(
+    private readonly runner: Runner,
+    private readonly scheduler: Scheduler,
+    private readonly blocks: BlockManager,
+    private readonly detok: Detokenizer,
+    private readonly special: SpecialTokens,
+    private readonly maxContext: number,
+    private readonly emit: (e: EngineEvent) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get hasWork(): boolean {
+    return this.scheduler.hasWork;
+  }
+
+  add(req: EngineRequest): void {
+    const seq = new Sequence(req, this.now());
+    if (req.kind === "generate") {
+      const seen = new Set(req.promptIds);
+      this.gen.set(req.id, {
+        rng: Rng.fromSeed(req.sampling.seed === null ? null : (req.sampling.seed + req.choiceIndex) >>> 0),
+        history: { counts: new Map(), seen },
+        generated: [],
+        stop: new StopMatcher(req.sampling.stop),
+        latentSpans: 0,
+      });
+      // A prompt that ends in <BOT> (the chat template forces latent mode) opens a span at once.
+      if (req.promptIds.at(-1) === this.special.bot) this.openLatentSpan(seq);
+    } else {
+      this.scores.set(req.id, { thoughtLogProbs: [], answerLogprobs: [] });
+    }
+    this.scheduler.add(seq);
+  }
+
+  abort(id: string): void {
+    const seq = this.scheduler.abort(id);
+    if (seq) this.finish(seq, "abort");
+  }
+
+  async step(): Promise<void> {
+    const t0 = performance.now();
+    const out = this.scheduler.schedule();
+    for (const seq of out.rejected) {
+      this.emit({
+        type: "error",
+        id: seq.id,
+        code: "context_length_exceeded",
+        message: `the sequence needs ${seq.numPositions + 1} positions but the KV cache holds ${this.blocks.numBlocks * this.blocks.blockSize}`,
+      });
+      this.forget(seq.id);
+    }
+    if (out.items.length > 0) {
+      const rows = out.items.map((it) => this.row(it.seq, it.start, it.count));
+      const result = await this.runner.forward(rows);
+      this.scheduler.afterStep(out);
+      this.update(out, rows, result);
+      this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
+      this.counters.lastBatchSequences = out.items.length;
+    }
+    this.counters.steps++;
+    this.counters.lastStepMs = performance.now() - t0;
+  }
+
+  private row(seq: Sequence, start: number, count: number): ForwardRow {
+    const end = start + count;
+    let outputs: number[] = [];
+    if (seq.request.kind === "generate") {
+      if (end === seq.numPositions) outputs = [end - 1];
+    } else {
+      for (let p = Math.max(start, seq.promptLength - 1); p < Math.min(end, seq.numPositions - 1); p++) outputs.push(p);
+    }
+    return { tokens: seq.tokens.slice(start, end), thoughts: seq.thoughts.slice(start, end), start, blockTable: seq.blockTable, outputs };
+  }
+
+  private update(out: SchedulerOutput, rows: ForwardRow[], r: { logits: Float32Array; mu: Float32Array; logSigma: Float32Array }): void {
+    const V = this.runner.vocabSize;
+    const D = this.runner.thoughtDim;
+    let o = 0;
+    out.items.forEach((it, i) => {
+      const seq = it.seq;
+      const row = rows[i]!;
+      for (const p of row.outputs) {
+        const logits = r.logits.subarray(o * V, (o + 1) * V);
+        const mu = r.mu.subarray(o * D, (o + 1) * D);
+        const ls = r.logSigma.subarray(o * D, (o + 1) * D);
+        o++;
+        if (seq.isFinished) continue;
+        if (seq.request.kind === "score") this.scorePosition(seq, p, logits, mu, ls);
+        else this.sample(seq, seq.request, logits, mu, ls);
+      }
+      if (seq.request.kind === "score" && seq.numComputed === seq.numPositions && !seq.isFinished) {
+        const st = this.scores.get(seq.id)!;
+        this.emit({ type: "score", id: seq.id, thoughtLogProbs: st.thoughtLogProbs, answerLogprobs: st.answerLogprobs });
+        this.scheduler.finish(seq, "stop");
+        this.finish(seq, "stop");
+      }
+    });
+  }
+
+  private scorePosition(seq: Sequence, p: number, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
+    const st = this.scores.get(seq.id)!;
+    const next = seq.tokens[p + 1]!;
+    if (next === THOUGHT) st.thoughtLogProbs.push(thoughtLogProb(seq.thoughts[p + 1]!, mu, ls));
+    else st.answerLogprobs.push({ tokenId: next, logprob: logSoftmax(logits)[next]! });
+  }
+
+  private sample(seq: Sequence, req: GenerateRequest, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
+    const g = this.gen.get(seq.id)!;
+    if (seq.thoughtsLeft > 0) {
+      const t = sampleThought(mu, ls, req.latent.temperature, g.rng);
+      seq.appendThought(t.vector);
+      this.counters.thoughts++;
+      this.emit({
+        type: "thought",
+        id: seq.id,
+        index: seq.thoughtCount - 1,
+        logProb: t.logProb,
+        ...(req.latent.returnVectors ? { vector: t.vector } : {}),
+      });
+    } else {
+      // One latent span per answer: the model may open it, but not loop on it.
+      const banned = [this.special.pad, ...(g.latentSpans > 0 ? [this.special.bot] : [])];
+      if (req.sampling.ignoreEos) banned.push(this.special.eos);
+      const s = sampleToken(logits, req.sampling, g.history, g.rng, banned);
+      if (s.tokenId === this.special.eos || req.sampling.stopTokenIds.includes(s.tokenId)) {
+        this.scheduler.finish(seq, "stop");
+        return this.finish(seq, "stop");
+      }
+      seq.appendToken(s.tokenId);
+      this.counters.generationTokens++;
+      g.history.counts.set(s.tokenId, (g.history.counts.get(s.tokenId) ?? 0) + 1);
+      g.history.seen.add(s.tokenId);
+      g.generated.push(s.tokenId);
+      if (s.tokenId === this.special.bot) this.openLatentSpan(seq);
+      const { delta, stopped } = g.stop.push(this.detok.decode(g.generated));
+      this.emit({
+        type: "token",
+        id: seq.id,
+        tokenId: s.tokenId,
+        text: delta,
+        ...(req.sampling.logprobs ? { logprob: s.logprob, topLogprobs: s.topLogprobs } : {}),
+      });
+      if (stopped) {
+        this.scheduler.finish(seq, "stop");
+        return this.finish(seq, "stop");
+      }
+    }
+    if (seq.completionTokens >= req.sampling.maxTokens || seq.numPositions >= this.maxContext) {
+      this.scheduler.finish(seq, "length");
+      this.finish(seq, "length");
+    }
+  }
+
+  private openLatentSpan(seq: Sequence): void {
+    seq.thoughtsLeft = this.runner.numThoughts;
+    this.gen.get(seq.id)!.latentSpans++;
+  }
+
+  private finish(seq: Sequence, reason: FinishReason): void {
+    const g = this.gen.get(seq.id);
+    // Text held back as a possible stop-string prefix belongs to the output after all.
+    const tail = g ? g.stop.flush(this.detok.decode(g.generated)) : "";
+    {
+      const start = seq.firstScheduledMs ?? this.now();
+      this.emit({
+        type: "finish",
+        id: seq.id,
+        reason,
+        promptTokens: seq.promptLength,
+        completionTokens: seq.completionTokens,
+        thoughts: seq.thoughtCount,
+        cachedTokens: seq.numCachedAtAdmission,
+        queueTimeMs: start - seq.arrivalMs,
+        tail,
+      });
+    }
+    this.counters.promptTokens += seq.promptLength;
+    this.forget(seq.id);
+  }
+
+  private forget(id: string): void {
+    this.gen.delete(id);
+    this.scores.delete(id);
+  }
+
+  stats(): EngineStats {
+    return {
+      running: this.scheduler.numRunning,
+      waiting: this.scheduler.numWaiting,
+      kvBlocksTotal: this.blocks.numBlocks,
+      kvBlocksUsed: this.blocks.numUsedBlocks,
+      prefixCacheQueries: this.blocks.prefixQueries,
+      prefixCacheHits: this.blocks.prefixHits,
+      preemptions: this.scheduler.preemptions,
+      ...this.counters,
+    };
+  }
+}

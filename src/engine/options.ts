@@ -1,0 +1,45 @@
+import type { ExecutionProvider } from "./runner.ts";
+
+/** Everything the engine worker needs to start; plain data (it crosses postMessage). */
+export interface EngineOptions {
+  modelDir: string;
+  provider: ExecutionProvider;
+  threads: number;
+  graphOptimization: "disabled" | "basic" | "extended" | "all";
+  blockSize: number;
+  /** KV pool size: numBlocks wins when set, else kvCacheBytes is divided by the block size in bytes. */
+  numBlocks: number | null;
+  kvCacheBytes: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  enablePrefixCaching: boolean;
+}
+
+export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, "modelDir"> = {
+  provider: "cpu",
+  threads: 0,
+  graphOptimization: "all",
+  blockSize: 16,
+  numBlocks: null,
+  kvCacheBytes: 256 * 1024 * 1024,
+  maxNumSeqs: 64,
+  maxNumBatchedTokens: 2048,
+  enablePrefixCaching: true,
+};
+
+export interface ModelInfo {
+  name: string;
+  modelDir: string;
+  numBlocks: number;
+  blockSize: number;
+  maxContext: number;
+  numThoughts: number;
+  thoughtDim: number;
+  defaultLatentTemperature: number;
+  reasoningModes: ("none" | "explicit" | "latent")[];
+  defaultReasoningMode: "none" | "explicit" | "latent";
+  hasThoughtDecoder: boolean;
+  special: { bos: number; eos: number; bot: number; eot: number; pad: number };
+  vocabSize: number;
+  provider: ExecutionProvider;
+}

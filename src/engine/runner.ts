@@ -1,0 +1,266 @@
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
+import { THOUGHT } from "./sequence.ts";
+
+/** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
+
+export type ExecutionProvider = "cpu" | "cuda";
+
+export interface RunnerOptions {
+  modelDir: string;
+  provider: ExecutionProvider;
+  threads: number; // intra-op threads; 0 = onnxruntime's default
+  graphOptimization: "disabled" | "basic" | "extended" | "all";
+  numBlocks: number;
+  blockSize: number;
+}
+
+/** One sequence's slice of a step: positions [start, start + tokens.length). */
+export interface ForwardRow {
+  tokens: ArrayLike<number>; // THOUGHT where the position is a thought
+  thoughts: ArrayLike<Float32Array | null>;
+  start: number; // = positions already in the cache for this sequence
+  blockTable: readonly number[];
+  outputs: readonly number[]; // absolute positions whose head outputs are wanted
+}
+
+export interface ForwardOutput {
+  logits: Float32Array; // [numOutputs, vocab], rows in the order of rows x outputs
+  mu: Float32Array; // [numOutputs, thoughtDim]
+  logSigma: Float32Array;
+}
+
+export class ModelLoadError extends Error {}
+
+export class Runner {
+  readonly pool: Float32Array;
+  readonly vocabSize: number;
+  readonly thoughtDim: number;
+  readonly numThoughts: number;
+  private readonly L: number;
+  private readonly kvH: number;
+  private readonly hd: number;
+  private readonly bs: number;
+  private readonly poolTensor: ort.Tensor;
+
+  private constructor(
+    readonly manifest: Manifest,
+    readonly options: RunnerOptions,
+    private readonly backbone: ort.InferenceSession,
+    private readonly decoder: ort.InferenceSession | null,
+  ) {
+    const a = manifest.architecture;
+    this.vocabSize = a.vocab_size;
+    this.thoughtDim = manifest.latent.thought_dim;
+    this.numThoughts = manifest.latent.num_thoughts;
+    this.L = a.num_layers;
+    this.kvH = a.num_kv_heads;
+    this.hd = a.head_dim;
+    this.bs = options.blockSize;
+    this.pool = new Float32Array(options.numBlocks * this.blockFloats);
+    // The pool is handed to onnxruntime zero-copy every step (serving-notes): one tensor object.
+    this.poolTensor = new ort.Tensor("float32", this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
+  }
+
+  /** Floats in one block: [L, 2, kvH, blockSize, headDim]. */
+  get blockFloats(): number {
+    return this.L * 2 * this.kvH * this.bs * this.hd;
+  }
+
+  static bytesPerBlock(m: Manifest, blockSize: number): number {
+    const a = m.architecture;
+    return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * 4;
+  }
+
+  static async create(manifest: Manifest, options: RunnerOptions): Promise<Runner> {
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: [options.provider],
+      graphOptimizationLevel: options.graphOptimization,
+      ...(options.threads > 0 ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
+      // Spinning burns a core between steps for no latency gain on small graphs (serving-notes).
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
+    };
+    const open = async (spec: GraphSpec) => {
+      const path = join(options.modelDir, spec.file);
+      let s: ort.InferenceSession;
+      try {
+        s = await ort.InferenceSession.create(path, sessionOptions);
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (options.provider === "cuda" && /shared library|cuda/i.test(msg)) {
+          throw new ModelLoadError(
+            "the CUDA execution provider is not installed: onnxruntime-node ships only the CPU provider " +
+              "unless installed with ONNXRUNTIME_NODE_INSTALL=cuda12 (the CUDA image does this). " +
+              `Use --provider cpu, or install it. (${msg})`,
+          );
+        }
+        throw new ModelLoadError(`${path}: cannot be loaded by onnxruntime: ${msg}`);
+      }
+      checkGraph(manifest, spec, s, path);
+      return s;
+    };
+    const backbone = await open(manifest.graphs.backbone);
+    const decoder = manifest.graphs.thought_decoder ? await open(manifest.graphs.thought_decoder) : null;
+    return new Runner(manifest, options, backbone, decoder);
+  }
+
+  get hasThoughtDecoder(): boolean {
+    return this.decoder !== null;
+  }
+
+  /** Runs the rows (grouped so decode steps are not padded to a prefill chunk's length) and
+   * writes each new position's K/V into its block. */
+  async forward(rows: ForwardRow[]): Promise<ForwardOutput> {
+    const single = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length === 1);
+    const multi = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length > 1);
+    const parts = new Map<number, { logits: Float32Array; mu: Float32Array; logSigma: Float32Array; offsets: number[] }>();
+    for (const group of [single, multi]) {
+      if (group.length === 0) continue;
+      const out = await this.runGroup(group.map((i) => rows[i]!));
+      let o = 0;
+      group.forEach((i) => {
+        parts.set(i, { ...out, offsets: [o, o + rows[i]!.outputs.length] });
+        o += rows[i]!.outputs.length;
+      });
+    }
+    const n = rows.reduce((s, r) => s + r.outputs.length, 0);
+    const V = this.vocabSize;
+    const D = this.thoughtDim;
+    const result = { logits: new Float32Array(n * V), mu: new Float32Array(n * D), logSigma: new Float32Array(n * D) };
+    let w = 0;
+    rows.forEach((_, i) => {
+      const p = parts.get(i)!;
+      const [a, b] = p.offsets as [number, number];
+      result.logits.set(p.logits.subarray(a * V, b * V), w * V);
+      result.mu.set(p.mu.subarray(a * D, b * D), w * D);
+      result.logSigma.set(p.logSigma.subarray(a * D, b * D), w * D);
+      w += b - a;
+    });
+    return result;
+  }
+
+  private async runGroup(rows: ForwardRow[]) {
+    const B = rows.length;
+    const S = Math.max(...rows.map((r) => r.tokens.length));
+    const MB = Math.max(1, ...rows.map((r) => Math.ceil(r.start / this.bs)));
+    const D = this.thoughtDim;
+    const ids = new BigInt64Array(B * S);
+    const th = new Float32Array(B * S * D);
+    const isTh = new Float32Array(B * S);
+    const pos = new BigInt64Array(B * S);
+    const past = new BigInt64Array(B);
+    const tables = new BigInt64Array(B * MB);
+    const gather: bigint[] = [];
+    rows.forEach((r, b) => {
+      past[b] = BigInt(r.start);
+      for (let j = 0; j < Math.ceil(r.start / this.bs); j++) tables[b * MB + j] = BigInt(r.blockTable[j]!);
+      for (let s = 0; s < r.tokens.length; s++) {
+        const t = r.tokens[s]!;
+        pos[b * S + s] = BigInt(r.start + s);
+        if (t === THOUGHT) {
+          isTh[b * S + s] = 1;
+          th.set(r.thoughts[s]!, (b * S + s) * D);
+        } else {
+          ids[b * S + s] = BigInt(t);
+        }
+      }
+      for (const p of r.outputs) gather.push(BigInt(b * S + (p - r.start)));
+    });
+    const feeds = {
+      input_ids: new ort.Tensor("int64", ids, [B, S]),
+      thought_inputs: new ort.Tensor("float32", th, [B, S, D]),
+      is_thought: new ort.Tensor("float32", isTh, [B, S]),
+      positions: new ort.Tensor("int64", pos, [B, S]),
+      past_lens: new ort.Tensor("int64", past, [B]),
+      kv_pool: this.poolTensor,
+      block_tables: new ort.Tensor("int64", tables, [B, MB]),
+      gather_index: new ort.Tensor("int64", BigInt64Array.from(gather), [gather.length]),
+    };
+    const out = await this.backbone.run(feeds);
+    this.writeKv(rows, out["new_kv"]!.data as Float32Array, S);
+    return {
+      logits: out["logits"]!.data as Float32Array,
+      mu: out["mu"]!.data as Float32Array,
+      logSigma: out["log_sigma"]!.data as Float32Array,
+    };
+  }
+
+  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :]. */
+  private writeKv(rows: ForwardRow[], kv: Float32Array, S: number): void {
+    const { L, kvH, hd, bs } = this;
+    const B = rows.length;
+    rows.forEach((r, b) => {
+      for (let s = 0; s < r.tokens.length; s++) {
+        const p = r.start + s;
+        const block = r.blockTable[Math.floor(p / bs)];
+        if (block === undefined) throw new Error(`no block for position ${p}`);
+        const slot = p % bs;
+        for (let l = 0; l < L; l++) {
+          for (let k = 0; k < 2; k++) {
+            for (let h = 0; h < kvH; h++) {
+              const src = ((((l * 2 + k) * B + b) * kvH + h) * S + s) * hd;
+              const dst = ((((block * L + l) * 2 + k) * kvH + h) * bs + slot) * hd;
+              this.pool.set(kv.subarray(src, src + hd), dst);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  /** Thought decoder: per sequence K thoughts -> per slot argmax (variable, value) token ids. */
+  async decodeThoughts(batch: Float32Array[][]): Promise<number[][][]> {
+    if (!this.decoder) throw new Error("this model ships no thought decoder");
+    const K = this.numThoughts;
+    const D = this.thoughtDim;
+    const V = this.vocabSize;
+    const x = new Float32Array(batch.length * K * D);
+    batch.forEach((ts, b) => ts.forEach((t, k) => x.set(t, (b * K + k) * D)));
+    const out = await this.decoder.run({ thoughts: new ort.Tensor("float32", x, [batch.length, K, D]) });
+    const logits = out["step_logits"]!.data as Float32Array;
+    return batch.map((_, b) =>
+      Array.from({ length: K }, (_, k) =>
+        [0, 1].map((j) => {
+          const off = ((b * K + k) * 2 + j) * V;
+          let best = 0;
+          for (let v = 1; v < V; v++) if (logits[off + v]! > logits[off + best]!) best = v;
+          return best;
+        }),
+      ),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.backbone.release();
+    await this.decoder?.release();
+  }
+}
+
+/** The manifest must describe the graph exactly: same names, dtypes, ranks and fixed dims. */
+function checkGraph(m: Manifest, spec: GraphSpec, s: ort.InferenceSession, path: string): void {
+  const compare = (kind: string, want: GraphSpec["inputs"], have: readonly ort.InferenceSession.ValueMetadata[]) => {
+    const names = have.map((h) => h.name);
+    for (const w of want) {
+      const h = have.find((x) => x.name === w.name);
+      if (!h) throw new ModelLoadError(`${path}: manifest ${kind} '${w.name}' is not in the graph (graph has ${names.join(", ")})`);
+      if (!h.isTensor) throw new ModelLoadError(`${path}: ${kind} '${w.name}' is not a tensor`);
+      if (h.type !== w.dtype) throw new ModelLoadError(`${path}: ${kind} '${w.name}' is ${h.type} in the graph, ${w.dtype} in the manifest`);
+      if (h.shape.length !== w.shape.length) {
+        throw new ModelLoadError(`${path}: ${kind} '${w.name}' has rank ${h.shape.length} in the graph, ${w.shape.length} in the manifest`);
+      }
+      w.shape.forEach((d, i) => {
+        const want = resolveDim(m, d);
+        const got = h.shape[i];
+        if (typeof want === "number" && typeof got === "number" && want !== got) {
+          throw new ModelLoadError(`${path}: ${kind} '${w.name}' dim ${i} is ${got} in the graph, ${want} (${d}) in the manifest`);
+        }
+      });
+    }
+    for (const n of names) {
+      if (!want.some((w) => w.name === n)) throw new ModelLoadError(`${path}: graph ${kind} '${n}' is not in the manifest`);
+    }
+  };
+  compare("input", spec.inputs, s.inputMetadata);
+  compare("output", spec.outputs, s.outputMetadata);
+}

@@ -1,0 +1,243 @@
+import type { Rng } from "./rng.ts";
+import type { SamplingParams, TopLogprob } from "./types.ts";
+
+/** What the penalties look at, kept by the caller per sequence. */
+export interface TokenHistory {
+  /** Generated-token counts (presence / frequency penalties: OpenAI counts only the output). */
+  counts: Map<number, number>;
+  /** Prompt + generated token ids (repetition penalty: HF / vLLM count the prompt too). */
+  seen: Set<number>;
+}
+
+export interface TokenSample {
+  tokenId: number;
+  /** Log-probability of tokenId under the model's raw distribution (see sampleToken). */
+  logprob: number;
+  /** The p.topLogprobs most likely tokens of the raw distribution, descending; [] unless p.logprobs. */
+  topLogprobs: TopLogprob[];
+}
+
+/** In place. Order as vLLM: repetition penalty over `seen` (positive logits divided, negative
+ * multiplied, as HF), then frequency and presence over the generated counts (OpenAI:
+ * logit -= presence * (count > 0) + frequency * count). Ids outside the vocabulary are skipped. */
+export function applyPenalties(logits: Float32Array, history: TokenHistory, p: SamplingParams): void {
+  const n = logits.length;
+  if (p.repetitionPenalty !== 1) {
+    for (const id of history.seen) {
+      if (id < 0 || id >= n) continue;
+      const x = logits[id];
+      logits[id] = x > 0 ? x / p.repetitionPenalty : x * p.repetitionPenalty;
+    }
+  }
+  if (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
+    for (const [id, count] of history.counts) {
+      if (id < 0 || id >= n || count <= 0) continue;
+      logits[id] = logits[id] - p.presencePenalty - p.frequencyPenalty * count;
+    }
+  }
+}
+
+/** In place: -Infinity outside the k largest (0 = off). Ties with the k-th value are kept, as HF
+ * and vLLM do (`logits < kth` is masked), so the kept set never depends on token order. */
+export function applyTopK(logits: Float32Array, k: number): void {
+  if (k <= 0 || k >= logits.length) return;
+  const kth = kthLargest(logits.slice(), k);
+  for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
+}
+
+/** In place: zero every token beyond the nucleus, the smallest set of most likely tokens (ties:
+ * lowest id first) whose mass reaches p of the total; the top token always stays (1 = off). */
+export function applyTopP(probs: Float64Array, p: number): void {
+  if (p >= 1) return;
+  let total = 0;
+  for (let i = 0; i < probs.length; i++) total += probs[i];
+  const target = Math.max(p, 0) * total;
+  const order = nucleusCandidates(probs, target);
+  order.sort((i, j) => probs[j] - probs[i] || i - j);
+  const keep = new Uint8Array(probs.length);
+  let mass = 0;
+  for (const i of order) {
+    // A token is kept while the mass before it is short of the target: the last one kept crosses it.
+    if (mass >= target && mass > 0) break;
+    keep[i] = 1;
+    mass += probs[i];
+  }
+  for (let i = 0; i < probs.length; i++) if (!keep[i]) probs[i] = 0;
+}
+
+/** In place: zero tokens with prob < minP * max prob (0 = off). minP is capped at 1, so the most
+ * likely token always stays. */
+export function applyMinP(probs: Float64Array, minP: number): void {
+  if (minP <= 0) return;
+  let max = 0;
+  for (let i = 0; i < probs.length; i++) if (probs[i] > max) max = probs[i];
+  const threshold = Math.min(minP, 1) * max;
+  for (let i = 0; i < probs.length; i++) if (probs[i] < threshold) probs[i] = 0;
+}
+
+/** softmax(logits / temperature) in float64. Temperature <= 0 is the limit: one-hot on the argmax. */
+export function softmax(logits: Float32Array, temperature: number): Float64Array {
+  const probs = new Float64Array(logits.length);
+  const top = argmax(logits);
+  if (temperature <= 0) {
+    probs[top] = 1;
+    return probs;
+  }
+  const max = logits[top];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    // Subtracting the max before dividing keeps tiny temperatures from overflowing exp.
+    const e = Math.exp((logits[i] - max) / temperature);
+    probs[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < probs.length; i++) probs[i] = probs[i] / sum;
+  return probs;
+}
+
+/** log softmax(logits) in float64 (the model's distribution at temperature 1). */
+export function logSoftmax(logits: Float32Array): Float64Array {
+  const lse = logSumExp(logits);
+  const out = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
+  return out;
+}
+
+/** Samples one token. `rawLogits` is read only (it may be a view into the runner's output).
+ * Pipeline: banned ids -> -Infinity (no id is special here: the caller bans EOS when it must),
+ * penalties, then temperature 0 = greedy argmax (ties: lowest id), else temperature, top-k,
+ * softmax, top-p, min-p, and a draw from the renormalised remainder using exactly one rng.next(),
+ * so a seeded request gives the same tokens whatever shares its batch.
+ * `logprob` and `topLogprobs` come from log-softmax of the RAW logits, before bans, penalties and
+ * the sampling transforms: the model's own distribution, as vLLM reports by default, and what a
+ * scoring request or an RL trainer recomputes. */
+export function sampleToken(
+  rawLogits: Float32Array,
+  p: SamplingParams,
+  history: TokenHistory,
+  rng: Rng,
+  banned?: number[],
+): TokenSample {
+  const logits = rawLogits.slice();
+  if (banned) for (const id of banned) if (id >= 0 && id < logits.length) logits[id] = -Infinity;
+  applyPenalties(logits, history, p);
+
+  let tokenId: number;
+  if (p.temperature <= 0) {
+    tokenId = argmax(logits);
+  } else {
+    applyTopK(logits, p.topK);
+    const probs = softmax(logits, p.temperature);
+    applyTopP(probs, p.topP);
+    applyMinP(probs, p.minP);
+    tokenId = draw(probs, rng.next());
+  }
+
+  const lse = logSumExp(rawLogits);
+  return {
+    tokenId,
+    logprob: rawLogits[tokenId] - lse,
+    topLogprobs: p.logprobs ? topTokens(rawLogits, p.topLogprobs, lse) : [],
+  };
+}
+
+/** Index of the largest logit, lowest id on ties; throws when every token is masked. */
+function argmax(logits: Float32Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] > bestValue) {
+      bestValue = logits[i];
+      best = i;
+    }
+  }
+  if (best < 0) throw new Error("sampler: every token is masked (-Infinity)");
+  return best;
+}
+
+function logSumExp(logits: Float32Array): number {
+  const max = logits[argmax(logits)];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return max + Math.log(sum);
+}
+
+/** Inverse-CDF draw over unnormalised probs: scaling u by the total is the renormalisation. */
+function draw(probs: Float64Array, u: number): number {
+  let total = 0;
+  for (let i = 0; i < probs.length; i++) total += probs[i];
+  const target = u * total;
+  let cumulative = 0;
+  let lastPositive = -1;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] <= 0) continue;
+    cumulative += probs[i];
+    lastPositive = i;
+    if (cumulative > target) return i;
+  }
+  // Only reached when rounding leaves the running sum just under the target.
+  if (lastPositive < 0) throw new Error("sampler: no token left after filtering");
+  return lastPositive;
+}
+
+/** The k-th largest value (1-based) by quickselect; reorders `values`. O(n), not a full sort. */
+function kthLargest(values: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = values.length - 1;
+  const target = k - 1; // index in descending order
+  while (lo < hi) {
+    const pivot = values[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (values[i] > pivot) i++;
+      while (values[j] < pivot) j--;
+      if (i <= j) {
+        const t = values[i];
+        values[i] = values[j];
+        values[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return values[target];
+  }
+  return values[target];
+}
+
+/** Ids of a prefix of the descending order that holds at least `target` mass, found without
+ * sorting the whole vocabulary: probs are bucketed by powers of two below the max (a bucket
+ * index never increases with prob), and buckets are taken until their mass reaches the target. */
+function nucleusCandidates(probs: Float64Array, target: number): number[] {
+  const BUCKETS = 64;
+  let max = 0;
+  for (let i = 0; i < probs.length; i++) if (probs[i] > max) max = probs[i];
+  const bucketOf = (q: number): number => Math.min(BUCKETS - 1, Math.floor(Math.log2(max / q)));
+  const mass = new Float64Array(BUCKETS);
+  for (let i = 0; i < probs.length; i++) if (probs[i] > 0) mass[bucketOf(probs[i])] += probs[i];
+  let last = 0;
+  let cumulative = mass[0];
+  while (cumulative < target && last < BUCKETS - 1) cumulative += mass[++last];
+  const ids: number[] = [];
+  for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && bucketOf(probs[i]) <= last) ids.push(i);
+  return ids;
+}
+
+/** The n largest logits as logprobs, descending, lowest id first on ties. */
+function topTokens(logits: Float32Array, n: number, lse: number): TopLogprob[] {
+  const count = Math.min(Math.max(n, 0), logits.length);
+  if (count === 0) return [];
+  // Small sorted buffer (n <= 20 in the OpenAI API): most logits fail the first comparison.
+  const ids: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (ids.length === count && !(x > logits[ids[count - 1]])) continue;
+    let pos = ids.length === count ? count - 1 : ids.length;
+    while (pos > 0 && x > logits[ids[pos - 1]]) pos--;
+    if (ids.length === count) ids.pop();
+    ids.splice(pos, 0, i);
+  }
+  return ids.map((tokenId) => ({ tokenId, logprob: logits[tokenId] - lse }));
+}

@@ -1,0 +1,177 @@
+import type { BlockManager } from "./block-manager.ts";
+import type { Sequence } from "./sequence.ts";
+import type { FinishReason } from "./types.ts";
+
+/** Iteration-level continuous batching (vLLM v1 style): no prefill/decode phases. Each step has
+ * a token budget; running sequences go first (a decode is 1 position, a long prompt is chunked),
+ * then waiting ones are admitted FCFS. When blocks run out the newest running sequence is
+ * preempted by recompute. The only place that changes a sequence's status. */
+
+export interface SchedulerConfig {
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+}
+
+/** Compute positions [start, start + count) of seq in this step. */
+export interface ScheduledItem {
+  seq: Sequence;
+  start: number;
+  count: number;
+}
+
+export interface SchedulerOutput {
+  items: ScheduledItem[];
+  preempted: Sequence[];
+  /** Finished with reason "length" because they can never fit the block pool. */
+  rejected: Sequence[];
+}
+
+export class Scheduler {
+  /** In admission order: the last one is the newest, first to be preempted. */
+  readonly running: Sequence[] = [];
+  /** FCFS; preempted sequences go back to the front. */
+  readonly waiting: Sequence[] = [];
+  preemptions = 0;
+  private readonly live = new Map<string, Sequence>();
+
+  constructor(
+    readonly config: SchedulerConfig,
+    private readonly blocks: BlockManager,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  add(seq: Sequence): void {
+    if (this.live.has(seq.id)) throw new Error(`duplicate sequence id ${seq.id}`);
+    this.live.set(seq.id, seq);
+    this.waiting.push(seq);
+  }
+
+  get(id: string): Sequence | undefined {
+    return this.live.get(id);
+  }
+
+  abort(id: string): Sequence | undefined {
+    const seq = this.live.get(id);
+    if (seq) this.finish(seq, "abort");
+    return seq;
+  }
+
+  finish(seq: Sequence, reason: FinishReason): void {
+    if (seq.isFinished) return;
+    this.blocks.free(seq);
+    remove(this.running, seq);
+    remove(this.waiting, seq);
+    this.live.delete(seq.id);
+    seq.setStatus("finished", reason);
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+
+  get hasWork(): boolean {
+    return this.running.length > 0 || this.waiting.length > 0;
+  }
+
+  schedule(): SchedulerOutput {
+    const out: SchedulerOutput = { items: [], preempted: [], rejected: [] };
+    let budget = this.config.maxNumBatchedTokens;
+
+    for (let i = 0; i < this.running.length && budget > 0; ) {
+      const seq = this.running[i];
+      const count = Math.min(seq.numUncomputed, budget);
+      if (count <= 0) {
+        i++; // waiting on the engine to append its next position
+        continue;
+      }
+      if (this.blocks.blocksFor(seq.numComputed + count) > this.blocks.numBlocks) {
+        this.reject(seq, out); // would not fit even alone in the pool
+        continue;
+      }
+      let selfPreempted = false;
+      while (!this.blocks.canAppend(seq, count)) {
+        // Terminates: once seq is alone, the whole pool is free and it fits (checked above).
+        const victim = this.running[this.running.length - 1];
+        this.preempt(victim, out);
+        if (victim === seq) {
+          selfPreempted = true;
+          break;
+        }
+      }
+      if (selfPreempted) break; // it was the newest: nobody runs after it
+      this.blocks.append(seq, count);
+      out.items.push({ seq, start: seq.numComputed, count });
+      budget -= count;
+      i++;
+    }
+
+    this.rejectImpossible(out);
+    for (let j = 0; j < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs; ) {
+      const seq = this.waiting[j];
+      if (this.waitsForLeader(seq)) {
+        j++; // does not hold the queue: those behind it may go
+        continue;
+      }
+      if (!this.blocks.canAllocate(seq)) break; // FCFS: never skip ahead for lack of blocks
+      this.blocks.allocate(seq);
+      this.waiting.splice(j, 1);
+      seq.setStatus("running");
+      seq.firstScheduledMs ??= this.now();
+      this.running.push(seq);
+      const count = Math.min(seq.numUncomputed, budget);
+      out.items.push({ seq, start: seq.numComputed, count });
+      budget -= count;
+    }
+    return out;
+  }
+
+  afterStep(out: SchedulerOutput): void {
+    for (const { seq, start, count } of out.items) {
+      if (seq.status !== "running") continue; // aborted or finished while the step ran
+      seq.numComputed = start + count;
+      this.blocks.markComputed(seq);
+    }
+  }
+
+  /** Preemption by recompute: drop its KV and queue it at the front to start over. */
+  private preempt(seq: Sequence, out: SchedulerOutput): void {
+    this.blocks.free(seq);
+    seq.numComputed = 0;
+    seq.setStatus("preempted");
+    remove(this.running, seq);
+    this.waiting.unshift(seq);
+    out.preempted.push(seq);
+    this.preemptions++;
+  }
+
+  private reject(seq: Sequence, out: SchedulerOutput): void {
+    this.finish(seq, "length");
+    out.rejected.push(seq);
+  }
+
+  /** Waiting sequences that could never run, even in an empty pool, are rejected wherever they
+   * stand in the queue, so the engine can report them at once. An empty sequence has nothing to
+   * compute and would sit in running forever. */
+  private rejectImpossible(out: SchedulerOutput): void {
+    for (const seq of [...this.waiting]) {
+      const impossible = this.blocks.blocksFor(seq.numPositions + 1) > this.blocks.numBlocks;
+      if (impossible || seq.numPositions === 0) this.reject(seq, out);
+    }
+  }
+
+  /** A follower of n > 1 waits until its leader's prompt is computed, so it can hit the cache. */
+  private waitsForLeader(seq: Sequence): boolean {
+    if (seq.request.kind !== "generate" || seq.request.leaderId === null) return false;
+    const leader = this.live.get(seq.request.leaderId);
+    return leader !== undefined && leader !== seq && leader.numComputed < leader.promptLength;
+  }
+}
+
+function remove(queue: Sequence[], seq: Sequence): void {
+  const i = queue.indexOf(seq);
+  if (i >= 0) queue.splice(i, 1);
+}

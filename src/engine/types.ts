@@ -1,0 +1,101 @@
+/** Types shared by the engine (worker thread) and its client (HTTP thread). Plain data only:
+ * everything here crosses `postMessage`. */
+
+export type ReasoningMode = "none" | "explicit" | "latent";
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface SamplingParams {
+  temperature: number; // 0 = greedy
+  topP: number; // 1 = off
+  topK: number; // 0 = off
+  minP: number; // 0 = off
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number; // 1 = off
+  maxTokens: number; // text tokens; thoughts are bounded by the model's K
+  stopTokenIds: number[];
+  stop: string[];
+  seed: number | null; // null = drawn at random
+  logprobs: boolean;
+  topLogprobs: number;
+  ignoreEos: boolean;
+}
+
+export interface LatentParams {
+  temperature: number; // T_z; 0 gives u = mu
+  returnVectors: boolean;
+}
+
+export interface GenerateRequest {
+  kind: "generate";
+  id: string;
+  promptIds: number[];
+  sampling: SamplingParams;
+  latent: LatentParams;
+  /** Index of this choice among n (the seed of choice i is seed + i). */
+  choiceIndex: number;
+  /** Id of the request whose prompt this one shares; it waits until that prompt is cached. */
+  leaderId: string | null;
+}
+
+/** Teacher-forced scoring: prompt, then given thoughts (entered after the prompt), then answer. */
+export interface ScoreRequest {
+  kind: "score";
+  id: string;
+  promptIds: number[];
+  thoughts: Float32Array[];
+  answerIds: number[];
+}
+
+export type EngineRequest = GenerateRequest | ScoreRequest;
+
+export interface TopLogprob {
+  tokenId: number;
+  logprob: number;
+}
+
+export type EngineEvent =
+  | {
+      type: "token";
+      id: string;
+      tokenId: number;
+      text: string; // detokenized delta (may be "" while a multi-token character is incomplete)
+      logprob?: number;
+      topLogprobs?: TopLogprob[];
+    }
+  | { type: "thought"; id: string; index: number; logProb: number; vector?: Float32Array }
+  | {
+      type: "finish";
+      id: string;
+      reason: FinishReason;
+      promptTokens: number;
+      completionTokens: number;
+      thoughts: number;
+      cachedTokens: number;
+      queueTimeMs: number;
+      tail: string; // text released at the end (held back earlier as a possible stop-string prefix)
+    }
+  | {
+      type: "score";
+      id: string;
+      thoughtLogProbs: number[];
+      answerLogprobs: { tokenId: number; logprob: number }[];
+    }
+  | { type: "error"; id: string; code: string; message: string };
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  kvBlocksTotal: number;
+  kvBlocksUsed: number;
+  prefixCacheQueries: number; // positions looked up
+  prefixCacheHits: number; // positions found
+  preemptions: number;
+  steps: number;
+  lastStepMs: number;
+  lastBatchPositions: number;
+  lastBatchSequences: number;
+  promptTokens: number;
+  generationTokens: number;
+  thoughts: number;
+}

@@ -1,0 +1,102 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { loadManifest } from "../model/manifest.ts";
+import { ModelTokenizer } from "../model/tokenizer.ts";
+import { BlockManager } from "./block-manager.ts";
+import { Engine } from "./engine.ts";
+import type { EngineOptions, ModelInfo } from "./options.ts";
+import { Runner } from "./runner.ts";
+import { Scheduler } from "./scheduler.ts";
+import type { EngineEvent, EngineRequest } from "./types.ts";
+
+/** The engine's thread: session.run blocks its thread, so it must not be the HTTP thread's. */
+
+export type ToWorker =
+  | { type: "add"; req: EngineRequest }
+  | { type: "abort"; id: string }
+  | { type: "decode"; reqId: number; thoughts: Float32Array[][] }
+  | { type: "shutdown" };
+
+export type FromWorker =
+  | { type: "ready"; info: ModelInfo }
+  | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]> }
+  | { type: "decoded"; reqId: number; steps: number[][][] | null; error?: string }
+  | { type: "fatal"; message: string }
+  | { type: "progress"; message: string };
+
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+
+async function main(): Promise<void> {
+  const opts = workerData as EngineOptions;
+  post({ type: "progress", message: `reading ${opts.modelDir}/manifest.json` });
+  const manifest = loadManifest(opts.modelDir);
+  const tokenizer = new ModelTokenizer(opts.modelDir, manifest);
+  const perBlock = Runner.bytesPerBlock(manifest, opts.blockSize);
+  const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor(opts.kvCacheBytes / perBlock));
+  post({ type: "progress", message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)` });
+  const runner = await Runner.create(manifest, { ...opts, numBlocks });
+  const blocks = new BlockManager({ numBlocks, blockSize: opts.blockSize, enablePrefixCaching: opts.enablePrefixCaching });
+  const scheduler = new Scheduler({ maxNumSeqs: opts.maxNumSeqs, maxNumBatchedTokens: opts.maxNumBatchedTokens }, blocks);
+  let pending: EngineEvent[] = [];
+  const st = manifest.special_tokens;
+  const maxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
+  const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e));
+  const flush = () => {
+    if (pending.length === 0) return;
+    post({ type: "events", events: pending, stats: engine.stats() });
+    pending = [];
+  };
+  let wake: (() => void) | null = null;
+  let stopping = false;
+  port.on("message", (m: ToWorker) => {
+    if (m.type === "add") engine.add(m.req);
+    else if (m.type === "abort") engine.abort(m.id);
+    else if (m.type === "shutdown") stopping = true;
+    else if (m.type === "decode") {
+      runner.decodeThoughts(m.thoughts).then(
+        (steps) => post({ type: "decoded", reqId: m.reqId, steps }),
+        (e: Error) => post({ type: "decoded", reqId: m.reqId, steps: null, error: e.message }),
+      );
+    }
+    flush();
+    wake?.();
+  });
+  post({
+    type: "ready",
+    info: {
+      name: manifest.name,
+      modelDir: opts.modelDir,
+      numBlocks,
+      blockSize: opts.blockSize,
+      maxContext,
+      numThoughts: manifest.latent.num_thoughts,
+      thoughtDim: manifest.latent.thought_dim,
+      defaultLatentTemperature: manifest.latent.default_temperature,
+      reasoningModes: manifest.reasoning_modes,
+      defaultReasoningMode: manifest.default_reasoning_mode,
+      hasThoughtDecoder: runner.hasThoughtDecoder,
+      special: st,
+      vocabSize: manifest.architecture.vocab_size,
+      provider: opts.provider,
+    },
+  });
+  post({ type: "events", events: [], stats: engine.stats() });
+  while (!stopping) {
+    if (!engine.hasWork) {
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+      continue;
+    }
+    await engine.step();
+    flush();
+    // Let queued messages (new requests, aborts) in between steps.
+    await new Promise((r) => setImmediate(r));
+  }
+  await runner.close();
+  process.exit(0);
+}
+
+main().catch((e: Error) => {
+  post({ type: "fatal", message: e.stack ?? e.message });
+  process.exit(1);
+});
