@@ -2,7 +2,8 @@
 (scattered blocks, junk in unused slots, ragged rows, thought and token positions) and PyTorch's
 dense outputs for them. test/model-parity.test.ts runs the case through onnxruntime-node.
 
-  /usr/bin/python3 -m nfcot.parity --model-dir DIR --checkpoint CK --out case.json [--seed N]
+  /usr/bin/python3 -m nfcot.parity --fresh DIR --out case.json [--seed N]   (random weights)
+  /usr/bin/python3 -m nfcot.parity --checkpoint CK --out case.json
 """
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import json
 import numpy as np
 import torch
 
-from .export import load_checkpoint
+from . import tokenizer as tk
+from .export import PRESETS, export_dir, load_checkpoint
+from .flow import ShallowFlow
+from .model import ModelConfig, NFCoTModel
+from .vae import StepVAE
 
 
 def b64(t: torch.Tensor, dtype) -> dict:
@@ -78,16 +83,48 @@ def make_case(model, seed: int, block_size: int = 4) -> dict:
     }
 
 
+@torch.no_grad()
+def flow_case(flow, vae, K: int, D: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed + 1000)
+    e = torch.randn(3, K, D, generator=g)
+    u, logdet = flow(e)
+    return {"e": b64(e, np.float32), "u": b64(u, np.float32), "log_det": b64(logdet, np.float32),
+            "inverse_e": b64(flow.inverse(u), np.float32),
+            "step_logits": b64(vae.decode_logits(flow.inverse(u)), np.float32)}
+
+
+def fresh_model(seed: int):
+    """A small model with random weights everywhere (heads and flow included)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=len(tk.VOCAB), **PRESETS["tiny"])
+    model = NFCoTModel(cfg)
+    torch.nn.init.normal_(model.nf_head.weight, 0.0, 0.1)
+    flow = ShallowFlow(cfg.thought_dim, cfg.num_thoughts, blocks=2)
+    for blk in flow.blocks:
+        torch.nn.init.normal_(blk.out.weight, 0.0, 0.1)
+    vae = StepVAE(cfg.vocab_size, cfg.thought_dim)
+    return model.eval(), flow.eval(), vae.eval()
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", required=True)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="make the case for a trained checkpoint")
+    src.add_argument("--fresh", metavar="DIR", help="export a fresh random model to DIR and make its case")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    model, _, _, _ = load_checkpoint(args.checkpoint)
+    if args.fresh:
+        model, flow, vae = fresh_model(args.seed)
+        export_dir(args.fresh, model, flow, vae, "parity-fresh")
+    else:
+        model, flow, vae, _ = load_checkpoint(args.checkpoint)
+    c = model.config
+    case = make_case(model, args.seed)
+    case["flow"] = flow_case(flow, vae, c.num_thoughts, c.thought_dim, args.seed)
     with open(args.out, "w") as f:
-        json.dump(make_case(model, args.seed), f)
+        json.dump(case, f)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,22 @@ def train_stream(seed: int, m: int = DEFAULT_M, max_n: int = 6):
         p = sample_program(rng, m, rng.randint(2, max_n))
         if is_train_source(p.source()):
             yield p
+
+
+def main(argv=None) -> None:
+    """Write a split as JSON lines {source, answer, n, trace}: the prompts benchmarks and tests use."""
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("split", choices=sorted(SPLIT_SEEDS))
+    ap.add_argument("count", type=int)
+    ap.add_argument("--m", type=int, default=DEFAULT_M)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    with open(args.out, "w") as f:
+        for p in split(args.split, args.count, args.m):
+            f.write(json.dumps({"source": p.source(), "answer": p.answer, "n": len(p.steps), "trace": p.trace()}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,13 +5,10 @@ import type { ForwardRow, Runner } from "./runner.ts";
 import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence, THOUGHT } from "./sequence.ts";
+import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest } from "./types.ts";
 
-/** What the engine needs from a tokenizer: incremental text for stop strings and token events. */
-export interface Detokenizer {
-  decode(ids: number[]): string;
-}
 
 export interface SpecialTokens {
   eos: number;
@@ -23,7 +20,7 @@ export interface SpecialTokens {
 interface GenState {
   rng: Rng;
   history: TokenHistory;
-  generated: number[];
+  text: IncrementalDetokenizer;
   stop: StopMatcher;
   latentSpans: number;
 }
@@ -61,7 +58,7 @@ export class Engine {
       this.gen.set(req.id, {
         rng: Rng.fromSeed(req.sampling.seed === null ? null : (req.sampling.seed + req.choiceIndex) >>> 0),
         history: { counts: new Map(), seen },
-        generated: [],
+        text: new IncrementalDetokenizer(this.detok),
         stop: new StopMatcher(req.sampling.stop),
         latentSpans: 0,
       });
@@ -100,6 +97,15 @@ export class Engine {
     }
     this.counters.steps++;
     this.counters.lastStepMs = performance.now() - t0;
+  }
+
+  /** A step threw (a bug or a runtime failure): fail what was in flight, keep the process up. */
+  failAll(message: string): void {
+    for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+      this.scheduler.abort(seq.id);
+      this.emit({ type: "error", id: seq.id, code: "engine_error", message });
+      this.forget(seq.id);
+    }
   }
 
   private row(seq: Sequence, start: number, count: number): ForwardRow {
@@ -171,9 +177,9 @@ export class Engine {
       this.counters.generationTokens++;
       g.history.counts.set(s.tokenId, (g.history.counts.get(s.tokenId) ?? 0) + 1);
       g.history.seen.add(s.tokenId);
-      g.generated.push(s.tokenId);
+      g.text.push(s.tokenId);
       if (s.tokenId === this.special.bot) this.openLatentSpan(seq);
-      const { delta, stopped } = g.stop.push(this.detok.decode(g.generated));
+      const { delta, stopped } = g.stop.push(g.text.text);
       this.emit({
         type: "token",
         id: seq.id,
@@ -200,7 +206,7 @@ export class Engine {
   private finish(seq: Sequence, reason: FinishReason): void {
     const g = this.gen.get(seq.id);
     // Text held back as a possible stop-string prefix belongs to the output after all.
-    const tail = g ? g.stop.flush(this.detok.decode(g.generated)) : "";
+    const tail = g ? g.stop.flush(g.text.text) : "";
     {
       const start = seq.firstScheduledMs ?? this.now();
       this.emit({

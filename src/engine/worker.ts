@@ -87,7 +87,12 @@ async function main(): Promise<void> {
       wake = null;
       continue;
     }
-    await engine.step();
+    try {
+      await engine.step();
+    } catch (e) {
+      post({ type: "progress", message: `engine step failed: ${(e as Error).stack ?? e}` });
+      engine.failAll(`engine step failed: ${(e as Error).message}`);
+    }
     flush();
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise((r) => setImmediate(r));

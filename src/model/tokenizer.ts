@@ -34,6 +34,7 @@ export class ModelTokenizer {
   /** Words joined by spaces, none around newlines (word-level vocabularies have no spacing info). */
   decode(ids: number[], skipSpecial = true): string {
     const kept = skipSpecial ? ids.filter((i) => !this.specialIds.has(i)) : ids;
+    if (kept.length === 0) return "";
     return this.tok.decode(kept, { skip_special_tokens: false }).replace(/ ?\n ?/g, "\n");
   }
 

@@ -1,0 +1,76 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { runPython } from "./helpers/python.ts";
+
+interface Packed { dtype: string; shape: number[]; data: string }
+
+function unpack(x: Packed): ort.Tensor {
+  const b = Buffer.from(x.data, "base64");
+  const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+  const data = x.dtype === "int64" ? new BigInt64Array(ab) : new Float32Array(ab);
+  return new ort.Tensor(x.dtype === "int64" ? "int64" : "float32", data, x.shape);
+}
+
+/** Max |a - b| over max |b|: the relative error the models issue bounds by 1e-4. */
+function relErr(got: Float32Array, want: Float32Array, mask?: (i: number) => boolean): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (mask && !mask(i)) continue;
+    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  return diff / scale;
+}
+
+for (const seed of [Date.now() % 100_000, 7]) {
+  test(`ONNX graphs through onnxruntime-node match PyTorch on fresh random inputs (seed ${seed})`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nfcot-parity-"));
+    try {
+      const r = runPython(["-m", "nfcot.parity", "--fresh", dir, "--out", join(dir, "case.json"), "--seed", String(seed)]);
+      assert.equal(r.status, 0, r.output);
+      const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8"));
+      const backbone = await ort.InferenceSession.create(join(dir, "backbone.onnx"));
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [k, v] of Object.entries(c.inputs)) feeds[k] = unpack(v as Packed);
+      const out = await backbone.run(feeds);
+      // Rows: a prefill chunk on an empty cache, a decode step, a mixed chunk over a partly filled pool.
+      assert.deepEqual(c.new_lens, [4, 1, 3]);
+      for (const name of ["logits", "mu", "log_sigma"]) {
+        const want = unpack(c.expected[name]);
+        assert.deepEqual(out[name]!.dims, want.dims);
+        const e = relErr(out[name]!.data as Float32Array, want.data as Float32Array);
+        assert.ok(e < 1e-4, `${name}: relative error ${e}`);
+      }
+      // new_kv [L, 2, B, kvH, S, hd]: only each row's real positions are compared.
+      const kv = unpack(c.expected.new_kv);
+      const [L, , B, H, S, hd] = kv.dims as number[];
+      const valid = (i: number) => {
+        const s = Math.floor(i / hd) % S!;
+        const b = Math.floor(i / (hd! * S! * H!)) % B!;
+        return s < c.new_lens[b];
+      };
+      assert.equal(L, (out.new_kv!.dims as number[])[0]);
+      const eKv = relErr(out.new_kv!.data as Float32Array, kv.data as Float32Array, valid);
+      assert.ok(eKv < 1e-4, `new_kv: relative error ${eKv}`);
+
+      const flow = c.flow;
+      const fwd = await ort.InferenceSession.create(join(dir, "flow_forward.onnx"));
+      const f = await fwd.run({ e: unpack(flow.e) });
+      assert.ok(relErr(f.u!.data as Float32Array, unpack(flow.u).data as Float32Array) < 1e-4);
+      assert.ok(relErr(f.log_det!.data as Float32Array, unpack(flow.log_det).data as Float32Array) < 1e-4);
+      const inv = await ort.InferenceSession.create(join(dir, "flow_inverse.onnx"));
+      const i = await inv.run({ u: unpack(flow.u) });
+      assert.ok(relErr(i.e!.data as Float32Array, unpack(flow.e).data as Float32Array) < 1e-4);
+      const dec = await ort.InferenceSession.create(join(dir, "thought_decoder.onnx"));
+      const d = await dec.run({ thoughts: unpack(flow.u) });
+      assert.ok(relErr(d.step_logits!.data as Float32Array, unpack(flow.step_logits).data as Float32Array) < 1e-4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
