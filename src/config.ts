@@ -81,7 +81,9 @@ function convert(key: Key, raw: string): unknown {
     return raw;
   }
   if (schema.type === "integer") {
-    const m = /^(\d+)\s*(k|ki|m|mi|g|gi)?b?$/i.exec(raw.trim());
+    // Sizes take binary suffixes (512m, 1.5GiB); a negative or fractional number stays a number so
+    // that the error names the bound or the integer rule, not "expected integer, got a string".
+    const m = /^(-?\d+(?:\.\d+)?)\s*(k|ki|m|mi|g|gi)?b?$/i.exec(raw.trim());
     if (!m) return raw;
     const unit = (m[2] ?? "").toLowerCase();
     const mult = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? 1024 ** 2 : unit.startsWith("g") ? 1024 ** 3 : 1;
@@ -110,24 +112,36 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     let value = inline;
     if (value === undefined) {
       const schema = (ConfigSchema.properties as Record<Key, TSchema>)[key];
-      if (schema.type === "boolean" && (argv[i + 1] === undefined || argv[i + 1]!.startsWith("--"))) value = "true";
-      else value = argv[++i];
+      const next = argv[i + 1];
+      const missing = next === undefined || next.startsWith("--");
+      if (schema.type === "boolean" && missing) value = "true";
+      else if (!missing) value = argv[++i];
     }
-    if (value === undefined) throw new ConfigError(`option ${flag} needs a value`);
+    if (value === undefined) throw new ConfigError(`option ${flag} (${ENV[key]}) needs a value`);
     raw[key] = convert(key, value);
     source[key] = `flag ${flag}`;
   }
   const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>;
   const errors = [...Value.Errors(ConfigSchema, withDefaults)];
   if (errors.length) {
-    const lines = errors.slice(0, 8).map((e) => {
+    const seen = new Set<Key>();
+    const lines = errors.flatMap((e) => {
       const key = e.path.split("/")[1] as Key;
+      if (seen.has(key)) return []; // one line per setting: the first problem names it
+      seen.add(key);
       const from = source[key] ?? "default";
-      return `${flagName(key)} (${ENV[key]}): ${e.message}, got ${JSON.stringify(e.value)} from ${from}`;
+      return [`${flagName(key)} (${ENV[key]}): ${explain(key, e.message)}, got ${JSON.stringify(e.value)} from ${from}`];
     });
     throw new ConfigError("invalid configuration:\n  " + lines.join("\n  "));
   }
   return withDefaults as Config;
+}
+
+/** TypeBox says "Expected union value" for a bad choice: list the choices instead. */
+function explain(key: Key, message: string): string {
+  const schema = (ConfigSchema.properties as Record<Key, TSchema>)[key];
+  const choices = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const as unknown);
+  return choices ? `expected one of ${choices.join(", ")}` : message.replace(/^Expected/, "expected");
 }
 
 export function usage(): string {

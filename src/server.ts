@@ -1,66 +1,98 @@
+import pino from "pino";
 import { buildApp } from "./app.ts";
-import { ConfigError, parseConfig, redact } from "./config.ts";
+import { ConfigError, parseConfig, redact, type Config } from "./config.ts";
 import { EngineClient } from "./engine/client.ts";
-import { DEFAULT_ENGINE_OPTIONS } from "./engine/options.ts";
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "./engine/options.ts";
 import { loadManifest } from "./model/manifest.ts";
 import { ModelTokenizer } from "./model/tokenizer.ts";
-import pino from "pino";
+import { drain, InFlightRequests } from "./ops/drain.ts";
+import { startLoadingServer } from "./ops/loading-server.ts";
 
-/** Process entry: config, engine worker, app, listen; SIGTERM drains. Everything else is in app.ts. */
+/** Process entry: config, a loading-phase responder on the port, the engine worker, the app,
+ * listen; SIGTERM/SIGINT drain (a second one exits at once). Everything HTTP is in app.ts. */
+
+function configOrExit(): Config {
+  try {
+    return parseConfig(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(e.message + "\n");
+    process.exit(2);
+  }
+}
+
+function engineOptions(config: Config): EngineOptions {
+  return {
+    ...DEFAULT_ENGINE_OPTIONS,
+    modelDir: config.modelDir,
+    provider: config.provider,
+    threads: config.threads,
+    graphOptimization: config.graphOptimization,
+    blockSize: config.blockSize,
+    numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
+    kvCacheBytes: config.kvCacheBytes,
+    maxNumSeqs: config.maxNumSeqs,
+    maxNumBatchedTokens: config.maxNumBatchedTokens,
+    enablePrefixCaching: config.enablePrefixCaching,
+  };
+}
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = parseConfig(process.argv.slice(2), process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(e.message + "\n");
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = configOrExit();
   const log = pino({ level: config.logLevel });
   log.info({ config: redact(config) }, "starting nfcot-serve");
-  const manifest = loadManifest(config.modelDir);
-  const tokenizer = new ModelTokenizer(config.modelDir, manifest);
-  const t0 = Date.now();
-  const engine = await EngineClient.start(
-    {
-      ...DEFAULT_ENGINE_OPTIONS,
-      modelDir: config.modelDir,
-      provider: config.provider,
-      threads: config.threads,
-      graphOptimization: config.graphOptimization,
-      blockSize: config.blockSize,
-      numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
-      kvCacheBytes: config.kvCacheBytes,
-      maxNumSeqs: config.maxNumSeqs,
-      maxNumBatchedTokens: config.maxNumBatchedTokens,
-      enablePrefixCaching: config.enablePrefixCaching,
-    },
-    (msg) => log.info(msg),
-  );
-  log.info({ model: engine.info.name, ms: Date.now() - t0, kvBlocks: engine.info.numBlocks }, "model loaded");
-  const app = await buildApp({ config, engine, tokenizer, manifest, logger: log });
-  await app.listen({ host: config.host, port: config.port });
-  app.serveState.ready = true;
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, "draining");
-    app.serveState.ready = false;
-    app.serveState.draining = true;
-    const deadline = Date.now() + config.drainTimeoutMs;
-    while (engine.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await app.close();
-    await engine.close();
-    log.info({ unfinished: engine.inFlight }, "stopped");
+  let onSignal: (signal: string) => void = (signal) => {
+    log.info({ signal }, "stopped while loading");
     process.exit(0);
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  let signals = 0;
+  const handle = (signal: string) => {
+    if (++signals > 1) {
+      log.warn({ signal }, "second signal: exiting without finishing the drain");
+      process.exit(1);
+    }
+    onSignal(signal);
+  };
+  process.on("SIGTERM", () => handle("SIGTERM"));
+  process.on("SIGINT", () => handle("SIGINT"));
+
+  const loading = await startLoadingServer(config.host, config.port);
+  log.info({ host: config.host, port: loading.port }, "listening; /ready answers 503 until the model is loaded");
+
+  const t0 = Date.now();
+  log.info({ modelDir: config.modelDir }, "loading the model");
+  const manifest = loadManifest(config.modelDir);
+  const tokenizer = new ModelTokenizer(config.modelDir, manifest);
+  const engine = await EngineClient.start(engineOptions(config), (msg) => log.info({ phase: "load" }, msg));
+  const inFlight = new InFlightRequests();
+  engine.observe(inFlight);
+  log.info(
+    { model: engine.info.name, provider: engine.info.provider, kvBlocks: engine.info.numBlocks, ms: Date.now() - t0 },
+    "model loaded",
+  );
+
+  // Fastify builds its own pino from these options (it takes no logger instance in `logger`).
+  const app = await buildApp({ config, engine, tokenizer, manifest, logger: { level: config.logLevel } });
+  app.serveState.ready = false;
+  await loading.close();
+  await app.listen({ host: config.host, port: loading.port });
+  app.serveState.ready = true;
+  log.info({ host: config.host, port: loading.port, model: app.modelName }, "ready");
+
+  onSignal = (signal) => {
+    log.info({ signal, drainTimeoutMs: config.drainTimeoutMs, inFlight: engine.inFlight }, "draining");
+    drain({ app, engine, inFlight, state: app.serveState, timeoutMs: config.drainTimeoutMs, log: app.log }).then(
+      ({ aborted }) => {
+        log.info({ aborted }, "stopped");
+        process.exit(0);
+      },
+      (e: Error) => {
+        log.error({ err: e }, "drain failed");
+        process.exit(1);
+      },
+    );
+  };
 }
 
 main().catch((e: Error) => {

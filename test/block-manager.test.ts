@@ -241,3 +241,19 @@ test("with prefix caching disabled nothing is shared or counted", () => {
   assert.equal(bm.prefixQueries, 0);
   assert.equal(bm.prefixHits, 0);
 });
+
+test("a scoring sequence reuses cached blocks only up to its last prompt position", () => {
+  const bm = makeManager(10);
+  const thoughts = [new Float32Array([1, 2]), new Float32Array([3, 4])];
+  const score = (id: string) =>
+    new Sequence({ kind: "score", id, promptIds: range(1, 5), thoughts, answerIds: [7, 8, 9] }, 0);
+  const first = score("s1");
+  computeAll(bm, first); // 10 positions: blocks of 4 -> two full blocks registered
+  const second = score("s2");
+  bm.allocate(second);
+  // The prompt is 5 positions: its last (index 4) must be recomputed for the first thought's
+  // density, so only block 0 (positions 0..3) may come from the cache.
+  assert.equal(second.numComputed, 4);
+  assert.deepEqual(second.blockTable.slice(0, 1), first.blockTable.slice(0, 1));
+  assert.notEqual(second.blockTable[1], first.blockTable[1]);
+});

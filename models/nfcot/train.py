@@ -83,6 +83,7 @@ def main(argv=None) -> None:
     ap.add_argument("--closed-loop", type=float, default=0.5, help="share of latent rows fed own thoughts in stage 2")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", help="continue from this checkpoint (VAE kept; give stage steps to run)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=6)
     args = ap.parse_args(argv)
@@ -98,11 +99,21 @@ def main(argv=None) -> None:
     model = NFCoTModel(cfg)
     flow = ShallowFlow(D, K, blocks=2)
     vae = StepVAE(cfg.vocab_size, D)
+    prior_history = []
+    if args.resume:
+        ck = torch.load(args.resume, map_location="cpu")
+        cfg = ModelConfig(**ck["config"])
+        model = NFCoTModel(cfg)
+        for mod, key in ((model, "model"), (flow, "flow"), (vae, "vae")):
+            mod.load_state_dict(ck[key])
+        prior_history = ck.get("history", [])
+        args.vae_steps = 0
     print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
           f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
           flush=True)
     t0 = time.time()
-    train_vae(vae, K, args.m, args.vae_steps, args.seed)
+    if args.vae_steps:
+        train_vae(vae, K, args.m, args.vae_steps, args.seed)
     for p in vae.parameters():
         p.requires_grad_(False)
 
@@ -115,7 +126,7 @@ def main(argv=None) -> None:
     latent_params += list(flow.parameters())
     opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
                             lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    history = []
+    history = list(prior_history)
     ema = {}
     tokens = 0
     t_train = time.time()
@@ -165,7 +176,9 @@ def main(argv=None) -> None:
             lp = gaussian_log_prob(u, mu[r, pred_pos], ls[r, pred_pos]).sum(-1) + logdet
             nf_loss = -(lp / (K * D)).mean()
         loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
-        opt.zero_grad()
+        # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
+        # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters()), 1.0)
         opt.step()

@@ -164,7 +164,10 @@ export class BlockManager {
    * to compute (the model needs it to produce logits). */
   private findCachedPrefix(seq: Sequence): number[] {
     if (!this.enablePrefixCaching || seq.numPositions === 0) return [];
-    const maxBlocks = Math.floor((seq.numPositions - 1) / this.blockSize);
+    // Head outputs are needed from the last position (generation) or from the last prompt
+    // position on (scoring): cached blocks must stop before the first position that needs one.
+    const firstOutput = seq.request.kind === "score" ? seq.promptLength - 1 : seq.numPositions - 1;
+    const maxBlocks = Math.floor(firstOutput / this.blockSize);
     const hits: number[] = [];
     for (let i = 0; i < maxBlocks; i++) {
       const key = this.blockHash(seq, i);

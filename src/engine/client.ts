@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
 import type { EngineOptions, ModelInfo } from "./options.ts";
-import type { EngineEvent, EngineStats, GenerateRequest, ScoreRequest } from "./types.ts";
+import type { EngineEvent, EngineStats, GenerateRequest, ScoreRequest, StepRecord } from "./types.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
 type ScoreEvent = Extract<EngineEvent, { type: "score" }>;
@@ -39,12 +39,23 @@ class EventChannel implements AsyncIterableIterator<EngineEvent> {
     if (!this.done) this.onReturn();
     this.done = true;
     this.buf = [];
+    // A read already waiting (another consumer) ends too, rather than hanging forever.
+    const w = this.waiter;
+    this.waiter = null;
+    w?.({ value: undefined, done: true });
     return Promise.resolve({ value: undefined, done: true });
   }
 
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+/** Sees every request and event on the HTTP thread (metrics hang off this, not off the routes). */
+export interface EngineObserver {
+  onSubmit(req: GenerateRequest | ScoreRequest, atMs: number): void;
+  onEvent(e: EngineEvent, atMs: number): void;
+  onStats(s: EngineStats, steps: StepRecord[]): void;
 }
 
 /** The HTTP thread's handle on the engine worker. Never waits on a forward pass. */
@@ -55,17 +66,24 @@ export class EngineClient {
   private latest: EngineStats | null = null;
   private exited = false;
   private fatal: string | null = null;
-  onEvent: ((e: EngineEvent) => void) | null = null;
+  private readonly observers: EngineObserver[] = [];
 
   private constructor(
     private readonly worker: Worker,
     readonly info: ModelInfo,
+    private readonly log: (msg: string) => void,
   ) {
     worker.on("message", (m: FromWorker) => this.onMessage(m));
     worker.on("exit", () => {
       this.exited = true;
       const message = `the engine worker exited${this.fatal ? `: ${this.fatal}` : ""}`;
-      for (const [id, ch] of this.channels) ch.push({ type: "error", id, code: "engine_error", message });
+      this.log(message);
+      const now = performance.now();
+      for (const [id, ch] of this.channels) {
+        const e: EngineEvent = { type: "error", id, code: "engine_error", message };
+        for (const o of this.observers) o.onEvent(e, now);
+        ch.push(e);
+      }
       this.channels.clear();
       for (const d of this.decodes.values()) d.reject(new Error("the engine worker exited"));
     });
@@ -79,13 +97,17 @@ export class EngineClient {
         else if (m.type === "fatal") reject(new Error(m.message));
         else if (m.type === "ready") {
           worker.off("message", onMessage);
-          resolve(new EngineClient(worker, m.info));
+          resolve(new EngineClient(worker, m.info, log));
         }
       };
       worker.on("message", onMessage);
       worker.once("error", reject);
       worker.once("exit", (code) => reject(new Error(`engine worker exited with code ${code} while starting`)));
     });
+  }
+
+  observe(o: EngineObserver): void {
+    this.observers.push(o);
   }
 
   get alive(): boolean {
@@ -103,15 +125,17 @@ export class EngineClient {
 
   generate(req: GenerateRequest): AsyncIterableIterator<EngineEvent> {
     const ch = new EventChannel(() => this.abort(req.id));
-    this.channels.set(req.id, ch);
     this.send({ type: "add", req });
+    this.channels.set(req.id, ch);
+    for (const o of this.observers) o.onSubmit(req, performance.now());
     return ch;
   }
 
   async score(req: ScoreRequest): Promise<ScoreEvent> {
     const ch = new EventChannel(() => this.abort(req.id));
-    this.channels.set(req.id, ch);
     this.send({ type: "add", req });
+    this.channels.set(req.id, ch);
+    for (const o of this.observers) o.onSubmit(req, performance.now());
     let result: ScoreEvent | null = null;
     for await (const e of ch) {
       if (e.type === "score") result = e;
@@ -149,8 +173,10 @@ export class EngineClient {
   private onMessage(m: FromWorker): void {
     if (m.type === "events") {
       this.latest = m.stats;
+      const now = performance.now();
+      for (const o of this.observers) o.onStats(m.stats, m.steps);
       for (const e of m.events) {
-        this.onEvent?.(e);
+        for (const o of this.observers) o.onEvent(e, now);
         const ch = this.channels.get(e.id);
         if (!ch) continue;
         ch.push(e);
@@ -158,6 +184,8 @@ export class EngineClient {
       }
     } else if (m.type === "fatal") {
       this.fatal = m.message;
+    } else if (m.type === "progress") {
+      this.log(m.message);
     } else if (m.type === "decoded") {
       const d = this.decodes.get(m.reqId);
       this.decodes.delete(m.reqId);

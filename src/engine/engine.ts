@@ -7,7 +7,7 @@ import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence, THOUGHT } from "./sequence.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest } from "./types.ts";
+import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, StepRecord } from "./types.ts";
 
 
 export interface SpecialTokens {
@@ -34,6 +34,7 @@ interface ScoreState {
 export class Engine {
   private readonly gen = new Map<string, GenState>();
   private readonly scores = new Map<string, ScoreState>();
+  private stepRecords: StepRecord[] = [];
   private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
 
   constructor(
@@ -94,9 +95,17 @@ export class Engine {
       this.update(out, rows, result);
       this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
       this.counters.lastBatchSequences = out.items.length;
+      this.stepRecords.push({ ms: performance.now() - t0, positions: this.counters.lastBatchPositions, sequences: out.items.length });
     }
     this.counters.steps++;
     this.counters.lastStepMs = performance.now() - t0;
+  }
+
+  /** Steps run since the last call (the worker sends them with each batch of events). */
+  drainStepRecords(): StepRecord[] {
+    const r = this.stepRecords;
+    this.stepRecords = [];
+    return r;
   }
 
   /** A step threw (a bug or a runtime failure): fail what was in flight, keep the process up. */

@@ -99,3 +99,10 @@ export interface EngineStats {
   generationTokens: number;
   thoughts: number;
 }
+
+/** One engine step, for per-iteration metrics. */
+export interface StepRecord {
+  ms: number;
+  positions: number; // positions computed (prompt chunks + decode + thought steps)
+  sequences: number;
+}

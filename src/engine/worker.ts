@@ -6,7 +6,7 @@ import { Engine } from "./engine.ts";
 import type { EngineOptions, ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
-import type { EngineEvent, EngineRequest } from "./types.ts";
+import type { EngineEvent, EngineRequest, StepRecord } from "./types.ts";
 
 /** The engine's thread: session.run blocks its thread, so it must not be the HTTP thread's. */
 
@@ -18,7 +18,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: "ready"; info: ModelInfo }
-  | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]> }
+  | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]>; steps: StepRecord[] }
   | { type: "decoded"; reqId: number; steps: number[][][] | null; error?: string }
   | { type: "fatal"; message: string }
   | { type: "progress"; message: string };
@@ -41,9 +41,9 @@ async function main(): Promise<void> {
   const st = manifest.special_tokens;
   const maxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
   const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e));
+  // Every step reports, even one without events (a prefill chunk), so stats and step metrics stay live.
   const flush = () => {
-    if (pending.length === 0) return;
-    post({ type: "events", events: pending, stats: engine.stats() });
+    post({ type: "events", events: pending, stats: engine.stats(), steps: engine.drainStepRecords() });
     pending = [];
   };
   let wake: (() => void) | null = null;
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       provider: opts.provider,
     },
   });
-  post({ type: "events", events: [], stats: engine.stats() });
+  flush();
   while (!stopping) {
     if (!engine.hasWork) {
       await new Promise<void>((r) => (wake = r));

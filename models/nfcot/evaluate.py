@@ -1,0 +1,93 @@
+"""Evaluate a checkpoint on the test split: accuracy per reasoning mode (greedy text; latent
+thoughts at T_z = 0, i.e. u = mu), mean reasoning positions, latent pass@k at the default latent
+temperature, decoded-thought accuracy, and the majority-answer baseline.
+
+  /usr/bin/python3 -m nfcot.evaluate --checkpoint runs/small/ckpt.pt [--count 1000] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections import Counter
+
+import torch
+
+from . import tokenizer as tk
+from .export import load_checkpoint
+from .generate import accuracy, generate, parse_answer
+from .task import split
+from .vae import step_tokens
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@torch.no_grad()
+def thought_step_accuracy(model, flow, vae, progs, K) -> float:
+    """Share of sampled-at-mean thoughts (steps 2.., the first is a copy) that decode to the right step."""
+    _, thoughts, _ = generate(model, progs, "latent", 0.0)
+    logits = vae.decode_logits(flow.inverse(thoughts))
+    pred = logits.argmax(-1)
+    right = total = 0
+    for i, p in enumerate(progs):
+        want = step_tokens(p, K)
+        for s in range(1, len(p.steps)):
+            total += 1
+            right += pred[i, s].tolist() == want[s]
+    return right / max(total, 1)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--samples", type=int, default=16, help="latent samples per program for pass@k")
+    ap.add_argument("--temperature", type=float, default=0.9, help="latent temperature for pass@k")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, flow, vae, ck = load_checkpoint(args.checkpoint)
+    m = ck["m"]
+    progs = split("test", args.count, m)
+    K = model.config.num_thoughts
+    t0 = time.time()
+    res: dict = {"test_programs": len(progs), "M": m}
+    res["majority_baseline"] = Counter(p.answer for p in progs).most_common(1)[0][1] / len(progs)
+    for mode in ("none", "explicit", "latent"):
+        acc, pos = accuracy(model, progs, mode)
+        res[mode] = {"accuracy": acc, "reasoning_positions": pos}
+        print(f"{mode:9s} accuracy {acc:.3f}  reasoning positions {pos:.1f}", flush=True)
+    by_n: dict = {}
+    for n in range(2, 7):
+        sub = [p for p in progs if len(p.steps) == n]
+        by_n[n] = {mode: accuracy(model, sub, mode)[0] for mode in ("none", "explicit", "latent")}
+    res["accuracy_by_statements"] = by_n
+    gen = torch.Generator().manual_seed(args.seed)
+    correct = [0] * len(progs)
+    for _ in range(args.samples):
+        for i in range(0, len(progs), 250):
+            chunk = progs[i:i + 250]
+            texts, _, _ = generate(model, chunk, "latent", args.temperature, gen)
+            for j, (p, t) in enumerate(zip(chunk, texts)):
+                correct[i + j] += parse_answer(t) == p.answer
+    res["latent_pass_at_k"] = {str(k): sum(pass_at_k(args.samples, c, k) for c in correct) / len(progs)
+                               for k in (1, 4, 16) if k <= args.samples}
+    res["latent_temperature"] = args.temperature
+    res["decoded_thought_step_accuracy"] = thought_step_accuracy(model, flow, vae, progs, K)
+    res["seconds"] = time.time() - t0
+    print(json.dumps(res, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

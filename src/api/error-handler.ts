@@ -1,0 +1,79 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
+import { ServeError } from "../errors.ts";
+
+/** Every failure leaves in the OpenAI shape {error: {message, type, param, code}}: ServeErrors as
+ * they are, Fastify's own (validation, body limit, bad JSON, media type) mapped once here. */
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+/** "/messages/0/content" -> "messages[0].content" (the OpenAI param convention). */
+export function jsonPointerToParam(pointer: string, extra?: string): string | null {
+  const parts = pointer.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+  if (extra !== undefined) parts.push(extra);
+  let out = "";
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  return out || null;
+}
+
+/** The most useful of Ajv's errors: with allErrors off, anyOf failures list each branch's error
+ * and then the anyOf itself; the deepest path names the offending value best. */
+export function validationToServeError(errors: AjvError[], context: string | undefined): ServeError {
+  const specific = errors.filter((e) => e.keyword !== "anyOf");
+  const first = [...(specific.length ? specific : errors)].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+  if (!first) return new ServeError("invalid_request", "Invalid request.");
+  const missing = first.keyword === "required" ? String(first.params["missingProperty"]) : undefined;
+  const param = jsonPointerToParam(first.instancePath, missing);
+  const where = context && context !== "body" ? `${context} ` : "";
+  if (missing) return new ServeError("invalid_request", `Missing required ${where}parameter: '${param}'.`, param);
+  if (!param) return new ServeError("invalid_request", `Invalid ${context ?? "request"}: ${first.message ?? "invalid"}.`, null);
+  return new ServeError("invalid_request", `Invalid value for ${where}'${param}': ${first.message ?? "invalid"}.`, param);
+}
+
+/** Maps anything thrown in a request to a ServeError. */
+export function toServeError(err: unknown, limits: { bodyLimit?: number } = {}): ServeError {
+  if (err instanceof ServeError) return err;
+  const e = err as FastifyError & { validation?: AjvError[]; validationContext?: string };
+  if (Array.isArray(e.validation)) return validationToServeError(e.validation, e.validationContext);
+  switch (e.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ServeError(
+        "payload_too_large",
+        `The request body is larger than the server's limit${limits.bodyLimit ? ` of ${limits.bodyLimit} bytes` : ""}.`,
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ServeError("unsupported_media_type", "Unsupported Content-Type: send application/json.");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new ServeError("invalid_request", "The request body is not valid JSON.");
+  }
+  // SyntaxError from JSON.parse carries statusCode 400 in Fastify's default parser.
+  if (e instanceof SyntaxError) return new ServeError("invalid_request", `The request body is not valid JSON: ${e.message}`);
+  if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
+    if (e.statusCode === 404) return new ServeError("not_found", e.message);
+    if (e.statusCode === 413) return new ServeError("payload_too_large", e.message);
+    if (e.statusCode === 415) return new ServeError("unsupported_media_type", e.message);
+    return new ServeError("invalid_request", e.message);
+  }
+  return new ServeError("internal_error", "The server had an internal error.");
+}
+
+export function sendError(reply: FastifyReply, err: ServeError): FastifyReply {
+  if (err.retryAfterSeconds !== null) reply.header("retry-after", String(err.retryAfterSeconds));
+  return reply.code(err.status).type("application/json; charset=utf-8").send(err.toBody());
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const serveErr = toServeError(err, { bodyLimit: app.config.bodyLimit });
+    if (serveErr.status >= 500) request.log.error({ err }, "request failed");
+    return sendError(reply, serveErr);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new ServeError("not_found", `Unknown route: ${request.method} ${request.url.split("?")[0]}.`)),
+  );
+}

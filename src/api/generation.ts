@@ -1,0 +1,221 @@
+import { randomBytes } from "node:crypto";
+import type { FastifyReply } from "fastify";
+import type { EngineClient } from "../engine/client.ts";
+import type { EngineEvent, GenerateRequest, LatentParams, SamplingParams, TopLogprob } from "../engine/types.ts";
+import { ServeError, isErrorCode } from "../errors.ts";
+import { encodeThought } from "./thoughts.ts";
+
+/** One HTTP generation request as engine requests: n choices per prompt, their events merged,
+ * aborted together (client gone, timeout, error), collected for non-streamed responses. */
+
+export type FinishEvent = Extract<EngineEvent, { type: "finish" }>;
+export type ErrorEvent = Extract<EngineEvent, { type: "error" }>;
+
+export interface TokenOut {
+  tokenId: number;
+  text: string;
+  logprob: number;
+  top: TopLogprob[];
+}
+
+export interface ChoiceOutput {
+  index: number;
+  text: string;
+  tokens: TokenOut[]; // filled when logprobs were asked for
+  thoughts: { logProb: number; vector?: Float32Array }[];
+  finish: FinishEvent | null;
+}
+
+/** OpenAI-style ids: prefix + 24 random base62-ish characters. */
+export function requestId(prefix: string): string {
+  return `${prefix}-${randomBytes(18).toString("base64url").replace(/[-_]/g, "x")}`;
+}
+
+export class GenerationRun {
+  readonly requests: GenerateRequest[];
+  abortReason: "client" | "timeout" | "error" | null = null;
+  private readonly open = new Set<string>();
+  private readonly iterators: AsyncIterableIterator<EngineEvent>[];
+  private timer: NodeJS.Timeout | null = null;
+
+  /** Submits n choices for each prompt; choice i of a prompt follows the prompt's first choice
+   * (leaderId) so the prompt is computed once and shared through the prefix cache. A choice with
+   * maxTokens 0 (echo-only completions) never reaches the engine. */
+  constructor(
+    private readonly engine: EngineClient,
+    baseId: string,
+    prompts: { promptIds: number[]; sampling: SamplingParams }[],
+    n: number,
+    latent: LatentParams,
+    timeoutMs: number,
+  ) {
+    this.requests = prompts.flatMap(({ promptIds, sampling }, p) =>
+      Array.from({ length: n }, (_, i): GenerateRequest => ({
+        kind: "generate",
+        id: `${baseId}-${p * n + i}`,
+        promptIds,
+        sampling,
+        latent,
+        choiceIndex: i,
+        leaderId: i === 0 ? null : `${baseId}-${p * n}`,
+      })),
+    );
+    this.iterators = this.requests.map((r) => {
+      if (r.sampling.maxTokens === 0) return nothingGenerated(r);
+      this.open.add(r.id);
+      return engine.generate(r);
+    });
+    if (timeoutMs > 0 && this.open.size > 0) this.timer = setTimeout(() => this.abort("timeout"), timeoutMs).unref();
+  }
+
+  /** Aborts the choices still running; their finish(abort) events still arrive, so readers end. */
+  abort(reason: "client" | "timeout" | "error"): void {
+    if (this.open.size === 0) return;
+    this.abortReason ??= reason;
+    for (const id of this.open) this.engine.abort(id);
+  }
+
+  /** Aborts when the client goes away before the response is complete. */
+  abortOnClose(reply: FastifyReply): void {
+    reply.raw.once("close", () => {
+      if (!reply.raw.writableFinished) this.abort("client");
+    });
+  }
+
+  /** Every choice's events, interleaved as they come, tagged with the choice index. */
+  async *events(): AsyncGenerator<{ choice: number; event: EngineEvent }> {
+    try {
+      if (this.iterators.length === 1) {
+        // The common case (n = 1): no merging, one promise per event.
+        for await (const event of this.iterators[0]!) {
+          if (event.type === "finish" || event.type === "error") this.open.delete(this.requests[0]!.id);
+          yield { choice: 0, event };
+        }
+        return;
+      }
+      const pending = new Map<number, Promise<{ i: number; r: IteratorResult<EngineEvent> }>>();
+      const pull = (i: number) => pending.set(i, this.iterators[i]!.next().then((r) => ({ i, r })));
+      this.iterators.forEach((_, i) => pull(i));
+      while (pending.size > 0) {
+        const { i, r } = await Promise.race(pending.values());
+        if (r.done) {
+          pending.delete(i);
+          continue;
+        }
+        const e = r.value;
+        if (e.type === "finish" || e.type === "error") {
+          pending.delete(i);
+          this.open.delete(this.requests[i]!.id);
+        } else pull(i);
+        yield { choice: i, event: e };
+      }
+    } finally {
+      // Reached early only when the reader stopped (error, client gone): free the engine's work.
+      this.abort("error");
+      if (this.timer) clearTimeout(this.timer);
+    }
+  }
+}
+
+async function* nothingGenerated(r: GenerateRequest): AsyncGenerator<EngineEvent> {
+  yield {
+    type: "finish",
+    id: r.id,
+    reason: "length",
+    promptTokens: r.promptIds.length,
+    completionTokens: 0,
+    thoughts: 0,
+    cachedTokens: 0,
+    queueTimeMs: 0,
+    tail: "",
+  };
+}
+
+export function engineErrorToServeError(e: ErrorEvent): ServeError {
+  return new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
+}
+
+export function timeoutError(ms: number): ServeError {
+  return new ServeError("request_timeout", `The request did not finish within ${ms} ms and was aborted.`);
+}
+
+/** Runs a request to the end; throws the first engine error, or 408 on timeout. */
+export async function collectChoices(run: GenerationRun, timeoutMs: number): Promise<ChoiceOutput[]> {
+  const out: ChoiceOutput[] = run.requests.map((_, index) => ({ index, text: "", tokens: [], thoughts: [], finish: null }));
+  for await (const { choice, event: e } of run.events()) {
+    const c = out[choice]!;
+    if (e.type === "token") {
+      c.text += e.text;
+      if (e.logprob !== undefined) c.tokens.push({ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] });
+    } else if (e.type === "thought") {
+      c.thoughts.push({ logProb: e.logProb, ...(e.vector ? { vector: e.vector } : {}) });
+    } else if (e.type === "finish") {
+      c.text += e.tail;
+      c.finish = e;
+    } else if (e.type === "error") {
+      throw engineErrorToServeError(e);
+    }
+  }
+  if (run.abortReason === "timeout") throw timeoutError(timeoutMs);
+  return out;
+}
+
+export interface ThoughtsSummary {
+  count: number;
+  log_prob: number;
+  log_probs: number[];
+  vectors?: string[];
+  decoded?: string;
+}
+
+export function thoughtsSummary(
+  thoughts: { logProb: number; vector?: Float32Array }[],
+  opts: { vectors: boolean; decoded?: string | undefined },
+): ThoughtsSummary {
+  const logProbs = thoughts.map((t) => t.logProb);
+  return {
+    count: thoughts.length,
+    log_prob: logProbs.reduce((s, x) => s + x, 0),
+    log_probs: logProbs,
+    ...(opts.vectors ? { vectors: thoughts.filter((t) => t.vector).map((t) => encodeThought(t.vector!)) } : {}),
+    ...(opts.decoded !== undefined ? { decoded: opts.decoded } : {}),
+  };
+}
+
+/** A choice's thought vectors, or null when the engine did not return them all. */
+export function spanOf(thoughts: { vector?: Float32Array }[]): Float32Array[] | null {
+  return thoughts.every((t) => t.vector) ? thoughts.map((t) => t.vector!) : null;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  completion_tokens_details: { reasoning_tokens: number };
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** Prompts count once per prompt (not per choice, as OpenAI counts n); thoughts count as
+ * completion tokens and again as reasoning tokens. */
+export function usageOf(finishes: (FinishEvent | null)[], n: number): Usage {
+  let prompt = 0;
+  let completion = 0;
+  let reasoning = 0;
+  let cached = 0;
+  finishes.forEach((f, i) => {
+    if (!f) return;
+    if (i % n === 0) {
+      prompt += f.promptTokens;
+      cached += f.cachedTokens;
+    }
+    completion += f.completionTokens + f.thoughts;
+    reasoning += f.thoughts;
+  });
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    completion_tokens_details: { reasoning_tokens: reasoning },
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}

@@ -1,0 +1,145 @@
+import type { FastifyInstance } from "fastify";
+import { ServeError, isErrorCode } from "../errors.ts";
+import { toTemplateMessages } from "./chat-completions.ts";
+import { requestId } from "./generation.ts";
+import { checkAccepting, checkModel, checkQueue } from "./guards.ts";
+import { ERROR_RESPONSES } from "./response-schemas.ts";
+import type { LatentDecodeRequest, LatentLogprobsRequest } from "./schemas.ts";
+import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
+
+/** NF-CoT routes. POST /v1/latent/logprobs scores trajectories teacher-forced (one prefill each,
+ * batched and prefix-cached by the engine's scheduler, like any prompt): the exact
+ * log p(u_i | context) at T_z = 1 of each thought, the answer tokens' log-probs (EOS included),
+ * and the policy log-prob. POST /v1/latent/decode turns thoughts into trace text. */
+
+function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): number[] {
+  const { bot } = app.engine.info.special;
+  if ((body.messages === undefined) === (body.prompt === undefined)) {
+    throw new ServeError("invalid_request", "Give exactly one of messages and prompt.", "messages");
+  }
+  if (body.messages) {
+    if (!app.engine.info.reasoningModes.includes("latent")) {
+      throw new ServeError("invalid_request", "This model has no latent reasoning mode.", "model");
+    }
+    const ids = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), "latent"));
+    // The template opens the latent span itself; a template that does not is a model bug.
+    return ids.at(-1) === bot ? ids : [...ids, bot];
+  }
+  const ids = app.tokenizer.encode(body.prompt!);
+  return ids.at(-1) === bot ? ids : [...ids, bot];
+}
+
+const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+
+export async function latentRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: LatentLogprobsRequest }>(
+    "/v1/latent/logprobs",
+    {
+      schema: {
+        summary: "Score latent trajectories (exact log-likelihoods)",
+        tags: ["NF-CoT"],
+        body: { $ref: "LatentLogprobsRequest#" },
+        response: { 200: { $ref: "LatentLogprobsResponse#" }, ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const info = app.engine.info;
+      checkModel(app, body.model);
+      checkAccepting(app);
+      const promptIds = scoringPrompt(app, body);
+      const jobs = body.trajectories.map((t, i) => {
+        const thoughts = parseThoughts(t.thoughts, info.numThoughts, info.thoughtDim, `trajectories[${i}].thoughts`);
+        const answerIds = t.answer === undefined ? [] : [...app.tokenizer.encode(t.answer), info.special.eos];
+        const total = promptIds.length + thoughts.length + answerIds.length;
+        if (total > info.maxContext) {
+          throw new ServeError(
+            "context_length_exceeded",
+            `This model's maximum context length is ${info.maxContext} tokens. However, trajectory ${i} needs ${total} ` +
+              `(${promptIds.length} in the prompt, ${thoughts.length} thoughts, ${answerIds.length} in the answer with EOS).`,
+            `trajectories[${i}].answer`,
+          );
+        }
+        return { thoughts, answerIds };
+      });
+      checkQueue(app, jobs.length, "trajectories");
+
+      const baseId = requestId("score");
+      const ids = jobs.map((_, i) => `${baseId}-${i}`);
+      reply.raw.once("close", () => {
+        if (!reply.raw.writableFinished) for (const id of ids) app.engine.abort(id);
+      });
+      let results;
+      try {
+        results = await Promise.all(
+          jobs.map((j, i) => app.engine.score({ kind: "score", id: ids[i]!, promptIds, thoughts: j.thoughts, answerIds: j.answerIds })),
+        );
+      } catch (err) {
+        for (const id of ids) app.engine.abort(id);
+        const code = (err as { code?: string }).code;
+        throw new ServeError(code && isErrorCode(code) ? code : "engine_error", (err as Error).message);
+      }
+      // Never answer with a partial score: every thought and answer position must have its value.
+      results.forEach((r, i) => {
+        const j = jobs[i]!;
+        if (r.thoughtLogProbs.length !== j.thoughts.length || r.answerLogprobs.length !== j.answerIds.length) {
+          throw new ServeError(
+            "engine_error",
+            `The engine scored ${r.thoughtLogProbs.length} of ${j.thoughts.length} thoughts and ` +
+              `${r.answerLogprobs.length} of ${j.answerIds.length} answer tokens of trajectory ${i}.`,
+          );
+        }
+      });
+      return {
+        object: "list",
+        model: app.modelName,
+        data: results.map((r, i) => {
+          const thoughtLogProb = sum(r.thoughtLogProbs);
+          const answerLogProb = sum(r.answerLogprobs.map((a) => a.logprob));
+          return {
+            index: i,
+            thought_log_probs: r.thoughtLogProbs,
+            thought_log_prob: thoughtLogProb,
+            answer_logprobs: r.answerLogprobs.map((a) => ({ token: app.tokenizer.tokenText(a.tokenId), logprob: a.logprob })),
+            answer_log_prob: answerLogProb,
+            log_prob: thoughtLogProb + answerLogProb,
+          };
+        }),
+        usage: {
+          prompt_tokens: promptIds.length,
+          total_tokens: sum(jobs.map((j) => promptIds.length + j.thoughts.length + j.answerIds.length)),
+        },
+      };
+    },
+  );
+
+  app.post<{ Body: LatentDecodeRequest }>(
+    "/v1/latent/decode",
+    {
+      schema: {
+        summary: "Decode thoughts into trace text (models with a thought decoder)",
+        tags: ["NF-CoT"],
+        body: { $ref: "LatentDecodeRequest#" },
+        response: { 200: { $ref: "LatentDecodeResponse#" }, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const info = app.engine.info;
+      checkModel(app, body.model);
+      checkAccepting(app);
+      if (!info.hasThoughtDecoder) {
+        throw new ServeError("not_found", `The model '${app.modelName}' ships no thought decoder.`, "model");
+      }
+      const thoughts = parseThoughts(body.thoughts, info.numThoughts, info.thoughtDim, "thoughts");
+      let slots: number[][][];
+      try {
+        slots = await app.engine.decodeThoughts([thoughts]);
+      } catch (err) {
+        throw new ServeError("engine_error", `The thought decoder failed: ${(err as Error).message}`);
+      }
+      const steps = traceSteps(slots[0]!, app.tokenizer, app.manifest);
+      return { object: "latent.decode", model: app.modelName, decoded: traceText(steps, app.manifest), steps };
+    },
+  );
+}

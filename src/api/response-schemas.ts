@@ -1,0 +1,244 @@
+import { Type, type TSchema } from "@sinclair/typebox";
+
+/** Response schemas: for the OpenAPI document only. Responses are serialized with JSON.stringify
+ * (app.ts), so a field missing here is never silently dropped from a response. */
+
+const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object({
+      message: Type.String(),
+      type: Type.String(),
+      param: Nullable(Type.String()),
+      code: Type.String(),
+    }),
+  },
+  { $id: "ErrorResponse", title: "ErrorResponse" },
+);
+
+export const ThoughtsSummary = Type.Object(
+  {
+    count: Type.Integer({ description: "Thoughts sampled (K per latent span)." }),
+    log_prob: Type.Number({ description: "Sum of log_probs: log p(u_1..K | q)." }),
+    log_probs: Type.Array(Type.Number(), { description: "Each thought's exact log p(u_i | context) at T_z = 1." }),
+    vectors: Type.Optional(Type.Array(Type.String(), { description: "base64 little-endian float32, when reasoning.return_thoughts." })),
+    decoded: Type.Optional(
+      Type.String({ description: "The span's trace text from the model's thought decoder (models that ship one; full spans only)." }),
+    ),
+  },
+  { $id: "ThoughtsSummary", title: "ThoughtsSummary", description: "NF-CoT extension: the choice's latent thoughts." },
+);
+
+const TopLogprob = Type.Object({ token: Type.String(), logprob: Type.Number(), bytes: Nullable(Type.Array(Type.Integer())) });
+const TokenLogprob = Type.Object({
+  token: Type.String(),
+  logprob: Type.Number(),
+  bytes: Nullable(Type.Array(Type.Integer())),
+  top_logprobs: Type.Array(TopLogprob),
+});
+const ChatLogprobs = Nullable(Type.Object({ content: Nullable(Type.Array(TokenLogprob)) }));
+const FinishReason = Nullable(Type.Union([Type.Literal("stop"), Type.Literal("length")]));
+
+export const Usage = Type.Object(
+  {
+    prompt_tokens: Type.Integer(),
+    completion_tokens: Type.Integer({ description: "Text tokens plus thoughts." }),
+    total_tokens: Type.Integer(),
+    completion_tokens_details: Type.Object({ reasoning_tokens: Type.Integer({ description: "Thoughts." }) }),
+    prompt_tokens_details: Type.Object({ cached_tokens: Type.Integer() }),
+  },
+  { $id: "Usage", title: "Usage" },
+);
+
+const Common = {
+  id: Type.String(),
+  created: Type.Integer(),
+  model: Type.String(),
+  system_fingerprint: Type.String(),
+};
+
+export const ChatCompletion = Type.Object(
+  {
+    ...Common,
+    object: Type.Literal("chat.completion"),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        message: Type.Object({ role: Type.Literal("assistant"), content: Type.String(), refusal: Type.Null() }),
+        logprobs: ChatLogprobs,
+        finish_reason: FinishReason,
+        thoughts: Type.Ref("ThoughtsSummary"),
+      }),
+    ),
+    usage: Type.Ref("Usage"),
+  },
+  { $id: "ChatCompletion", title: "ChatCompletion" },
+);
+
+const StreamThought = Type.Object(
+  {
+    index: Type.Integer(),
+    log_prob: Type.Number(),
+    vector: Type.Optional(Type.String()),
+  },
+  { description: "NF-CoT extension: one sampled thought. Its chunk has an empty delta, so SDKs ignore it." },
+);
+
+export const ChatCompletionChunk = Type.Object(
+  {
+    ...Common,
+    object: Type.Literal("chat.completion.chunk"),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        delta: Type.Object({ role: Type.Optional(Type.Literal("assistant")), content: Type.Optional(Type.String()) }),
+        logprobs: Type.Optional(ChatLogprobs),
+        finish_reason: FinishReason,
+        thought: Type.Optional(StreamThought),
+        thoughts: Type.Optional(Type.Ref("ThoughtsSummary")),
+      }),
+    ),
+    usage: Type.Optional(Nullable(Type.Ref("Usage"))),
+  },
+  {
+    $id: "ChatCompletionChunk",
+    title: "ChatCompletionChunk",
+    description:
+      "One `data:` line of the event stream; the stream ends with `data: [DONE]`. The chunk that carries a choice's finish_reason also carries its thoughts summary (with decoded, without vectors: those come in the thought chunks).",
+  },
+);
+
+const CompletionLogprobs = Nullable(
+  Type.Object({
+    tokens: Type.Array(Type.String()),
+    token_logprobs: Type.Array(Nullable(Type.Number())),
+    top_logprobs: Type.Array(Nullable(Type.Record(Type.String(), Type.Number()))),
+    text_offset: Type.Array(Type.Integer()),
+  }),
+);
+
+export const Completion = Type.Object(
+  {
+    ...Common,
+    object: Type.Literal("text_completion"),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        text: Type.String(),
+        logprobs: CompletionLogprobs,
+        finish_reason: FinishReason,
+        thoughts: Type.Optional(Type.Ref("ThoughtsSummary")),
+        thought: Type.Optional(StreamThought),
+      }),
+    ),
+    usage: Type.Optional(Nullable(Type.Ref("Usage"))),
+  },
+  { $id: "Completion", title: "Completion", description: "The response, or (object text_completion too, as OpenAI does) one chunk of its stream." },
+);
+
+export const Model = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal("model"),
+    created: Type.Integer(),
+    owned_by: Type.String(),
+    max_model_len: Type.Integer(),
+    nfcot: Type.Object({
+      num_thoughts: Type.Integer(),
+      thought_dim: Type.Integer(),
+      reasoning_modes: Type.Array(Type.String()),
+      default_reasoning_mode: Type.String(),
+      default_latent_temperature: Type.Number(),
+      has_thought_decoder: Type.Boolean(),
+    }),
+  },
+  { $id: "Model", title: "Model" },
+);
+
+export const ModelList = Type.Object(
+  { object: Type.Literal("list"), data: Type.Array(Type.Ref("Model")) },
+  { $id: "ModelList", title: "ModelList" },
+);
+
+export const TokenizeResponse = Type.Object(
+  {
+    count: Type.Integer(),
+    max_model_len: Type.Integer(),
+    tokens: Type.Array(Type.Integer()),
+    token_strs: Type.Optional(Type.Array(Type.String())),
+  },
+  { $id: "TokenizeResponse", title: "TokenizeResponse" },
+);
+
+export const DetokenizeResponse = Type.Object({ prompt: Type.String() }, { $id: "DetokenizeResponse", title: "DetokenizeResponse" });
+
+export const TrajectoryScore = Type.Object(
+  {
+    index: Type.Integer(),
+    thought_log_probs: Type.Array(Type.Number(), { description: "log p(u_i | prompt, u_<i) at T_z = 1." }),
+    thought_log_prob: Type.Number(),
+    answer_logprobs: Type.Array(Type.Object({ token: Type.String(), logprob: Type.Number() }), {
+      description: "The answer's tokens, then EOS.",
+    }),
+    answer_log_prob: Type.Number(),
+    log_prob: Type.Number({ description: "thought_log_prob + answer_log_prob: the policy log-prob (Eq 3.4)." }),
+  },
+  { $id: "TrajectoryScore", title: "TrajectoryScore" },
+);
+
+export const LatentLogprobsResponse = Type.Object(
+  {
+    object: Type.Literal("list"),
+    model: Type.String(),
+    data: Type.Array(Type.Ref("TrajectoryScore")),
+    usage: Type.Object({ prompt_tokens: Type.Integer(), total_tokens: Type.Integer() }),
+  },
+  { $id: "LatentLogprobsResponse", title: "LatentLogprobsResponse" },
+);
+
+export const LatentDecodeResponse = Type.Object(
+  {
+    object: Type.Literal("latent.decode"),
+    model: Type.String(),
+    decoded: Type.String(),
+    steps: Type.Array(Type.Object({ variable: Type.String(), value: Type.String() }), {
+      description: "Per thought slot, up to the decoder's stop token.",
+    }),
+  },
+  { $id: "LatentDecodeResponse", title: "LatentDecodeResponse" },
+);
+
+export const RESPONSE_SCHEMAS = [
+  ErrorResponse,
+  ThoughtsSummary,
+  Usage,
+  ChatCompletion,
+  ChatCompletionChunk,
+  Completion,
+  Model,
+  ModelList,
+  TokenizeResponse,
+  DetokenizeResponse,
+  TrajectoryScore,
+  LatentLogprobsResponse,
+  LatentDecodeResponse,
+];
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: "Invalid request (`param` names the field) or context overflow (context_length_exceeded)",
+  401: "Missing or wrong API key (when the server has keys)",
+  404: "Unknown model (model_not_found) or route",
+  413: "Request body over the server's limit",
+  429: "Queue full (queue_full); see Retry-After",
+  500: "Server or engine error",
+  503: "Shutting down or engine not running; see Retry-After",
+};
+
+/** Error responses every route documents, in the OpenAI error shape. */
+export const ERROR_RESPONSES = Object.fromEntries(
+  Object.entries(ERROR_DESCRIPTIONS).map(([status, description]) => [
+    status,
+    { description, content: { "application/json": { schema: { $ref: "ErrorResponse#" } } } },
+  ]),
+);

@@ -1,0 +1,79 @@
+import type { ModelInfo } from "../engine/options.ts";
+import type { LatentParams, SamplingParams } from "../engine/types.ts";
+import { ServeError } from "../errors.ts";
+
+/** OpenAI request fields -> the engine's SamplingParams and LatentParams, with OpenAI defaults. */
+
+export interface SamplingFields {
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  ignore_eos?: boolean | null;
+  stop_token_ids?: number[] | null;
+}
+
+export function toSampling(
+  f: SamplingFields,
+  maxTokens: number,
+  logprobs: { enabled: boolean; top: number },
+): SamplingParams {
+  const stop = f.stop === undefined || f.stop === null ? [] : typeof f.stop === "string" ? [f.stop] : f.stop;
+  return {
+    temperature: f.temperature ?? 1,
+    topP: f.top_p ?? 1,
+    topK: Math.max(0, f.top_k ?? 0), // -1 (vLLM's "off") and 0 both mean off
+    minP: f.min_p ?? 0,
+    presencePenalty: f.presence_penalty ?? 0,
+    frequencyPenalty: f.frequency_penalty ?? 0,
+    repetitionPenalty: f.repetition_penalty ?? 1,
+    maxTokens,
+    stopTokenIds: f.stop_token_ids ?? [],
+    stop: stop.filter((s) => s.length > 0),
+    seed: f.seed ?? null,
+    logprobs: logprobs.enabled,
+    topLogprobs: logprobs.enabled ? logprobs.top : 0,
+    ignoreEos: f.ignore_eos ?? false,
+  };
+}
+
+/** The engine returns the vectors when the client asked for them, and also when the model has a
+ * thought decoder: every full span is decoded to its trace text. */
+export function toLatent(
+  info: ModelInfo,
+  r: { latent_temperature?: number; return_thoughts?: boolean } | undefined,
+): LatentParams {
+  return {
+    temperature: r?.latent_temperature ?? info.defaultLatentTemperature,
+    returnVectors: (r?.return_thoughts ?? false) || info.hasThoughtDecoder,
+  };
+}
+
+/** Text tokens a request may generate: prompt + thoughts + max tokens must fit the context.
+ * Absent max tokens means whatever fits. Errors state the limit and the requested total. */
+export function budgetMaxTokens(
+  maxContext: number,
+  promptTokens: number,
+  thoughts: number,
+  requested: number | null | undefined,
+  param: string,
+): number {
+  const reserved = promptTokens + thoughts;
+  const wanted = requested ?? Math.max(1, maxContext - reserved);
+  if (reserved + wanted > maxContext) {
+    const where = param === "prompt" ? "prompt" : "messages";
+    throw new ServeError(
+      "context_length_exceeded",
+      `This model's maximum context length is ${maxContext} tokens. However, you requested ${reserved + wanted} tokens ` +
+        `(${promptTokens} in the ${where}, ${thoughts} latent thoughts, ${wanted} in the completion). ` +
+        `Please reduce the length of the ${where} or the completion.`,
+      param,
+    );
+  }
+  return wanted;
+}

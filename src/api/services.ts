@@ -1,0 +1,28 @@
+import type { Config } from "../config.ts";
+import type { EngineClient } from "../engine/client.ts";
+import type { Manifest } from "../model/manifest.ts";
+import type { ModelTokenizer } from "../model/tokenizer.ts";
+import type { TraceDecoder } from "./trace-decoder.ts";
+
+/** Shared services, decorated on the app instance by buildApp (app.ts). */
+
+/** Mutable: readiness and shutdown flip these. Draining: new generation requests get 503. */
+export interface ServeState {
+  ready: boolean;
+  draining: boolean;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    config: Config;
+    engine: EngineClient;
+    tokenizer: ModelTokenizer;
+    manifest: Manifest;
+    /** The name clients send as `model`: config.servedModelName, else the manifest's name. */
+    modelName: string;
+    serveState: ServeState;
+    traceDecoder: TraceDecoder;
+    /** Seconds since the epoch at start: the `created` of the model object. */
+    startedAt: number;
+  }
+}

@@ -1,0 +1,43 @@
+import { Readable } from "node:stream";
+import type { FastifyReply } from "fastify";
+import { toServeError } from "./error-handler.ts";
+
+/** Server-sent events in OpenAI's dialect: `data: <json>` lines, `data: [DONE]` at the end, and
+ * after the headers are out, an error is a data chunk {error: {...}} (the SDKs throw it). */
+
+export const SSE_DONE = "data: [DONE]\n\n";
+
+export function sseData(obj: unknown): string {
+  return `data: ${JSON.stringify(obj)}\n\n`;
+}
+
+/** Chunks of one stream share everything but their choice: serialize the rest once. */
+export function chunkEncoder(head: Record<string, unknown>, tail: Record<string, unknown> = {}): (choice: unknown) => string {
+  const prefix = `data: ${JSON.stringify(head).slice(0, -1)},"choices":[`;
+  const rest = JSON.stringify(tail).slice(1, -1);
+  const suffix = `]${rest ? `,${rest}` : ""}}\n\n`;
+  return (choice) => prefix + JSON.stringify(choice) + suffix;
+}
+
+async function* guarded(source: AsyncGenerator<string>, log: FastifyReply["log"]): AsyncGenerator<string> {
+  try {
+    yield* source;
+  } catch (err) {
+    const e = toServeError(err);
+    if (e.status >= 500) log.error({ err }, "stream failed");
+    yield sseData(e.toBody());
+    yield SSE_DONE;
+  }
+}
+
+/** Sends the stream through Fastify (so hooks still see the reply). When the client goes away
+ * Fastify destroys the stream, which returns the generator: its finally blocks free the work. */
+export function sendEventStream(reply: FastifyReply, source: AsyncGenerator<string>): FastifyReply {
+  reply
+    .code(200)
+    .header("content-type", "text/event-stream; charset=utf-8")
+    .header("cache-control", "no-cache")
+    .header("x-accel-buffering", "no");
+  const stream = Readable.from(guarded(source, reply.log), { objectMode: false });
+  return reply.send(stream);
+}

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from "fastify";
+import { ServeError } from "../errors.ts";
+import { toTemplateMessages } from "./chat-completions.ts";
+import { checkModel } from "./guards.ts";
+import { ERROR_RESPONSES } from "./response-schemas.ts";
+import type { DetokenizeRequest, TokenizeRequest } from "./schemas.ts";
+
+/** POST /tokenize and /detokenize (vLLM's shapes): the model's tokenizer and chat template. */
+
+export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: TokenizeRequest }>(
+    "/tokenize",
+    {
+      schema: {
+        summary: "Tokenize a prompt or chat messages",
+        tags: ["Tokenizer"],
+        body: { $ref: "TokenizeRequest#" },
+        response: { 200: { $ref: "TokenizeResponse#" }, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      checkModel(app, body.model);
+      const hasPrompt = body.prompt !== undefined;
+      if (hasPrompt === (body.messages !== undefined)) {
+        throw new ServeError("invalid_request", "Give exactly one of prompt and messages.", hasPrompt ? "messages" : "prompt");
+      }
+      const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
+      const text = hasPrompt
+        ? body.prompt!
+        : app.tokenizer.renderChat(toTemplateMessages(body.messages!), mode, body.add_generation_prompt ?? true);
+      const tokens = app.tokenizer.encode(text);
+      return {
+        count: tokens.length,
+        max_model_len: app.engine.info.maxContext,
+        tokens,
+        ...(body.return_token_strs ? { token_strs: tokens.map((t) => app.tokenizer.tokenText(t)) } : {}),
+      };
+    },
+  );
+
+  app.post<{ Body: DetokenizeRequest }>(
+    "/detokenize",
+    {
+      schema: {
+        summary: "Turn token ids back into text",
+        tags: ["Tokenizer"],
+        body: { $ref: "DetokenizeRequest#" },
+        response: { 200: { $ref: "DetokenizeResponse#" }, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      checkModel(app, body.model);
+      const vocab = app.engine.info.vocabSize;
+      const bad = body.tokens.findIndex((t) => t >= vocab);
+      if (bad >= 0) throw new ServeError("invalid_request", `Token id ${body.tokens[bad]} is outside the vocabulary (size ${vocab}).`, `tokens[${bad}]`);
+      return { prompt: app.tokenizer.decode(body.tokens, false) };
+    },
+  );
+}

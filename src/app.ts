@@ -1,0 +1,65 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { Config } from "./config.ts";
+import type { EngineClient } from "./engine/client.ts";
+import type { Manifest } from "./model/manifest.ts";
+import type { ModelTokenizer } from "./model/tokenizer.ts";
+import { registerAuth } from "./api/auth.ts";
+import { chatCompletionsRoutes } from "./api/chat-completions.ts";
+import { completionsRoutes } from "./api/completions.ts";
+import { registerErrorHandling } from "./api/error-handler.ts";
+import { latentRoutes } from "./api/latent.ts";
+import { modelsRoutes } from "./api/models.ts";
+import { registerOpenApi } from "./api/openapi.ts";
+import type { ServeState } from "./api/services.ts";
+import { tokenizeRoutes } from "./api/tokenize.ts";
+import { TraceDecoder } from "./api/trace-decoder.ts";
+import { opsPlugin } from "./ops/plugin.ts";
+
+export type { ServeState } from "./api/services.ts";
+
+export interface AppDeps {
+  config: Config;
+  engine: EngineClient;
+  tokenizer: ModelTokenizer;
+  manifest: Manifest;
+  logger?: boolean | object;
+}
+
+/** The HTTP app: services as decorators, one error shape, auth, the OpenAPI document, routes.
+ * It does not listen: src/server.ts does. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    logger: (deps.logger ?? false) as FastifyServerOptions["logger"],
+    bodyLimit: config.bodyLimit,
+    // Fastify's own 503 while closing is not in the OpenAI shape; the routes refuse new work
+    // themselves (serveState.draining is set before close) with 503 shutting_down + Retry-After.
+    return503OnClosing: false,
+    // OpenAI rejects "5" for an integer; Fastify's default coercion would not.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+  // Response schemas document; JSON.stringify serializes, so no field is ever silently dropped.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  const serveState: ServeState = { ready: true, draining: false };
+  app.decorate("config", config);
+  app.decorate("engine", deps.engine);
+  app.decorate("tokenizer", deps.tokenizer);
+  app.decorate("manifest", deps.manifest);
+  app.decorate("modelName", config.servedModelName || deps.manifest.name);
+  app.decorate("serveState", serveState);
+  app.decorate("startedAt", Math.floor(Date.now() / 1000));
+  app.decorate("traceDecoder", new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log));
+
+  registerErrorHandling(app);
+  // First, so the document also lists the operations routes (swagger collects routes as added).
+  await registerOpenApi(app);
+  await app.register(opsPlugin, { engine: deps.engine, config, modelName: app.modelName, state: serveState });
+  registerAuth(app, config.apiKeys);
+  await app.register(chatCompletionsRoutes);
+  await app.register(completionsRoutes);
+  await app.register(modelsRoutes);
+  await app.register(tokenizeRoutes);
+  await app.register(latentRoutes);
+  return app;
+}

@@ -1,0 +1,88 @@
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { EngineClient } from "../engine/client.ts";
+import { ServeError } from "../errors.ts";
+import type { ReadinessProbe } from "./probe.ts";
+
+/** GET /health is liveness: the process answers and the engine worker is alive (a restart helps
+ * only when it is not). GET /ready is readiness: the model is loaded, the server is not draining,
+ * and a one-token generation finishes in time (a stalled engine takes the pod out of rotation
+ * without restarting it). Both answer 503 in the OpenAI error shape, with Retry-After. */
+
+export interface ServeFlags {
+  ready: boolean;
+  draining: boolean;
+}
+
+export interface HealthOptions {
+  engine: EngineClient;
+  state: ServeFlags;
+  probe: ReadinessProbe;
+  modelName: string;
+}
+
+const ErrorBody = Type.Object({
+  error: Type.Object({
+    message: Type.String(),
+    type: Type.String(),
+    param: Type.Union([Type.String(), Type.Null()]),
+    code: Type.String(),
+  }),
+});
+
+// Probes hit these every few seconds: their request lines stay out of the info log.
+const quiet = { logLevel: "warn" as const, config: { ops: true } };
+
+function unavailable(reply: FastifyReply, err: ServeError): FastifyReply {
+  if (err.retryAfterSeconds !== null) reply.header("retry-after", String(err.retryAfterSeconds));
+  return reply.code(503).type("application/json; charset=utf-8").send(err.toBody());
+}
+
+export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): Promise<void> {
+  const { engine, state, probe, modelName } = opts;
+
+  app.get(
+    "/health",
+    {
+      ...quiet,
+      schema: {
+        summary: "Liveness: the process and the engine worker are alive",
+        tags: ["Operations"],
+        response: { 200: Type.Object({ status: Type.Literal("ok") }), 503: ErrorBody },
+      },
+    },
+    async (_request, reply) => {
+      if (!engine.alive) return unavailable(reply, new ServeError("not_ready", "The inference engine worker is not running."));
+      return { status: "ok" as const };
+    },
+  );
+
+  app.get(
+    "/ready",
+    {
+      ...quiet,
+      schema: {
+        summary: "Readiness: model loaded, not draining, and a one-token generation finishes in time",
+        tags: ["Operations"],
+        response: {
+          200: Type.Object({ status: Type.Literal("ready"), model: Type.String(), probe_ms: Type.Number() }),
+          503: ErrorBody,
+        },
+      },
+    },
+    async (_request, reply) => {
+      if (state.draining) {
+        return unavailable(reply, new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, 30));
+      }
+      if (!state.ready) return unavailable(reply, new ServeError("not_ready", "The model is loading.", null, 5));
+      if (!engine.alive) return unavailable(reply, new ServeError("not_ready", "The inference engine worker is not running.", null, 5));
+      const r = await probe.check();
+      if (!r.ok) return unavailable(reply, new ServeError("not_ready", r.message, null, 1));
+      // Draining may have begun while the probe ran.
+      if (state.draining) {
+        return unavailable(reply, new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, 30));
+      }
+      return { status: "ready" as const, model: modelName, probe_ms: r.ms };
+    },
+  );
+}

@@ -1,0 +1,83 @@
+import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import type { Config } from "../config.ts";
+import type { EngineClient } from "../engine/client.ts";
+import { registerCors } from "./cors.ts";
+import { healthRoutes, type ServeFlags } from "./health.ts";
+import { ServeMetrics } from "./metrics.ts";
+import { ReadinessProbe } from "./probe.ts";
+import { registerRequestIds } from "./request-id.ts";
+
+/** Operations: request ids, CORS, /health, /ready, /metrics, and the HTTP-edge counters. Not
+ * encapsulated (its hooks must see every route), so register it before auth and the routes. */
+
+export interface OpsOptions {
+  engine: EngineClient;
+  config: Pick<Config, "corsOrigins" | "readinessTimeoutMs">;
+  modelName: string;
+  /** Shared with server.ts, which flips it at start and on SIGTERM. */
+  state: ServeFlags;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    metrics: ServeMetrics;
+  }
+  interface FastifyContextConfig {
+    /** Operations routes: left out of the failure counter (probes are not user traffic). */
+    ops?: boolean;
+  }
+}
+
+const LATENT_SCORING_ROUTE = "/v1/latent/logprobs";
+
+const ops: FastifyPluginAsync<OpsOptions> = async (app: FastifyInstance, opts: OpsOptions) => {
+  registerRequestIds(app);
+  registerCors(app, opts.config.corsOrigins);
+
+  const metrics = new ServeMetrics(opts.modelName);
+  // Stand-in engines (route tests with fakes, the OpenAPI generator) have no observer hook.
+  if (typeof opts.engine.observe === "function") opts.engine.observe(metrics);
+  app.decorate("metrics", metrics);
+
+  const probe = new ReadinessProbe(opts.engine, opts.config.readinessTimeoutMs);
+  await healthRoutes(app, { engine: opts.engine, state: opts.state, probe, modelName: opts.modelName });
+
+  app.get(
+    "/metrics",
+    {
+      logLevel: "warn",
+      config: { ops: true },
+      schema: { summary: "Prometheus metrics (text exposition format)", tags: ["Operations"] },
+    },
+    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
+  );
+
+  // Failures are counted where every error is already in one shape: the OpenAI body's error.code.
+  app.addHook("onSend", async (request, reply, payload) => {
+    if (reply.statusCode < 400 || request.routeOptions.config?.ops) return payload;
+    metrics.recordFailure(errorCode(payload) ?? `http_${reply.statusCode}`);
+    return payload;
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    if (request.method === "POST" && request.routeOptions.url === LATENT_SCORING_ROUTE && reply.statusCode < 300) {
+      metrics.recordLatentScoringRequest();
+    }
+  });
+};
+
+function errorCode(payload: unknown): string | null {
+  const text = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString("utf8") : null;
+  if (text === null || !text.startsWith("{")) return null;
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === "string" && /^[a-z0-9_]{1,64}$/.test(code) ? code : null;
+  } catch {
+    return null;
+  }
+}
+
+// What fastify-plugin does: the plugin's hooks and decorators land on the parent instance.
+Object.assign(ops, { [Symbol.for("skip-override")]: true, [Symbol.for("fastify.display-name")]: "nfcot-ops" });
+
+export const opsPlugin = ops;
