@@ -1,7 +1,8 @@
-import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { Agent } from "undici";
 import { answerLine, parseAnswer } from "./lib/answer.ts";
+import { isNonNegativeInt, isPositiveInt, numberArg, parseCli } from "./lib/cli.ts";
 import { fetchJson } from "./lib/http-json.ts";
 import { Progress } from "./lib/progress.ts";
 import { startServerProcess, type ServerProcess } from "./lib/server-process.ts";
@@ -17,7 +18,8 @@ batching effects) and then at --concurrency. Reports accuracy (the integer on th
 line against the program's answer), the majority-answer baseline, reasoning positions per answer
 (thoughts + trace tokens: text before the answer line, less the newline before it, as
 models/nfcot/evaluate.py counts them), generated positions, time to answer (mean / median /
-p99) and the explicit / latent time ratio. Target: latent (T_z = 0) at least --time-target times
+p99), the explicit / latent time ratio, and the same ratio of the time beyond mode none's (what
+answering costs without reasoning: HTTP, prefill, the answer). Target: latent (T_z = 0) at least --time-target times
 faster than explicit, with accuracy no more than --accuracy-bound below explicit's. Exit code 1
 when the target is missed.
 
@@ -35,48 +37,30 @@ when the target is missed.
   --time-target X        default 3
   --out FILE             JSON result`;
 
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      url: { type: "string" },
-      "server-args": { type: "string", default: "" },
-      model: { type: "string" },
-      "num-prompts": { type: "string", default: "200" },
-      concurrency: { type: "string", default: "8" },
-      "max-tokens": { type: "string", default: "128" },
-      seed: { type: "string", default: "0" },
-      warmup: { type: "string", default: "4" },
-      "accuracy-bound": { type: "string", default: "0.05" },
-      "time-target": { type: "string", default: "3" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-} catch (e) {
-  console.error(`${(e as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
-const a = parsed.values;
-if (a.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-function int(name: string, raw: string, min: number): number {
-  const x = Number(raw);
-  if (!Number.isSafeInteger(x) || x < min) {
-    console.error(`--${name}: expected an integer >= ${min}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return x;
-}
-const N = int("num-prompts", a["num-prompts"]!, 1);
-const C = int("concurrency", a.concurrency!, 0);
-const maxTokens = int("max-tokens", a["max-tokens"]!, 1);
-const seed = int("seed", a.seed!, 0);
-const warmup = int("warmup", a.warmup!, 0);
-const accuracyBound = Number(a["accuracy-bound"]);
-const timeTarget = Number(a["time-target"]);
+const a = parseCli(
+  {
+    url: { type: "string" },
+    "server-args": { type: "string", default: "" },
+    model: { type: "string" },
+    "num-prompts": { type: "string", default: "200" },
+    concurrency: { type: "string", default: "8" },
+    "max-tokens": { type: "string", default: "128" },
+    seed: { type: "string", default: "0" },
+    warmup: { type: "string", default: "4" },
+    "accuracy-bound": { type: "string", default: "0.05" },
+    "time-target": { type: "string", default: "3" },
+    out: { type: "string" },
+  },
+  USAGE,
+);
+const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) => numberArg(USAGE, name, a[name] as string | undefined, valid)!;
+const N = num("num-prompts", isPositiveInt);
+const C = num("concurrency", isNonNegativeInt);
+const maxTokens = num("max-tokens", isPositiveInt);
+const seed = num("seed", isNonNegativeInt);
+const warmup = num("warmup", isNonNegativeInt);
+const accuracyBound = num("accuracy-bound");
+const timeTarget = num("time-target", (x) => x > 0);
 
 type Mode = "none" | "explicit" | "latent";
 interface Condition {
@@ -132,7 +116,7 @@ try {
     { name: "latent T_z=0", mode: "latent", latentTemperature: 0 },
     { name: `latent T_z=${defaultTz ?? "default"}`, mode: "latent", latentTemperature: null },
   ];
-  const [, EXPLICIT, LATENT0, LATENTD] = conditions.map((c) => c.name) as [string, string, string, string];
+  const [NONE, EXPLICIT, LATENT0, LATENTD] = conditions.map((c) => c.name) as [string, string, string, string];
 
   const split = loadTestSplit();
   const programs = takePrograms(split, N);
@@ -255,7 +239,7 @@ try {
 
   console.log(`model ${model} at ${url}; ${N} test-split prompts, greedy text, max_tokens ${maxTokens}`);
   console.log(`majority-answer baseline: ${baseline.toFixed(3)} (answer ${base.value}, ${base.count} of ${N})\n`);
-  const ratios: Record<string, { meanRatio: number; medianRatio: number; defaultTzMeanRatio: number }> = {};
+  const ratios: Record<string, { meanRatio: number; medianRatio: number; defaultTzMeanRatio: number; beyondNoneMeanRatio: number | null }> = {};
   for (const ph of phases) {
     console.log(`${ph.name}:`);
     console.log(
@@ -268,15 +252,21 @@ try {
       ),
     );
     const by = (name: string) => ph.results.find((r) => r.condition === name)!;
+    // Time beyond answering without reasoning (mode none: prefill, HTTP, the answer itself) is
+    // what the reasoning costs; on a small model that floor is a large share of every request.
+    const floor = by(NONE).timeMs.mean;
+    const beyondLatent = by(LATENT0).timeMs.mean - floor;
     const ratio = {
       meanRatio: by(EXPLICIT).timeMs.mean / by(LATENT0).timeMs.mean,
       medianRatio: by(EXPLICIT).timeMs.median / by(LATENT0).timeMs.median,
       defaultTzMeanRatio: by(EXPLICIT).timeMs.mean / by(LATENTD).timeMs.mean,
+      beyondNoneMeanRatio: beyondLatent > 0 ? (by(EXPLICIT).timeMs.mean - floor) / beyondLatent : null,
     };
     ratios[ph.name] = ratio;
     console.log(
       `time to answer, explicit / latent: ${ratio.meanRatio.toFixed(2)}x mean, ${ratio.medianRatio.toFixed(2)}x median ` +
-        `(T_z = 0); ${ratio.defaultTzMeanRatio.toFixed(2)}x mean (${LATENTD})\n`,
+        `(T_z = 0); ${ratio.defaultTzMeanRatio.toFixed(2)}x mean (${LATENTD}); time beyond mode none's ` +
+        `${floor.toFixed(1)} ms: ${ratio.beyondNoneMeanRatio === null ? "-" : ratio.beyondNoneMeanRatio.toFixed(2) + "x"} mean\n`,
     );
   }
   const seq = phases[0]!.results;
@@ -301,6 +291,7 @@ try {
       phases: phases.map((ph) => ({ name: ph.name, concurrency: ph.concurrency, results: ph.results, ratios: ratios[ph.name], answers: ph.answers })),
       target: { timeOk, accuracyOk: accOk, pass },
     };
+    mkdirSync(dirname(a.out), { recursive: true });
     writeFileSync(a.out, toJson(result) + "\n");
     process.stderr.write(`wrote ${a.out}\n`);
   }

@@ -1,6 +1,7 @@
-import { writeFileSync } from "node:fs";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { Agent, request } from "undici";
+import { fail, isNonNegativeInt, isPositiveInt, numberArg, parseCli } from "./lib/cli.ts";
 import { runLoad } from "./lib/load.ts";
 import { poissonArrivals } from "./lib/poisson.ts";
 import { Progress } from "./lib/progress.ts";
@@ -38,7 +39,8 @@ Definitions: a chunk is an SSE event carrying output, a text delta or an NF-CoT 
 runs to the first one; ITL is every gap between chunks; TPOT = (E2E - TTFT) / (output tokens -
 1) with output tokens = usage.completion_tokens (thoughts included) from the final usage chunk.`;
 
-const { values: a } = parseArgsOrExit({
+const a = parseCli(
+  {
     url: { type: "string" },
     "server-args": { type: "string", default: "" },
     model: { type: "string" },
@@ -55,46 +57,22 @@ const { values: a } = parseArgsOrExit({
     "slo-e2e-ms": { type: "string" },
     "api-key": { type: "string" },
     out: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-});
-function parseArgsOrExit<O extends ParseArgsConfig["options"]>(options: O) {
-  try {
-    return parseArgs({ options: options! as O & {} });
-  } catch (e) {
-    console.error(`${(e as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
-}
-
-if (a.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-
-function num(name: string, raw: string | undefined, check: (x: number) => boolean = (x) => x >= 0): number | undefined {
-  if (raw === undefined) return undefined;
-  const x = raw === "inf" ? Infinity : Number(raw);
-  if (Number.isNaN(x) || !check(x)) {
-    console.error(`--${name}: invalid value ${JSON.stringify(raw)}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  return x;
-}
-const numPrompts = num("num-prompts", a["num-prompts"], (x) => Number.isInteger(x) && x > 0)!;
-const rate = num("request-rate", a["request-rate"], (x) => x > 0)!;
-const maxConcurrency = num("max-concurrency", a["max-concurrency"], (x) => Number.isInteger(x) && x > 0) ?? null;
-const maxTokens = num("max-tokens", a["max-tokens"], (x) => Number.isInteger(x) && x > 0);
-const temperature = num("temperature", a.temperature)!;
-const seed = num("seed", a.seed, Number.isSafeInteger)!;
+  },
+  USAGE,
+);
+const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) => numberArg(USAGE, name, a[name] as string | undefined, valid);
+const numPrompts = num("num-prompts", isPositiveInt)!;
+const rate = num("request-rate", (x) => x > 0)!;
+const maxConcurrency = num("max-concurrency", isPositiveInt) ?? null;
+const maxTokens = num("max-tokens", isPositiveInt);
+const temperature = num("temperature")!;
+const seed = num("seed", isNonNegativeInt)!;
 const slo: Slo = {
-  ...(a["slo-ttft-ms"] !== undefined ? { ttftMs: num("slo-ttft-ms", a["slo-ttft-ms"])! } : {}),
-  ...(a["slo-tpot-ms"] !== undefined ? { tpotMs: num("slo-tpot-ms", a["slo-tpot-ms"])! } : {}),
-  ...(a["slo-e2e-ms"] !== undefined ? { e2eMs: num("slo-e2e-ms", a["slo-e2e-ms"])! } : {}),
+  ...(a["slo-ttft-ms"] !== undefined ? { ttftMs: num("slo-ttft-ms")! } : {}),
+  ...(a["slo-tpot-ms"] !== undefined ? { tpotMs: num("slo-tpot-ms")! } : {}),
+  ...(a["slo-e2e-ms"] !== undefined ? { e2eMs: num("slo-e2e-ms")! } : {}),
 };
-if (a.mode !== undefined && !["none", "explicit", "latent"].includes(a.mode)) {
-  console.error(`--mode: expected none, explicit or latent, got ${a.mode}`);
-  process.exit(2);
-}
+if (a.mode !== undefined && !["none", "explicit", "latent"].includes(a.mode)) fail(USAGE, `--mode: expected none, explicit or latent, got ${a.mode}`);
 
 let server: ServerProcess | null = null;
 if (!a.url) {
@@ -193,6 +171,7 @@ try {
         finishReason: r.finishReason,
       })),
     };
+    mkdirSync(dirname(a.out), { recursive: true });
     writeFileSync(a.out, toJson(result) + "\n");
     process.stderr.write(`wrote ${a.out}\n`);
   }

@@ -6,6 +6,7 @@ import type { ModelTokenizer } from "./model/tokenizer.ts";
 import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
+import { clientErrorHandler, refuseContentEncoding } from "./api/client-errors.ts";
 import { registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
@@ -35,6 +36,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Fastify's own 503 while closing is not in the OpenAI shape; the routes refuse new work
     // themselves (serveState.draining is set before close) with 503 shutting_down + Retry-After.
     return503OnClosing: false,
+    clientErrorHandler,
+    // A client that sends headers and then stalls its body must not hold a connection forever;
+    // this bounds receiving the request only, not streaming the response.
+    requestTimeout: 30_000,
     // OpenAI rejects "5" for an integer; Fastify's default coercion would not.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
@@ -52,6 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate("traceDecoder", new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log));
 
   registerErrorHandling(app);
+  refuseContentEncoding(app);
   // First, so the document also lists the operations routes (swagger collects routes as added).
   await registerOpenApi(app);
   await app.register(opsPlugin, { engine: deps.engine, config, modelName: app.modelName, state: serveState });

@@ -91,7 +91,7 @@ test("parseAnswer: the integer on the last non-empty line, as nfcot.generate.par
 function outcome(over: Partial<StreamOutcome>): StreamOutcome {
   return {
     ok: true, status: 200, error: null, startMs: 0, ttftMs: 10, e2eMs: 100, itlMs: [], text: "", thoughtChunks: 0,
-    textChunks: 0, finishReason: "stop", done: true, errorBody: null,
+    textChunks: 0, finishReason: "stop", done: true, errorBody: null, id: "chatcmpl-1",
     usage: { prompt_tokens: 20, completion_tokens: 10, total_tokens: 30, completion_tokens_details: { reasoning_tokens: 6 } },
     ...over,
   };

@@ -283,3 +283,13 @@ describe("sampleToken", () => {
     assert.throws(() => sampleToken(LOGITS, params(), history(), Rng.fromSeed(0), [0, 1, 2, 3, 4, 5]));
   });
 });
+
+it("choice i of a seeded request draws like seed + i, and huge seeds do not overflow", () => {
+  const a = Rng.forChoice(41, 1);
+  const b = Rng.fromSeed(42);
+  assert.deepEqual([a.next(), a.next()], [b.next(), b.next()]);
+  const big = Rng.forChoice(Number.MAX_SAFE_INTEGER, 3);
+  const again = Rng.forChoice(Number.MAX_SAFE_INTEGER, 3);
+  assert.equal(big.next(), again.next());
+  assert.notEqual(Rng.forChoice(Number.MAX_SAFE_INTEGER, 2).next(), Rng.forChoice(Number.MAX_SAFE_INTEGER, 3).next());
+});

@@ -36,6 +36,8 @@ export interface StreamOutcome {
   usage: Usage | null;
   /** The error object of an error event, when the server sent one mid-stream. */
   errorBody: unknown;
+  /** The completion's id, from the first chunk. */
+  id: string | null;
 }
 
 export interface StreamOptions {
@@ -56,7 +58,7 @@ interface ChunkChoice {
 export async function streamChatCompletion(baseUrl: string, body: Record<string, unknown>, opts: StreamOptions = {}): Promise<StreamOutcome> {
   const out: StreamOutcome = {
     ok: false, status: 0, error: null, startMs: performance.now(), ttftMs: null, e2eMs: 0, itlMs: [], text: "",
-    thoughtChunks: 0, textChunks: 0, finishReason: null, done: false, usage: null, errorBody: null,
+    thoughtChunks: 0, textChunks: 0, finishReason: null, done: false, usage: null, errorBody: null, id: null,
   };
   const payload = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } });
   let last = 0;
@@ -88,7 +90,8 @@ export async function streamChatCompletion(baseUrl: string, body: Record<string,
           out.done = true;
           continue;
         }
-        const chunk = JSON.parse(data) as { choices?: ChunkChoice[]; usage?: Usage | null; error?: { message?: string } };
+        const chunk = JSON.parse(data) as { id?: string; choices?: ChunkChoice[]; usage?: Usage | null; error?: { message?: string } };
+        out.id ??= chunk.id ?? null;
         if (chunk.error) {
           out.errorBody = chunk;
           out.error = `error event: ${chunk.error.message ?? JSON.stringify(chunk.error)}`;

@@ -16,7 +16,7 @@ import torch
 
 from . import tokenizer as tk
 from .export import load_checkpoint
-from .generate import accuracy, generate, parse_answer
+from .generate import correctness, generate, parse_answer
 from .task import split
 from .vae import step_tokens
 
@@ -61,15 +61,17 @@ def main(argv=None) -> None:
     t0 = time.time()
     res: dict = {"test_programs": len(progs), "M": m}
     res["majority_baseline"] = Counter(p.answer for p in progs).most_common(1)[0][1] / len(progs)
+    per_mode = {}
     for mode in ("none", "explicit", "latent"):
-        acc, pos = accuracy(model, progs, mode)
+        per_mode[mode] = correctness(model, progs, mode)
+        acc = sum(c for c, _ in per_mode[mode]) / len(progs)
+        pos = sum(n for _, n in per_mode[mode]) / len(progs)
         res[mode] = {"accuracy": acc, "reasoning_positions": pos}
         print(f"{mode:9s} accuracy {acc:.3f}  reasoning positions {pos:.1f}", flush=True)
-    by_n: dict = {}
-    for n in range(2, 7):
-        sub = [p for p in progs if len(p.steps) == n]
-        by_n[n] = {mode: accuracy(model, sub, mode)[0] for mode in ("none", "explicit", "latent")}
-    res["accuracy_by_statements"] = by_n
+    res["accuracy_by_statements"] = {
+        n: {mode: sum(c for p, (c, _) in zip(progs, per_mode[mode]) if len(p.steps) == n)
+            / max(1, sum(len(p.steps) == n for p in progs)) for mode in per_mode}
+        for n in range(2, 7)}
     gen = torch.Generator().manual_seed(args.seed)
     correct = [0] * len(progs)
     for _ in range(args.samples):

@@ -73,15 +73,23 @@ def parse_answer(text: str) -> int | None:
         return None
 
 
-def accuracy(model, progs, mode, latent_temperature=0.0, generator=None, batch=250):
-    correct, positions = 0, 0
+def correctness(model, progs, mode, latent_temperature=0.0, generator=None, batch=250):
+    """Per program: (answer right, reasoning positions used)."""
+    out = []
     for i in range(0, len(progs), batch):
         chunk = progs[i:i + batch]
         texts, _, ntok = generate(model, chunk, mode, latent_temperature, generator)
         for p, t, n in zip(chunk, texts, ntok):
-            correct += parse_answer(t) == p.answer
             if mode == "explicit":
-                positions += max(n - 2, 0)  # trace tokens: all but the newline before and the answer
+                pos = max(n - 2, 0)  # trace tokens: all but the newline before the answer and the answer
             elif mode == "latent":
-                positions += model.config.num_thoughts
-    return correct / len(progs), positions / len(progs)
+                pos = model.config.num_thoughts
+            else:
+                pos = 0
+            out.append((parse_answer(t) == p.answer, pos))
+    return out
+
+
+def accuracy(model, progs, mode, latent_temperature=0.0, generator=None, batch=250):
+    res = correctness(model, progs, mode, latent_temperature, generator, batch)
+    return sum(c for c, _ in res) / len(progs), sum(n for _, n in res) / len(progs)

@@ -29,7 +29,7 @@ export const Reasoning = Type.Object(
 const SamplingFields = {
   model: Type.String({ description: "The served model name (GET /v1/models)." }),
   n: Opt(Type.Integer({ minimum: 1, description: "Choices to generate (the server's limit applies)." })),
-  seed: Opt(Type.Integer({ description: "Choice i uses seed + i: the same request with a seed gives the same choices." })),
+  seed: Opt(Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: "Choice i uses seed + i: the same request with a seed gives the same choices." })),
   stop: Opt(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 16 })])),
   temperature: Opt(Type.Number({ minimum: 0, maximum: 2 })),
   top_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),

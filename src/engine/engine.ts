@@ -57,7 +57,7 @@ export class Engine {
     if (req.kind === "generate") {
       const seen = new Set(req.promptIds);
       this.gen.set(req.id, {
-        rng: Rng.fromSeed(req.sampling.seed === null ? null : (req.sampling.seed + req.choiceIndex) >>> 0),
+        rng: Rng.forChoice(req.sampling.seed, req.choiceIndex),
         history: { counts: new Map(), seen },
         text: new IncrementalDetokenizer(this.detok),
         stop: new StopMatcher(req.sampling.stop),

@@ -54,6 +54,13 @@ export class Rng {
     return new Rng(hi === 0 ? lo : (lo ^ Math.imul(hi, 0x9e3779b1)) >>> 0);
   }
 
+  /** The generator of choice `index` of a request seeded with `seed`: the 32-bit folded seed plus
+   * the index, so for seeds below 2^32 choice i draws exactly like seed + i (and never overflows). */
+  static forChoice(seed: number | null, index: number): Rng {
+    if (seed === null) return Rng.fromSeed(null);
+    return new Rng((Rng.fromSeed(seed).seed + index) >>> 0);
+  }
+
   /** Raw sfc32 output in [0, 2^32). */
   nextUint32(): number {
     const t = (((this.a + this.b) | 0) + this.d) | 0;
