@@ -2,7 +2,7 @@ import pino from "pino";
 import { buildApp } from "./app.ts";
 import { ConfigError, parseConfig, redact, type Config } from "./config.ts";
 import { EngineClient } from "./engine/client.ts";
-import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "./engine/options.ts";
+import { engineOptionsFrom } from "./engine/options.ts";
 import { loadManifest } from "./model/manifest.ts";
 import { ModelTokenizer } from "./model/tokenizer.ts";
 import { drain, InFlightRequests } from "./ops/drain.ts";
@@ -19,22 +19,6 @@ function configOrExit(): Config {
     process.stderr.write(e.message + "\n");
     process.exit(2);
   }
-}
-
-function engineOptions(config: Config): EngineOptions {
-  return {
-    ...DEFAULT_ENGINE_OPTIONS,
-    modelDir: config.modelDir,
-    provider: config.provider,
-    threads: config.threads,
-    graphOptimization: config.graphOptimization,
-    blockSize: config.blockSize,
-    numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
-    kvCacheBytes: config.kvCacheBytes,
-    maxNumSeqs: config.maxNumSeqs,
-    maxNumBatchedTokens: config.maxNumBatchedTokens,
-    enablePrefixCaching: config.enablePrefixCaching,
-  };
 }
 
 async function main(): Promise<void> {
@@ -64,7 +48,7 @@ async function main(): Promise<void> {
   log.info({ modelDir: config.modelDir }, "loading the model");
   const manifest = loadManifest(config.modelDir);
   const tokenizer = new ModelTokenizer(config.modelDir, manifest);
-  const engine = await EngineClient.start(engineOptions(config), (msg) => log.info({ phase: "load" }, msg));
+  const engine = await EngineClient.start(engineOptionsFrom(config), (msg) => log.info({ phase: "load" }, msg));
   const inFlight = new InFlightRequests();
   engine.observe(inFlight);
   log.info(

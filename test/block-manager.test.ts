@@ -2,21 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Sequence } from "../src/engine/sequence.ts";
-import type { GenerateRequest, SamplingParams } from "../src/engine/types.ts";
+import { makeSeq } from "./helpers/factories.ts";
 
-const SAMPLING: SamplingParams = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
-  repetitionPenalty: 1, maxTokens: 16, stopTokenIds: [], stop: [], seed: 0, logprobs: false,
-  topLogprobs: 0, ignoreEos: false,
-};
-
-function makeSeq(id: string, promptIds: number[], opts: { leaderId?: string } = {}): Sequence {
-  const request: GenerateRequest = {
-    kind: "generate", id, promptIds, sampling: { ...SAMPLING },
-    latent: { temperature: 0, returnVectors: false }, choiceIndex: 0, leaderId: opts.leaderId ?? null,
-  };
-  return new Sequence(request, 0);
-}
 
 function makeManager(numBlocks: number, blockSize = 4, enablePrefixCaching = true): BlockManager {
   return new BlockManager({ numBlocks, blockSize, enablePrefixCaching });

@@ -2,7 +2,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -16,6 +15,7 @@ import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitorin
 import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
 import { ConfigSchema, DEFAULT_MODEL_DIR, parseConfig, type Config } from "../src/config.ts";
 import { kustomizeBuild, readYamlDocs, resId, type K8sObject } from "./helpers/kustomize.ts";
+import { freePort } from "../bench/lib/server-process.ts";
 
 /** Deployment artifacts (Dockerfiles, Kubernetes manifests, Grafana dashboard) checked without a
  * cluster or a Docker engine: schemas, cross-references, agreement with the server's routes and
@@ -632,16 +632,6 @@ test("the metrics the dashboard queries exist in the server's registry, with the
 });
 
 // ---------------------------------------------------------------- the image's start command, from a clean clone
-
-const freePort = () =>
-  new Promise<number>((res, rej) => {
-    const s = createServer();
-    s.on("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { postJson, readSse } from "./helpers/sse.ts";
+import { freePort } from "../bench/lib/server-process.ts";
 
 /** For real: a Prometheus server (Debian's package) on loopback scrapes the app every second; the
  * values read back through its query API must match what the responses reported, and promtool
@@ -18,16 +18,6 @@ let prom: ChildProcess | null = null;
 let promUrl = "";
 let dir = "";
 let promLog = "";
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

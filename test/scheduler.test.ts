@@ -3,21 +3,8 @@ import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Scheduler, type SchedulerOutput } from "../src/engine/scheduler.ts";
 import { Sequence } from "../src/engine/sequence.ts";
-import type { GenerateRequest, SamplingParams } from "../src/engine/types.ts";
+import { makeSeq } from "./helpers/factories.ts";
 
-const SAMPLING: SamplingParams = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
-  repetitionPenalty: 1, maxTokens: 16, stopTokenIds: [], stop: [], seed: 0, logprobs: false,
-  topLogprobs: 0, ignoreEos: false,
-};
-
-function makeSeq(id: string, promptIds: number[], opts: { leaderId?: string } = {}): Sequence {
-  const request: GenerateRequest = {
-    kind: "generate", id, promptIds, sampling: { ...SAMPLING },
-    latent: { temperature: 0, returnVectors: false }, choiceIndex: 0, leaderId: opts.leaderId ?? null,
-  };
-  return new Sequence(request, 0);
-}
 
 interface Setup {
   numBlocks?: number;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { after, test } from "node:test";
 import { postJson } from "./helpers/sse.ts";
+import { freePort } from "../bench/lib/server-process.ts";
 
 /** The real server process (src/server.ts): SIGTERM while a stream is in flight. Readiness turns
  * 503, new requests are refused, the stream runs to its end with [DONE], the process exits 0. */
@@ -12,16 +12,6 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MODEL = "nfcot-trace-small";
 let child: ChildProcess | null = null;
 let output = "";
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -18,6 +18,8 @@ export function registerAuth(app: FastifyInstance, apiKeys: string[]): void {
   const keys = apiKeys.map((k) => Buffer.from(k));
   app.addHook("onRequest", async (request) => {
     if (!request.url.startsWith("/v1/") && request.url !== "/v1") return;
+    // Browsers send CORS preflights without credentials.
+    if (request.method === "OPTIONS") return;
     const header = request.headers.authorization ?? "";
     const m = /^Bearer\s+(.+)$/i.exec(header);
     if (!m) {

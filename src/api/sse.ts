@@ -19,12 +19,14 @@ export function chunkEncoder(head: Record<string, unknown>, tail: Record<string,
   return (choice) => prefix + JSON.stringify(choice) + suffix;
 }
 
-async function* guarded(source: AsyncGenerator<string>, log: FastifyReply["log"]): AsyncGenerator<string> {
+async function* guarded(source: AsyncGenerator<string>, reply: FastifyReply): AsyncGenerator<string> {
   try {
     yield* source;
   } catch (err) {
     const e = toServeError(err);
-    if (e.status >= 500) log.error({ err }, "stream failed");
+    if (e.status >= 500) reply.log.error({ err }, "stream failed");
+    // The status line already said 200: count the failure here, by its code.
+    reply.server.metrics?.recordFailure(e.code);
     yield sseData(e.toBody());
     yield SSE_DONE;
   }
@@ -38,6 +40,6 @@ export function sendEventStream(reply: FastifyReply, source: AsyncGenerator<stri
     .header("content-type", "text/event-stream; charset=utf-8")
     .header("cache-control", "no-cache")
     .header("x-accel-buffering", "no");
-  const stream = Readable.from(guarded(source, reply.log), { objectMode: false });
+  const stream = Readable.from(guarded(source, reply), { objectMode: false });
   return reply.send(stream);
 }

@@ -1,3 +1,4 @@
+import type { Config } from "../config.ts";
 import type { ExecutionProvider } from "./runner.ts";
 
 /** Everything the engine worker needs to start; plain data (it crosses postMessage). */
@@ -42,4 +43,21 @@ export interface ModelInfo {
   special: { bos: number; eos: number; bot: number; eot: number; pad: number };
   vocabSize: number;
   provider: ExecutionProvider;
+}
+
+/** The engine's part of the server config. */
+export function engineOptionsFrom(config: Config): EngineOptions {
+  return {
+    ...DEFAULT_ENGINE_OPTIONS,
+    modelDir: config.modelDir,
+    provider: config.provider,
+    threads: config.threads,
+    graphOptimization: config.graphOptimization,
+    blockSize: config.blockSize,
+    numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
+    kvCacheBytes: config.kvCacheBytes,
+    maxNumSeqs: config.maxNumSeqs,
+    maxNumBatchedTokens: config.maxNumBatchedTokens,
+    enablePrefixCaching: config.enablePrefixCaching,
+  };
 }

@@ -5,6 +5,7 @@ import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "../../src/engine/opt
 import type { EngineEvent, GenerateRequest, ReasoningMode, SamplingParams } from "../../src/engine/types.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
+import { greedySampling } from "./factories.ts";
 import { SHIPPED_MODEL } from "./python.ts";
 
 export interface TestProgram { source: string; answer: number; n: number; trace: string }
@@ -26,10 +27,7 @@ export function startEngine(over: Partial<EngineOptions> = {}): Promise<EngineCl
 }
 
 export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {
-  return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: 32, stopTokenIds: [], stop: [], seed: null, logprobs: false, topLogprobs: 0, ignoreEos: false, ...over,
-  };
+  return greedySampling({ maxTokens: 32, seed: null, ...over });
 }
 
 let counter = 0;

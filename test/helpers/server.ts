@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app.ts";
 import { parseConfig, type Config } from "../../src/config.ts";
 import { EngineClient } from "../../src/engine/client.ts";
-import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "../../src/engine/options.ts";
+import { engineOptionsFrom } from "../../src/engine/options.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 
@@ -16,22 +16,6 @@ export interface TestServer {
   engine: EngineClient;
   config: Config;
   close: () => Promise<void>;
-}
-
-export function engineOptionsFrom(config: Config): EngineOptions {
-  return {
-    ...DEFAULT_ENGINE_OPTIONS,
-    modelDir: config.modelDir,
-    provider: config.provider,
-    threads: config.threads,
-    graphOptimization: config.graphOptimization,
-    blockSize: config.blockSize,
-    numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
-    kvCacheBytes: config.kvCacheBytes,
-    maxNumSeqs: config.maxNumSeqs,
-    maxNumBatchedTokens: config.maxNumBatchedTokens,
-    enablePrefixCaching: config.enablePrefixCaching,
-  };
 }
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
