@@ -22,7 +22,7 @@ test("greedy outputs are the same alone and in a batch of 16 different prompts",
   batched.forEach((b, i) => {
     assert.equal(b.error, null);
     assert.deepEqual(b.tokens, parsed[i].tokens, `prompt ${i}`);
-    assert.equal(b.finish?.reason, "stop");
+    assert.equal(b.finish?.reason, parsed[i].finish.reason);
     if (i % 2 === 0) assert.equal(b.thoughtLogProbs.length, manifest.latent.num_thoughts);
   });
   // Seeded latent thoughts are per request, whatever shares the batch.
@@ -71,9 +71,10 @@ test("with a pool too small for all requests every request finishes with the rig
 test("after requests finish or abort, every block is free again", async () => {
   const rs = reqs();
   const out = await Promise.all(rs.map((r, i) => collect(engine.generate(r), i % 3 === 0 ? 2 : Infinity)));
+  const parsed = alone.map((a) => JSON.parse(a));
   out.forEach((o, i) => {
-    if (i % 3 === 0) assert.equal(o.tokens.length, 2);
-    else assert.equal(o.finish?.reason, "stop");
+    if (i % 3 === 0) assert.equal(o.tokens.length, Math.min(2, parsed[i].tokens.length));
+    else assert.deepEqual(o.tokens, parsed[i].tokens);
   });
   const s = await idleStats(engine);
   assert.equal(s.kvBlocksUsed, 0);

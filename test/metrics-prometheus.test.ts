@@ -117,9 +117,10 @@ test("Prometheus reads back the token counts, finish reasons and latencies that 
       const res = await postJson(`${server.url}/v1/chat/completions`, {
         model: MODEL,
         messages: [{ role: "user", content }],
-        max_tokens: i === 2 ? 3 : 40, // the last one stops on its length
+        // The last one writes an explicit trace (always longer than 2 tokens): it stops on its length.
+        max_tokens: i === 2 ? 2 : 40,
         temperature: 0,
-        reasoning: { mode: i === 1 ? "none" : "latent" },
+        reasoning: { mode: i === 1 ? "none" : i === 2 ? "explicit" : "latent" },
       });
       assert.equal(res.status, 200);
       return (await res.json()) as any;
@@ -144,7 +145,7 @@ test("Prometheus reads back the token counts, finish reasons and latencies that 
   const sum = (f: (u: any) => number) => usages.reduce((s, u) => s + f(u), 0);
   const completion = sum((u) => u.completion_tokens);
   const thoughts = sum((u) => u.completion_tokens_details.reasoning_tokens);
-  assert.ok(thoughts >= 12, "two latent requests, K = 6 thoughts each");
+  assert.equal(thoughts, 12, "two latent requests (one by the model's default mode), K = 6 thoughts each");
   assert.ok(reasons.includes("length") && reasons.includes("stop"), JSON.stringify(reasons));
 
   const gen = await until(`nfcot_generation_tokens_total{model_name="${MODEL}"}`, completion);
