@@ -49,7 +49,14 @@ async function main(): Promise<void> {
   let wake: (() => void) | null = null;
   let stopping = false;
   port.on("message", (m: ToWorker) => {
-    if (m.type === "add") engine.add(m.req);
+    if (m.type === "add") {
+      // A request the engine refuses (a duplicate id, say) fails alone; the worker goes on.
+      try {
+        engine.add(m.req);
+      } catch (e) {
+        pending.push({ type: "error", id: m.req.id, code: "invalid_request", message: (e as Error).message });
+      }
+    }
     else if (m.type === "abort") engine.abort(m.id);
     else if (m.type === "shutdown") stopping = true;
     else if (m.type === "decode") {
