@@ -11,6 +11,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { EngineClient } from "../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS } from "../src/engine/options.ts";
+import { greedySampling } from "../src/engine/sampling-params.ts";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
 import { loadManifest } from "../src/model/manifest.ts";
 import { SHIPPED_MODEL } from "../test/helpers/python.ts";
@@ -68,7 +69,7 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
       const it = engine.generate({
         kind: "generate", id: `${tag}-${b}`, promptIds: p, choiceIndex: 0, leaderId: null,
         latent: { temperature: 0, returnVectors: false },
-        sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, maxTokens: steps, stopTokenIds: [], stop: [], seed: 0, logprobs: false, topLogprobs: 0, ignoreEos: true },
+        sampling: greedySampling({ maxTokens: steps, ignoreEos: true }),
       });
       for await (const e of it) if (e.type === "token") n++;
       if (n !== steps) throw new Error(`request ${b} produced ${n} tokens`);

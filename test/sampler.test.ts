@@ -12,26 +12,11 @@ import {
   softmax,
   type TokenHistory,
 } from "../src/engine/sampler.ts";
+import { greedySampling } from "../src/engine/sampling-params.ts";
 import type { SamplingParams } from "../src/engine/types.ts";
 
 function params(over: Partial<SamplingParams> = {}): SamplingParams {
-  return {
-    temperature: 1,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    maxTokens: 16,
-    stopTokenIds: [],
-    stop: [],
-    seed: 0,
-    logprobs: false,
-    topLogprobs: 0,
-    ignoreEos: false,
-    ...over,
-  };
+  return greedySampling({ temperature: 1, ...over });
 }
 
 function history(counts: [number, number][] = [], seen: number[] = []): TokenHistory {

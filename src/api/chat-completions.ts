@@ -12,7 +12,7 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkAccepting, checkModel, checkN, checkQueue } from "./guards.ts";
+import { checkGeneration, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
@@ -62,10 +62,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
     async (request, reply) => {
       const body = request.body;
       const info = app.engine.info;
-      checkModel(app, body.model);
       const n = body.n ?? 1;
-      checkN(app, n);
-      checkAccepting(app);
+      checkGeneration(app, body.model, n);
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
       if (!info.reasoningModes.includes(mode)) {
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");

@@ -11,7 +11,7 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkAccepting, checkModel, checkN, checkQueue } from "./guards.ts";
+import { checkGeneration, checkQueue } from "./guards.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
@@ -82,10 +82,8 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const body = request.body;
       const info = app.engine.info;
-      checkModel(app, body.model);
       const n = body.n ?? 1;
-      checkN(app, n);
-      checkAccepting(app);
+      checkGeneration(app, body.model, n);
       const prompts = toPromptList(app, body.prompt);
       const echo = body.echo ?? false;
       const logprobs = body.logprobs ?? null;

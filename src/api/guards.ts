@@ -44,3 +44,10 @@ export function checkN(app: FastifyInstance, n: number): void {
     throw new ServeError("invalid_request", `n must be at most ${app.config.maxN}, got ${n}.`, "n");
   }
 }
+
+/** What every generation route checks first: the model, n, and that new work is accepted. */
+export function checkGeneration(app: FastifyInstance, model: string | undefined | null, n: number): void {
+  checkModel(app, model);
+  checkN(app, n);
+  checkAccepting(app);
+}

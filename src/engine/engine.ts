@@ -216,20 +216,18 @@ export class Engine {
     const g = this.gen.get(seq.id);
     // Text held back as a possible stop-string prefix belongs to the output after all.
     const tail = g ? g.stop.flush(g.text.text) : "";
-    {
-      const start = seq.firstScheduledMs ?? this.now();
-      this.emit({
-        type: "finish",
-        id: seq.id,
-        reason,
-        promptTokens: seq.promptLength,
-        completionTokens: seq.completionTokens,
-        thoughts: seq.thoughtCount,
-        cachedTokens: seq.numCachedAtAdmission,
-        queueTimeMs: start - seq.arrivalMs,
-        tail,
-      });
-    }
+    const start = seq.firstScheduledMs ?? this.now();
+    this.emit({
+      type: "finish",
+      id: seq.id,
+      reason,
+      promptTokens: seq.promptLength,
+      completionTokens: seq.completionTokens,
+      thoughts: seq.thoughtCount,
+      cachedTokens: seq.numCachedAtAdmission,
+      queueTimeMs: start - seq.arrivalMs,
+      tail,
+    });
     this.counters.promptTokens += seq.promptLength;
     this.forget(seq.id);
   }

@@ -1,5 +1,6 @@
 import type { EngineClient } from "../engine/client.ts";
 import type { EngineEvent, GenerateRequest } from "../engine/types.ts";
+import { greedySampling } from "../engine/sampling-params.ts";
 
 /** Readiness proves the model answers: a one-token greedy generation through the engine (queue,
  * scheduler, forward pass, sampler) must finish within a timeout. The result is cached briefly so
@@ -75,22 +76,7 @@ export class ReadinessProbe {
       kind: "generate",
       id: `${PROBE_ID_PREFIX}${this.counter++}`,
       promptIds: [bos],
-      sampling: {
-        temperature: 0,
-        topP: 1,
-        topK: 0,
-        minP: 0,
-        presencePenalty: 0,
-        frequencyPenalty: 0,
-        repetitionPenalty: 1,
-        maxTokens: 1,
-        stopTokenIds: [],
-        stop: [],
-        seed: 0,
-        logprobs: false,
-        topLogprobs: 0,
-        ignoreEos: false,
-      },
+      sampling: greedySampling({ maxTokens: 1 }),
       latent: { temperature: 0, returnVectors: false },
       choiceIndex: 0,
       leaderId: null,
