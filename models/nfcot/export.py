@@ -135,7 +135,7 @@ def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepV
 
 def load_checkpoint(path: str):
     ck = torch.load(path, map_location="cpu")
-    cfg = ModelConfig(**ck["config"])
+    cfg = ModelConfig.from_dict(ck["config"])
     model = NFCoTModel(cfg)
     model.load_state_dict(ck["model"])
     flow = ShallowFlow(cfg.thought_dim, cfg.num_thoughts, blocks=2)

@@ -10,7 +10,7 @@ from .task import Program
 
 @torch.no_grad()
 def generate(model: NFCoTModel, progs: list[Program], mode: str, latent_temperature: float = 0.0,
-             generator: torch.Generator | None = None, max_new: int = 72):
+             generator: torch.Generator | None = None, max_new: int = 96):
     """Returns (texts, thoughts [B, K, D] or None, number of generated text tokens per row)."""
     c = model.config
     prompts = [tk.prompt_ids(p.source(), mode) for p in progs]

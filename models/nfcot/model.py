@@ -28,6 +28,11 @@ class ModelConfig:
     rms_eps: float = 1e-5
     thought_dim: int = 16
     num_thoughts: int = 6
+    # Layer 0's first heads attend by position only: head i to the token positional_heads[i]
+    # back. They hand every position its previous tokens, which a look-up ("the number after the
+    # latest `a =`") needs in its keys and queries; learned from scratch such heads formed too
+    # slowly for this machine's budget (models/README.md).
+    positional_heads: tuple = (1, 2, 3)
 
     @property
     def head_dim(self) -> int:
@@ -41,14 +46,40 @@ class ModelConfig:
             problems.append(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.hidden_size // max(self.num_heads, 1) % 2:
             problems.append("head_dim must be even for rotary embeddings")
+        if len(self.positional_heads) > self.num_heads or any(int(o) < 1 for o in self.positional_heads):
+            problems.append(f"positional_heads {list(self.positional_heads)} must be at most num_heads offsets, each >= 1")
         for name in ("vocab_size", "num_layers", "intermediate_size", "max_position", "thought_dim", "num_thoughts"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if problems:
             raise ValueError("inconsistent model config: " + "; ".join(problems))
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        # Checkpoints saved before positional heads existed were trained without them.
+        return cls(**{"positional_heads": (), **d})
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["positional_heads"] = [int(o) for o in self.positional_heads]
+        return d
+
+
+def layer0_bias(c: ModelConfig, q_pos, k_pos, allowed):
+    """Additive attention bias of layer 0: head i < len(positional_heads) sees only the key at
+    position q - positional_heads[i] (position 0 near the start), the others every allowed key.
+    q_pos [B, S], k_pos [B, T], allowed [B, S, T] bool -> [B, kvH, g*S, T] in q's row order."""
+    B, S, T = allowed.shape
+    heads = []
+    for h in range(c.num_heads):
+        if h < len(c.positional_heads):
+            target = (q_pos - int(c.positional_heads[h])).clamp(min=0)
+            heads.append(allowed & (k_pos[:, None, :] == target[:, :, None]))
+        else:
+            heads.append(allowed)
+    ok = torch.stack(heads, 1)
+    bias = torch.zeros(B, c.num_heads, S, T).masked_fill(~ok, -1e9)
+    return bias.reshape(B, c.num_kv_heads, (c.num_heads // c.num_kv_heads) * S, T)
 
 
 class RMSNorm(nn.Module):
@@ -176,6 +207,9 @@ class NFCoTModel(nn.Module):
             allowed = allowed & key_mask[:, None, None, :].bool()
         bias = torch.zeros(B, 1, S, T).masked_fill(~allowed, -1e9)
         bias = bias.repeat(1, 1, g, 1)  # rows follow q's (g, S) order
+        # Key positions: real keys are contiguous positions, whatever the padding side.
+        k_pos = (key_mask.long().cumsum(1) - 1) if key_mask is not None else torch.arange(T)[None].expand(B, T)
+        bias0 = layer0_bias(c, positions, k_pos, allowed[:, 0].expand(B, S, T))
         new_past = []
         for i, layer in enumerate(self.model.layers):
             a = layer.self_attn
@@ -184,7 +218,7 @@ class NFCoTModel(nn.Module):
                 k = torch.cat([past[i][0], k], 2)
                 v = torch.cat([past[i][1], v], 2)
             new_past.append((k, v))
-            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + bias, -1)
+            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + (bias0 if i == 0 else bias), -1)
             h = h + a.out(p @ v, B, S)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return h, new_past

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .model import NFCoTModel
+from .model import NFCoTModel, layer0_bias
 
 
 class PagedBackbone(nn.Module):
@@ -39,15 +39,22 @@ class PagedBackbone(nn.Module):
         causal = torch.ones(S, S, dtype=torch.bool).tril()
         new_bias = torch.zeros(S, S).masked_fill(~causal, -1e9).repeat(g, 1)[None, None]
         scale = 1.0 / math.sqrt(hd)
+        # Layer 0 (positional heads): one bias over past and new keys; past key t sits at position t.
+        k_pos = torch.cat([t.expand(B, T), positions], 1)
+        allowed = torch.cat([past_ok[:, None, :].expand(B, S, T), causal[None].expand(B, S, S)], -1)
+        bias0 = layer0_bias(c, positions, k_pos, allowed)
         news = []
         for l, layer in enumerate(m.model.layers):
             a = layer.self_attn
             q, k, v = a.qkv(layer.input_layernorm(h), cos, sin)               # q [B, kvH, gS, hd]
             Kb, Vb = pf[base + 2 * l], pf[base + 2 * l + 1]                    # [B, MB, kvH, BS, hd]
             s_past = torch.matmul(q.unsqueeze(1), Kb.transpose(-1, -2))        # [B, MB, kvH, gS, BS]
-            s_past = s_past.permute(0, 2, 3, 1, 4).reshape(B, kvh, g * S, T) * scale + past_bias
-            s_new = torch.matmul(q, k.transpose(-1, -2)) * scale + new_bias   # [B, kvH, gS, S]
-            p = torch.softmax(torch.cat([s_past, s_new], -1), -1)
+            s_past = s_past.permute(0, 2, 3, 1, 4).reshape(B, kvh, g * S, T) * scale
+            s_new = torch.matmul(q, k.transpose(-1, -2)) * scale              # [B, kvH, gS, S]
+            if l == 0:
+                p = torch.softmax(torch.cat([s_past, s_new], -1) + bias0, -1)
+            else:
+                p = torch.softmax(torch.cat([s_past + past_bias, s_new + new_bias], -1), -1)
             pp = p[..., :T].reshape(B, kvh, g * S, MB, BS).permute(0, 3, 1, 2, 4)
             attn = torch.matmul(pp, Vb).sum(1) + torch.matmul(p[..., T:], v)
             h = h + a.out(attn, B, S)

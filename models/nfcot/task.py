@@ -34,10 +34,18 @@ class Program:
         return "\n".join(lines)
 
     def trace(self) -> str:
-        """Explicit CoT: each assignment with its operands' values substituted, then its value."""
+        """Explicit CoT, per assignment: the statement with its operands' values substituted, then
+        the value on a line of its own (`c = a + 2 = 5 + 2` / `c = 7`).
+
+        Every value is then written as `name = number`, the way the program states constants: a
+        later look-up of `a` is one induction step (the number after the latest `a =`), where
+        `c = 5 + 2 = 7` made it two (find c's statement, then a's value at the end of a line).
+        """
         out = []
         for s in self.steps:
-            out.append(f"{s.var} = {s.value}" if not s.shown else f"{s.var} = {s.shown} = {s.value}")
+            if s.shown:
+                out.append(f"{s.var} = {s.expr} = {s.shown}")
+            out.append(f"{s.var} = {s.value}")
         return "\n".join(out)
 
 

@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     prior_history = []
     if args.resume:
         ck = torch.load(args.resume, map_location="cpu")
-        cfg = ModelConfig(**ck["config"])
+        cfg = ModelConfig.from_dict(ck["config"])
         model = NFCoTModel(cfg)
         for mod, key in ((model, "model"), (flow, "flow"), (vae, "vae")):
             mod.load_state_dict(ck[key])
@@ -136,15 +136,15 @@ def main(argv=None) -> None:
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        # Curriculum: longer programs enter as the text stage goes on.
-        max_n = 6 if stage != "text" else min(6, 3 + int(4 * step / max(args.text_steps, 1)))
+        # Curriculum: longer programs enter in the first half of the text stage.
+        max_n = 6 if stage != "text" else min(6, 3 + int(8 * step / max(args.text_steps, 1)))
         progs = []
         while len(progs) < args.batch:
             p = next(stream)
             if len(p.steps) <= max_n:
                 progs.append(p)
         if stage == "text":
-            modes = random.choices(["none", "explicit"], [0.3, 0.7], k=args.batch)
+            modes = random.choices(["none", "explicit"], [0.2, 0.8], k=args.batch)
         elif stage == "stage1":
             modes = ["latent"] * args.batch
         else:

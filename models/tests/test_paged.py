@@ -51,3 +51,36 @@ def test_export_writes_the_contract(tmp_path):
         "input_ids", "thought_inputs", "is_thought", "positions", "past_lens", "kv_pool", "block_tables", "gather_index"]
     assert (tmp_path / "backbone.onnx").stat().st_size > 0
     assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "chat_template.jinja").exists()
+
+
+def test_positional_heads_read_exactly_the_token_their_offset_back():
+    m = _model()
+    c = m.config
+    x = torch.randn(2, 7, c.hidden_size)
+    layer = m.model.layers[0]
+    positions = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 2, 3, 4]])  # row 1 left-padded by 2
+    key_mask = torch.tensor([[True] * 7, [False, False] + [True] * 5])
+    cos, sin = m.rope_cos[positions], m.rope_sin[positions]
+    q, k, v = layer.self_attn.qkv(x, cos, sin)
+    from nfcot.model import layer0_bias
+    k_pos = key_mask.long().cumsum(1) - 1
+    allowed = torch.ones(7, 7, dtype=torch.bool).tril()[None] & key_mask[:, None, :]
+    p = torch.softmax(q @ k.transpose(-1, -2) + layer0_bias(c, positions, k_pos, allowed), -1)
+    g, S = c.num_heads // c.num_kv_heads, 7
+    for h, off in enumerate(c.positional_heads):
+        ph = p[:, h // g, (h % g) * S:(h % g + 1) * S]            # [B, S, T]
+        for b, pad in ((0, 0), (1, 2)):
+            for s in range(pad, S):
+                want = pad + max(int(positions[b, s]) - off, 0)
+                assert ph[b, s].argmax().item() == want and ph[b, s, want].item() == 1.0
+    free = p[0, (len(c.positional_heads)) // g, (len(c.positional_heads) % g) * S:][:S]
+    assert (free[6] > 0).all()  # a learned head still spreads over every earlier key
+
+
+def test_configs_saved_before_positional_heads_load_without_them():
+    d = ModelConfig(vocab_size=10).to_dict()
+    assert d["positional_heads"] == [1, 2, 3]
+    del d["positional_heads"]
+    assert ModelConfig.from_dict(d).positional_heads == ()
+    with pytest.raises(ValueError, match="positional_heads"):
+        ModelConfig(vocab_size=10, positional_heads=(1, 0)).validate()

@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from nfcot.task import apply_op, sample_program, split, is_train_source, train_stream
+from nfcot.task import Program, Step, apply_op, sample_program, split, is_train_source, train_stream
 
 
 def test_programs_follow_the_distribution():
@@ -41,10 +41,19 @@ def test_splits_are_deterministic_and_disjoint_from_training():
     assert all(is_train_source(next(stream).source()) for _ in range(500))
 
 
-def test_trace_substitutes_values():
+def test_trace_substitutes_values_then_states_each_value():
     rng = random.Random(3)
     p = sample_program(rng, 20, n=3)
     lines = p.trace().split("\n")
-    assert len(lines) == 3
-    assert lines[0] == f"{p.steps[0].var} = {p.steps[0].value}"
-    assert lines[-1].endswith(f"= {p.answer}")
+    first, second, third = p.steps
+    assert len(lines) == 5
+    assert lines[0] == f"{first.var} = {first.value}"
+    assert lines[1] == f"{second.var} = {second.expr} = {second.shown}"
+    assert lines[2] == f"{second.var} = {second.value}"
+    assert lines[3] == f"{third.var} = {third.expr} = {third.shown}"
+    assert lines[-1] == f"{third.var} = {p.answer}"
+
+
+def test_trace_line_for_a_fixed_program():
+    prog = Program((Step("a", "5", "", 5), Step("c", "a + 2", "5 + 2", 7)))
+    assert prog.trace() == "a = 5\nc = a + 2 = 5 + 2\nc = 7"
