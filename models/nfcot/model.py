@@ -30,8 +30,8 @@ class ModelConfig:
     num_thoughts: int = 6
     # Layer 0's first heads attend by position only: head i to the token positional_heads[i]
     # back. They hand every position its previous tokens, which a look-up ("the number after the
-    # latest `a =`") needs in its keys and queries; learned from scratch such heads formed too
-    # slowly for this machine's budget (models/README.md).
+    # latest `a =`") needs in its keys and queries. Added with the run that first learned the
+    # look-ups; whether that run needed them is not measured (models/README.md). () = plain Llama.
     positional_heads: tuple = (1, 2, 3)
 
     @property

@@ -22,34 +22,33 @@ from .export import load_checkpoint
 from .task import Program, split
 
 
-def lookups(prog: Program) -> list[tuple[int, int, int, int]]:
-    """(index in continuation(prog, "explicit"), statement, rank of the variable read, its value)
-    for every operand read from a variable."""
-    out, at = [], 0
-    names = [s.var for s in prog.steps]
+def _statements(prog: Program):
+    """(statement index, step, its first index in continuation(prog, "explicit")) of each
+    computed statement: `v = x op y = X op Y \n v = V \n` (14 tokens) after `v = c \n` (4)."""
+    at = 0
     for k, s in enumerate(prog.steps):
-        if not s.shown:
-            at += 4                                     # v = c \n
-            continue
+        if s.shown:
+            yield k, s, at
+        at += 14 if s.shown else 4
+
+
+def lookups(prog: Program) -> list[tuple[int, int, int, int]]:
+    """(index in the continuation, statement, rank of the variable read, its value) for every
+    operand read from a variable."""
+    names = [s.var for s in prog.steps]
+    out = []
+    for k, s, at in _statements(prog):
         x, _, y = s.expr.split(" ")
-        for name, off in ((x, 6), (y, 8)):              # v = x op y = X op Y \n v = V \n
+        for name, off in ((x, 6), (y, 8)):
             if name in names:
                 j = names.index(name)
                 out.append((at + off, k, k - 1 - j, prog.steps[j].value))
-        at += 14
     return out
 
 
 def results(prog: Program) -> list[tuple[int, int]]:
     """(index in the continuation, value) of each computed statement's result."""
-    out, at = [], 0
-    for s in prog.steps:
-        if not s.shown:
-            at += 4
-            continue
-        out.append((at + 12, s.value))
-        at += 14
-    return out
+    return [(at + 12, s.value) for _, s, at in _statements(prog)]
 
 
 @torch.no_grad()
