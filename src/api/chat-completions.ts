@@ -72,9 +72,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         throw new ServeError("invalid_request", "logprobs must be true when top_logprobs is set.", "top_logprobs");
       }
       const promptIds = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), mode));
-      const thoughts = promptIds.at(-1) === info.special.bot ? info.numThoughts : 0;
       const requested = body.max_completion_tokens ?? body.max_tokens;
-      const maxTokens = budgetMaxTokens(info.maxContext, promptIds.length, thoughts, requested, "messages");
+      const maxTokens = budgetMaxTokens(info, promptIds, requested, "messages");
       checkQueue(app, n, "n");
 
       const logprobs = body.logprobs ?? false;

@@ -88,8 +88,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const echo = body.echo ?? false;
       const logprobs = body.logprobs ?? null;
       const prompted = prompts.map((p) => {
-        const thoughts = p.ids.at(-1) === info.special.bot ? info.numThoughts : 0;
-        const maxTokens = budgetMaxTokens(info.maxContext, p.ids.length, thoughts, body.max_tokens, "prompt");
+        const maxTokens = budgetMaxTokens(info, p.ids, body.max_tokens, "prompt");
         const sampling = toSampling(body, maxTokens, { enabled: logprobs !== null, top: logprobs ?? 0 });
         return { promptIds: p.ids, sampling };
       });

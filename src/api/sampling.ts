@@ -54,15 +54,18 @@ export function toLatent(
   };
 }
 
-/** Text tokens a request may generate: prompt + thoughts + max tokens must fit the context.
- * Absent max tokens means whatever fits. Errors state the limit and the requested total. */
+/** Text tokens a request may generate: prompt + thoughts + max tokens must fit the context (a
+ * prompt ending in <bot> opens a span of K thoughts). Absent max tokens means whatever fits.
+ * Errors state the limit and the requested total. */
 export function budgetMaxTokens(
-  maxContext: number,
-  promptTokens: number,
-  thoughts: number,
+  info: ModelInfo,
+  promptIds: readonly number[],
   requested: number | null | undefined,
   param: string,
 ): number {
+  const maxContext = info.maxContext;
+  const promptTokens = promptIds.length;
+  const thoughts = promptIds.at(-1) === info.special.bot ? info.numThoughts : 0;
   const reserved = promptTokens + thoughts;
   const wanted = requested ?? Math.max(1, maxContext - reserved);
   if (reserved + wanted > maxContext) {
