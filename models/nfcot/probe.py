@@ -86,15 +86,20 @@ def probe(model, progs: list[Program], batch: int = 100) -> dict:
     }
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_probe_cli(doc: str, argv, fn) -> None:
+    """The probes' command line: fn(model, flow, vae, validation programs) -> dict, printed as JSON."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--count", type=int, default=300, help="validation programs")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, _, _, ck = load_checkpoint(args.checkpoint)
-    print(json.dumps(probe(model, split("validation", args.count, ck["m"])), indent=2))
+    model, flow, vae, ck = load_checkpoint(args.checkpoint)
+    print(json.dumps(fn(model, flow, vae, split("validation", args.count, ck["m"])), indent=2))
+
+
+def main(argv=None) -> None:
+    run_probe_cli(__doc__, argv, lambda model, _flow, _vae, progs: probe(model, progs))
 
 
 if __name__ == "__main__":

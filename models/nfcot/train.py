@@ -7,6 +7,8 @@ text modes (the recipe starts from a pretrained LLM; ours starts from scratch). 
 backbone and trains flow, thought projection and NF head; stage 2 trains everything on all modes,
 feeding the model's own sampled thoughts back on part of the latent rows (closed loop).
 Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2) dequantisation noise.
+Stage 2 can add two auxiliary losses that make the model use its thoughts (--readback, --ahead);
+models/README.md says why and how the shipped model was continued with them.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import sys
 import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from . import tokenizer as tk
@@ -55,9 +58,10 @@ def train_vae(vae: StepVAE, K: int, m: int, steps: int, seed: int) -> float:
 
 
 @torch.no_grad()
-def rollout_thoughts(model, batch, K, temperature, gen):
-    """Closed loop: sample each latent row's thoughts from the model itself, slot by slot."""
-    rows, bot = batch["latent_rows"], batch["bot_index"]
+def rollout_thoughts(model, batch, K, temperature, gen, which):
+    """Closed loop: sample the thoughts of the latent rows picked by `which` (bool over latent rows)
+    from the model itself, slot by slot. Returns thoughts [picked rows, S, D]."""
+    rows, bot = batch["latent_rows"][which], batch["bot_index"][which]
     ids, th = batch["ids"][rows], torch.zeros(len(rows), batch["ids"].shape[1], model.config.thought_dim)
     ist, pos, km = batch["is_thought"][rows], batch["positions"][rows], batch["key_mask"][rows]
     last = int(bot.max()) + K
@@ -67,6 +71,30 @@ def rollout_thoughts(model, batch, K, temperature, gen):
         u = mu + torch.exp(ls) * temperature * torch.randn(mu.shape, generator=gen)
         th[torch.arange(len(rows)), bot + 1 + t] = u
     return th
+
+
+def text_nll(logits, targets, weighting: str):
+    """Mean next-token NLL over target tokens ("token") or over rows of per-row means ("row")."""
+    if weighting == "token":
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+    mask = (targets != -100).float()
+    per_row = (ce.view_as(mask) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return per_row[mask.sum(1) > 0].mean()
+
+
+def closed_loop_share(share: float, ramp: float, stage2_fraction: float) -> float:
+    """Share of latent rows fed the model's own thoughts, `stage2_fraction` of the way through stage 2."""
+    return share * (min(1.0, stage2_fraction / ramp) if ramp > 0 else 1.0)
+
+
+def readback_loss(logits, rows, slot_pos, steps):
+    """The LM head at the position fed thought t names the value that thought holds. Without it the
+    model learnt to answer from the prompt and leave its thoughts unread (nfcot.thought_probe).
+    The last thought is left out: its position predicts the answer. logits [B, S, V]; rows [L]
+    latent rows; slot_pos [L, K] their thought positions; steps [L, K, 2] (variable, value) ids."""
+    rb = logits[rows[:, None], slot_pos[:, :-1]]
+    return F.cross_entropy(rb.flatten(0, 1), steps[:, :-1, 1].flatten())
 
 
 def main(argv=None) -> None:
@@ -81,6 +109,19 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--closed-loop", type=float, default=0.5, help="share of latent rows fed own thoughts in stage 2")
+    ap.add_argument("--closed-loop-ramp", type=float, default=0.0,
+                    help="fraction of stage 2 over which that share rises from 0 (0: from the start). "
+                    "Own thoughts are wrong early on; fed too soon they teach the model to ignore thoughts")
+    ap.add_argument("--text-loss", choices=("row", "token"), default="token",
+                    help="row: every sequence weighs the same (a latent row's answer is not outweighed by "
+                    "an explicit row's 48 trace tokens); token: every target token weighs the same")
+    ap.add_argument("--readback", type=float, default=0.0,
+                    help="weight of the stage-2 read-back loss: the LM head at a thought names its value")
+    ap.add_argument("--ahead", type=float, default=0.0,
+                    help="weight of the stage-2 look-ahead loss: a training-only head at the position "
+                    "that predicts thought t names the value thought t will hold")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many steps; the learning-rate schedule still spans them all")
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", help="continue from this checkpoint (VAE kept; give stage steps to run)")
@@ -108,6 +149,12 @@ def main(argv=None) -> None:
             mod.load_state_dict(ck[key])
         prior_history = ck.get("history", [])
         args.vae_steps = 0
+    # Training only (not exported): see --ahead. Its own RNG fork keeps every later draw, and so
+    # runs without it, as they were.
+    with torch.random.fork_rng():
+        ahead_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+    if args.resume and "ahead" in ck:
+        ahead_head.load_state_dict(ck["ahead"])
     print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
           f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
           flush=True)
@@ -123,7 +170,7 @@ def main(argv=None) -> None:
     backbone_params = [p for n, p in model.named_parameters()
                        if not n.startswith(("thought_proj", "nf_head"))]
     latent_params = [p for n, p in model.named_parameters() if n.startswith(("thought_proj", "nf_head"))]
-    latent_params += list(flow.parameters())
+    latent_params += list(flow.parameters()) + list(ahead_head.parameters())
     opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
                             lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     history = list(prior_history)
@@ -155,39 +202,58 @@ def main(argv=None) -> None:
             p.requires_grad_(not freeze)
         rows = batch["latent_rows"]
         thoughts = torch.zeros(*batch["ids"].shape, D)
-        nf_loss = torch.zeros(())
+        nf_loss = readback = ahead = torch.zeros(())
         if len(rows):
             e = vae.encode(batch["steps"])[0]
             u, logdet = flow(e + DEQUANT * torch.randn(e.shape, generator=gen))
             slot_pos = batch["bot_index"][:, None] + 1 + torch.arange(K)[None]
             teacher = u.detach()
             if stage == "stage2" and args.closed_loop > 0:
-                own = rollout_thoughts(model, batch, K, 0.9, gen)
-                own_u = own[torch.arange(len(rows))[:, None], slot_pos]
-                use_own = (torch.rand(len(rows), 1, 1, generator=gen) < args.closed_loop).float()
-                teacher = teacher * (1 - use_own) + own_u * use_own
+                if args.closed_loop_ramp > 0:
+                    s2 = (step - args.text_steps - args.stage1_steps) / max(args.stage2_steps, 1)
+                    pick = torch.rand(len(rows), generator=gen) < closed_loop_share(
+                        args.closed_loop, args.closed_loop_ramp, s2)
+                    own = rollout_thoughts(model, batch, K, 0.9, gen, pick) if bool(pick.any()) else None
+                else:
+                    # Every row rolled out, then the draw: the order of random draws the runs
+                    # before --closed-loop-ramp used, so their commands still reproduce them.
+                    own = rollout_thoughts(model, batch, K, 0.9, gen, torch.ones(len(rows), dtype=torch.bool))
+                    pick = torch.rand(len(rows), generator=gen) < args.closed_loop
+                    own = own[pick]
+                if own is not None:
+                    teacher = teacher.clone()
+                    teacher[pick] = own[torch.arange(int(pick.sum()))[:, None], slot_pos[pick]]
             thoughts[rows[:, None], slot_pos] = teacher
         h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"])
         logits, mu, ls = model.heads(h)
-        text_loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
+        text_loss = text_nll(logits, batch["targets"], args.text_loss)
         if len(rows):
             pred_pos = batch["bot_index"][:, None] + torch.arange(K)[None]
             r = rows[:, None]
             lp = gaussian_log_prob(u, mu[r, pred_pos], ls[r, pred_pos]).sum(-1) + logdet
             nf_loss = -(lp / (K * D)).mean()
+            if args.readback and stage == "stage2":
+                readback = readback_loss(logits, rows, slot_pos, batch["steps"])
+            if args.ahead and stage == "stage2":
+                ahead = F.cross_entropy(ahead_head(model.model.norm(h[r, pred_pos])).flatten(0, 1),
+                                        batch["steps"][:, :, 1].flatten())
         loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
+        loss = loss + args.readback * readback + args.ahead * ahead
         # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
         # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters())
+                                       + list(ahead_head.parameters()), 1.0)
         opt.step()
         tokens += int(batch["key_mask"].sum())
-        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item())):
+        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()), ("ahead", ahead.item())):
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
         rate = tokens / (time.time() - t_train)
         msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
-               f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
+               + (f"readback {ema['readback']:.3f} " if args.readback else "")
+               + (f"ahead {ema['ahead']:.3f} " if args.ahead else "")
+               + f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
         if (step + 1) % args.eval_every == 0 or step == total - 1:
             model.eval()
             accs = {m: accuracy(model, val, m)[0] for m in ("none", "explicit", "latent")}
@@ -197,15 +263,17 @@ def main(argv=None) -> None:
             msg += " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items())
             progress(msg, final=True)
             print(json.dumps(history[-1]), flush=True)
-            save(args.out, model, flow, vae, cfg, args, history)
+            save(args.out, model, flow, vae, cfg, args, history, ahead_head)
         elif step % 10 == 0:
             progress(msg)
-    save(args.out, model, flow, vae, cfg, args, history)
+        if args.stop_after and step + 1 >= args.stop_after:
+            break
+    save(args.out, model, flow, vae, cfg, args, history, ahead_head)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
-def save(out, model, flow, vae, cfg, args, history):
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
+def save(out, model, flow, vae, cfg, args, history, ahead_head):
+    torch.save({"ahead": ahead_head.state_dict(), "config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
                 "vae": vae.state_dict(), "args": vars(args), "history": history,
                 "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
     os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
