@@ -97,6 +97,14 @@ def readback_loss(logits, rows, slot_pos, steps):
     return F.cross_entropy(rb.flatten(0, 1), steps[:, :-1, 1].flatten())
 
 
+def lookahead_loss(head, normed_hidden, steps):
+    """A training-only head at the position that predicts thought t names the value thought t will
+    hold (<eot> past the program's end): a classification signal for the computation that the
+    NF head's Gaussian fit of the same thought gives only through a 16-dimensional regression.
+    normed_hidden [L, K, H] at the K thought-predicting positions; steps [L, K, 2]."""
+    return F.cross_entropy(head(normed_hidden).flatten(0, 1), steps[:, :, 1].flatten())
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -235,8 +243,7 @@ def main(argv=None) -> None:
             if args.readback and stage == "stage2":
                 readback = readback_loss(logits, rows, slot_pos, batch["steps"])
             if args.ahead and stage == "stage2":
-                ahead = F.cross_entropy(ahead_head(model.model.norm(h[r, pred_pos])).flatten(0, 1),
-                                        batch["steps"][:, :, 1].flatten())
+                ahead = lookahead_loss(ahead_head, model.model.norm(h[r, pred_pos]), batch["steps"])
         loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
         loss = loss + args.readback * readback + args.ahead * ahead
         # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay

@@ -54,3 +54,19 @@ def test_readback_scores_the_positions_fed_each_thought_but_the_last():
     assert readback_loss(logits, rows, slot_pos, steps).item() < 1e-6
     logits[0, 3] = 0.0  # one scored position now guesses uniformly: mean over 4 positions
     assert abs(readback_loss(logits, rows, slot_pos, steps).item() - math.log(V) / 4) < 1e-4
+
+
+def test_lookahead_scores_every_thought_predicting_position_against_the_next_value():
+    from nfcot.train import lookahead_loss
+    V, H = 5, 4  # token 4 has no hidden direction
+    head = torch.nn.Linear(H, V, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(V, H) * 40.0)  # hidden basis vector i -> token i
+    steps = torch.tensor([[[0, 1], [0, 2], [0, 4]]])  # values 1, 2, then <eot> stand-in 4
+    hidden = torch.zeros(1, 3, H)
+    hidden[0, 0, 1] = hidden[0, 1, 2] = 1.0  # slots 0 and 1 name their values with certainty
+    # Slot 2's hidden state is zero: all logits equal, so it costs log V; the mean is over 3 slots.
+    assert abs(lookahead_loss(head, hidden, steps).item() - math.log(V) / 3) < 1e-6
+    hidden[0, 0] = 0.0
+    hidden[0, 0, 3] = 1.0  # slot 0 now names 3 instead of 1
+    assert abs(lookahead_loss(head, hidden, steps).item() - (40.0 + math.log(V)) / 3) < 1e-4
