@@ -254,7 +254,8 @@ def main(argv=None) -> None:
                                        + list(ahead_head.parameters()), 1.0)
         opt.step()
         tokens += int(batch["key_mask"].sum())
-        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()), ("ahead", ahead.item())):
+        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()),
+                     ("ahead", ahead.item())):
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
         rate = tokens / (time.time() - t_train)
         msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
@@ -280,9 +281,9 @@ def main(argv=None) -> None:
 
 
 def save(out, model, flow, vae, cfg, args, history, ahead_head):
-    torch.save({"ahead": ahead_head.state_dict(), "config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
-                "vae": vae.state_dict(), "args": vars(args), "history": history,
-                "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
+                "vae": vae.state_dict(), "ahead": ahead_head.state_dict(), "args": vars(args),
+                "history": history, "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
     os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
 
 
