@@ -20,6 +20,16 @@ def continuation(prog: Program, mode: str) -> list[int]:
     raise ValueError(mode)
 
 
+def operand_tokens(prog: Program, slots: int) -> list[list[int]]:
+    """Per slot, the token ids of its statement's two operand values (`5`, `3` in `b = a * 3`, a = 5);
+    -100 (not scored) for a constant statement and past the program's end."""
+    out = []
+    for s in prog.steps:
+        parts = s.shown.split(" ")
+        out.append([tk.TOKEN_ID[parts[0]], tk.TOKEN_ID[parts[2]]] if s.shown else [-100, -100])
+    return out + [[-100, -100]] * (slots - len(out))
+
+
 def build_batch(progs: list[Program], modes: list[str], K: int) -> dict:
     rows, lat = [], []
     for p, m in zip(progs, modes):
@@ -38,6 +48,7 @@ def build_batch(progs: list[Program], modes: list[str], K: int) -> dict:
     key_mask = torch.zeros(B, S, dtype=torch.bool)
     bot_index = torch.zeros(len(lat), dtype=torch.long)
     steps = torch.zeros(len(lat), K, 2, dtype=torch.long)
+    operands = torch.zeros(len(lat), K, 2, dtype=torch.long)
     for r, (prompt, cont, m, p) in enumerate(rows):
         seq = prompt + cont
         n = len(seq)
@@ -52,7 +63,8 @@ def build_batch(progs: list[Program], modes: list[str], K: int) -> dict:
             targets[r, start - 1:start + K - 1] = -100  # these positions predict thoughts
             bot_index[j] = start - 1
             steps[j] = torch.tensor(step_tokens(p, K))
+            operands[j] = torch.tensor(operand_tokens(p, K))
     positions = torch.arange(S).unsqueeze(0).expand(B, S).contiguous()
     return {"ids": ids, "targets": targets, "is_thought": is_thought, "key_mask": key_mask,
             "positions": positions, "latent_rows": torch.tensor(lat, dtype=torch.long),
-            "bot_index": bot_index, "steps": steps}
+            "bot_index": bot_index, "steps": steps, "operands": operands}

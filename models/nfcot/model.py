@@ -191,9 +191,10 @@ class NFCoTModel(nn.Module):
         mu, log_sigma = self.nf_head(x).chunk(2, -1)
         return self.lm_head(x), mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
 
-    def forward(self, input_ids, thoughts, is_thought, positions, key_mask=None, past=None):
+    def forward(self, input_ids, thoughts, is_thought, positions, key_mask=None, past=None, taps=None):
         """Dense forward (training, evaluation). key_mask [B, T_past + S] marks real keys; causal
-        order is by index. past: list of (k, v) per layer. Returns hidden [B, S, H], new past."""
+        order is by index. past: list of (k, v) per layer. taps: a list that receives the hidden
+        states after each layer (training losses on inner layers). Returns hidden [B, S, H], new past."""
         c = self.config
         B, S = input_ids.shape
         h = self.embed(input_ids, thoughts, is_thought)
@@ -221,6 +222,8 @@ class NFCoTModel(nn.Module):
             p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + (bias0 if i == 0 else bias), -1)
             h = h + a.out(p @ v, B, S)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
+            if taps is not None:
+                taps.append(h)
         return h, new_past
 
 

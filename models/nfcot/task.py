@@ -61,6 +61,29 @@ def apply_op(x: int, op: str, y: int) -> int:
     return x % y
 
 
+def with_value(prog: Program, j: int, value: int, m: int = DEFAULT_M) -> Program | None:
+    """The same source traced as if statement j had produced `value`: the later statements are
+    recomputed from it (None if one leaves -m..m). A counterfactual trace for training: its later
+    steps follow from the thoughts, not from the prompt."""
+    values: dict[str, int] = {}
+    steps = []
+    for k, s in enumerate(prog.steps):
+        if k < j:
+            v, shown = s.value, s.shown
+        elif k == j:
+            v, shown = value, s.shown
+        else:
+            x, op, y_txt = s.expr.split(" ")
+            y = values[y_txt] if y_txt in values else int(y_txt)
+            v = apply_op(values[x], op, y)
+            if not -m <= v <= m:
+                return None
+            shown = f"{values[x]} {op} {y}"
+        values[s.var] = v
+        steps.append(Step(s.var, s.expr, shown, v))
+    return Program(tuple(steps))
+
+
 def sample_program(rng: random.Random, m: int = DEFAULT_M, n: int | None = None) -> Program:
     while True:
         prog = _sample_once(rng, m, n if n is not None else rng.randint(2, 6))

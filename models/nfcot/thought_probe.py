@@ -10,19 +10,26 @@ thoughts of another program (the next one in the list) in their place.
 - Each next thought: the NF head's mean at slot t, decoded through the flow's inverse and the VAE
   decoder with the true thoughts everywhere else, must give step t's (variable, value). Slot 0 is
   a copy of the program's first line; slots past the program's end (the <eot> step) are left out.
+Then counterfactual traces (train.counterfactual_rows: one thought holds another value, the later
+ones follow from it): at each later slot whose value the change altered, does the NF head's mean
+decode to the counterfactual step (it computes from its thoughts) or to the program's own (it
+computes from the prompt)?
 """
 from __future__ import annotations
+
+import random
 
 import torch
 
 from . import tokenizer as tk
 from .data import build_batch
 from .probe import run_probe_cli
-from .task import Program
+from .task import DEFAULT_M, Program
+from .train import counterfactual_rows
 
 
 @torch.no_grad()
-def thought_probe(model, flow, vae, progs: list[Program]) -> dict:
+def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) -> dict:
     K, D = model.config.num_thoughts, model.config.thought_dim
     b = build_batch(progs, ["latent"] * len(progs), K)
     u, _ = flow(vae.encode(b["steps"])[0])
@@ -39,12 +46,16 @@ def thought_probe(model, flow, vae, progs: list[Program]) -> dict:
         logits, mu, _ = model.heads(h)
         return logits[torch.arange(len(progs)), answer_at].argmax(-1), mu[rows, b["bot_index"][:, None] + slots]
 
+    def decoded_at(uu, mu, t):
+        """The step slot t's mean decodes to, with uu at the other slots."""
+        uu = uu.clone()
+        uu[:, t] = mu[:, t]
+        return vae.decode_logits(flow.inverse(uu)).argmax(-1)[:, t]
+
     def next_thought_accuracy(mu) -> list[float | None]:
         out = []
         for t in range(K):
-            uu = u.clone()
-            uu[:, t] = mu[:, t]
-            ok = (vae.decode_logits(flow.inverse(uu)).argmax(-1)[:, t] == b["steps"][:, t]).all(-1)
+            ok = (decoded_at(u, mu, t) == b["steps"][:, t]).all(-1)
             n = int(real[:, t].sum())
             out.append(round(float(ok[real[:, t]].float().mean()), 3) if n else None)
         return out
@@ -52,12 +63,27 @@ def thought_probe(model, flow, vae, progs: list[Program]) -> dict:
     own_answer, own_mu = run(u)
     other_answer, _ = run(u.roll(1, 0))
     other_mu = torch.stack([run(torch.cat([u.roll(1, 0)[:, :t], u[:, t:]], 1))[1][:, t] for t in range(K)], 1)
+    cf_progs, cf_slots = counterfactual_rows(progs, ["latent"] * len(progs), 1.0, random.Random(0), m)
+    cf_steps = build_batch(cf_progs, ["latent"] * len(progs), K)["steps"]
+    cf_u, _ = flow(vae.encode(cf_steps)[0])
+    _, cf_mu = run(cf_u)
+    follows = keeps = altered = 0
+    for t in range(1, K):
+        mask = torch.tensor([j >= 0 and j < t < len(p.steps) for j, p in zip(cf_slots, progs)])
+        mask &= cf_steps[:, t, 1] != b["steps"][:, t, 1]
+        got = decoded_at(cf_u, cf_mu, t)
+        follows += int(((got == cf_steps[:, t]).all(-1) & mask).sum())
+        keeps += int(((got == b["steps"][:, t]).all(-1) & mask).sum())
+        altered += int(mask.sum())
     return {
         "answer_accuracy_own_thoughts": round(float((own_answer == answers).float().mean()), 3),
         "answer_accuracy_other_thoughts": round(float((other_answer == answers).float().mean()), 3),
         "next_thought_accuracy_by_slot": next_thought_accuracy(own_mu),
         "next_thought_accuracy_by_slot_other_earlier_thoughts": next_thought_accuracy(other_mu),
         "steps_by_slot": [int(real[:, t].sum()) for t in range(K)],
+        "counterfactual_altered_thoughts": altered,
+        "counterfactual_thought_follows_earlier_thoughts": round(follows / altered, 3) if altered else None,
+        "counterfactual_thought_follows_prompt": round(keeps / altered, 3) if altered else None,
     }
 
 

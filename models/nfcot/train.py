@@ -7,7 +7,8 @@ text modes (the recipe starts from a pretrained LLM; ours starts from scratch). 
 backbone and trains flow, thought projection and NF head; stage 2 trains everything on all modes,
 feeding the model's own sampled thoughts back on part of the latent rows (closed loop).
 Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2) dequantisation noise.
-Stage 2 can add two auxiliary losses that make the model use its thoughts (--readback, --ahead);
+Stage 2 can add auxiliary losses and counterfactual traces that make the model use its thoughts
+(--readback, --ahead, --operands, --counterfactual);
 models/README.md says why and how the shipped model was continued with them.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .data import build_batch
 from .flow import ShallowFlow
 from .generate import accuracy
 from .model import ModelConfig, NFCoTModel, gaussian_log_prob
-from .task import DEFAULT_M, split, train_stream, sample_program
+from .task import DEFAULT_M, Program, split, train_stream, sample_program, with_value
 from .vae import StepVAE, step_tokens
 
 DEQUANT = 0.3
@@ -97,12 +98,47 @@ def readback_loss(logits, rows, slot_pos, steps):
     return F.cross_entropy(rb.flatten(0, 1), steps[:, :-1, 1].flatten())
 
 
-def lookahead_loss(head, normed_hidden, steps):
+def counterfactual_rows(progs: list[Program], modes: list[str], share: float, rng: random.Random,
+                        m: int) -> tuple[list[Program], list[int]]:
+    """Gives `share` of the latent rows a counterfactual trace (task.with_value): statement j's
+    thought holds another value and the later thoughts and the answer follow from it. Only a
+    model that reads its earlier thoughts can predict those; with true traces the prompt alone
+    predicts every thought as well (nfcot.thought_probe), and the model learnt to use it.
+    Returns the programs and per row the slot changed (-1: none)."""
+    out, slots = [], []
+    for p, mode in zip(progs, modes):
+        j = -1
+        if mode == "latent" and len(p.steps) > 1 and rng.random() < share:
+            k = rng.randrange(len(p.steps) - 1)
+            for _ in range(10):
+                v = rng.randint(-m, m)
+                cf = with_value(p, k, v, m) if v != p.steps[k].value else None
+                if cf is not None:
+                    p, j = cf, k
+                    break
+        out.append(p)
+        slots.append(j)
+    return out, slots
+
+
+def lookahead_loss(head, normed_hidden, steps, keep=None):
     """A training-only head at the position that predicts thought t names the value thought t will
     hold (<eot> past the program's end): a classification signal for the computation that the
     NF head's Gaussian fit of the same thought gives only through a 16-dimensional regression.
-    normed_hidden [L, K, H] at the K thought-predicting positions; steps [L, K, 2]."""
-    return F.cross_entropy(head(normed_hidden).flatten(0, 1), steps[:, :, 1].flatten())
+    normed_hidden [L, K, H] at the K thought-predicting positions; steps [L, K, 2]; keep [L, K]
+    bool, the slots scored (all when None)."""
+    target = steps[:, :, 1] if keep is None else steps[:, :, 1].masked_fill(~keep, -100)
+    return F.cross_entropy(head(normed_hidden).flatten(0, 1), target.flatten())
+
+
+def operand_loss(head, hidden, operands):
+    """A training-only head on an inner layer, at the position that predicts thought t, names the
+    values of statement t's two operands: the look-ups among earlier thoughts, which the step's
+    arithmetic in the layers above needs. hidden [L, K, H] (un-normed residual stream);
+    operands [L, K, 2] token ids, -100 where not scored (data.operand_tokens)."""
+    x = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-5)
+    logits = head(x).view(*hidden.shape[:-1], 2, -1)
+    return F.cross_entropy(logits.flatten(0, 2), operands.flatten(), ignore_index=-100)
 
 
 def main(argv=None) -> None:
@@ -128,6 +164,13 @@ def main(argv=None) -> None:
     ap.add_argument("--ahead", type=float, default=0.0,
                     help="weight of the stage-2 look-ahead loss: a training-only head at the position "
                     "that predicts thought t names the value thought t will hold")
+    ap.add_argument("--counterfactual", type=float, default=0.0,
+                    help="share of stage-2 latent rows given a counterfactual trace (one thought changed, "
+                    "the later ones recomputed from it); such a row scores only the thoughts after the change")
+    ap.add_argument("--operands", type=float, default=0.0,
+                    help="weight of the stage-2 operand loss: a training-only head after layer "
+                    "--operand-layer names statement t's operand values where thought t is predicted")
+    ap.add_argument("--operand-layer", type=int, default=4, help="layers below the operand head")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop after this many steps; the learning-rate schedule still spans them all")
     ap.add_argument("--eval-every", type=int, default=400)
@@ -141,6 +184,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
+    cf_rng = random.Random(args.seed + 2)  # its own stream: runs without --counterfactual draw as before
     os.makedirs(args.out, exist_ok=True)
     cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=args.hidden, num_layers=args.layers,
                       intermediate_size=int(args.hidden * 2.75) // 16 * 16)
@@ -161,8 +205,12 @@ def main(argv=None) -> None:
     # runs without it, as they were.
     with torch.random.fork_rng():
         ahead_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+    with torch.random.fork_rng():
+        operand_head = nn.Linear(cfg.hidden_size, 2 * cfg.vocab_size)  # training only: see --operands
     if args.resume and "ahead" in ck:
         ahead_head.load_state_dict(ck["ahead"])
+    if args.resume and "operands" in ck:
+        operand_head.load_state_dict(ck["operands"])
     print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
           f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
           flush=True)
@@ -178,7 +226,8 @@ def main(argv=None) -> None:
     backbone_params = [p for n, p in model.named_parameters()
                        if not n.startswith(("thought_proj", "nf_head"))]
     latent_params = [p for n, p in model.named_parameters() if n.startswith(("thought_proj", "nf_head"))]
-    latent_params += list(flow.parameters()) + list(ahead_head.parameters())
+    aux_params = list(ahead_head.parameters()) + list(operand_head.parameters())
+    latent_params += list(flow.parameters()) + aux_params
     opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
                             lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     history = list(prior_history)
@@ -204,63 +253,76 @@ def main(argv=None) -> None:
             modes = ["latent"] * args.batch
         else:
             modes = random.choices(["none", "explicit", "latent"], [0.15, 0.35, 0.5], k=args.batch)
+        cf_slots = [-1] * len(progs)
+        if stage == "stage2" and args.counterfactual > 0:
+            progs, cf_slots = counterfactual_rows(progs, modes, args.counterfactual, cf_rng, args.m)
         batch = build_batch(progs, modes, K)
         freeze = stage == "stage1"
         for p in backbone_params:
             p.requires_grad_(not freeze)
         rows = batch["latent_rows"]
         thoughts = torch.zeros(*batch["ids"].shape, D)
-        nf_loss = readback = ahead = torch.zeros(())
+        nf_loss = readback = ahead = operand = torch.zeros(())
         if len(rows):
             e = vae.encode(batch["steps"])[0]
             u, logdet = flow(e + DEQUANT * torch.randn(e.shape, generator=gen))
             slot_pos = batch["bot_index"][:, None] + 1 + torch.arange(K)[None]
+            cf = torch.tensor(cf_slots)[rows]
+            changed = cf >= 0
+            # A changed row scores only the thoughts after the change: the prompt still implies the
+            # true thought j, and the flow's reversed block lets u at earlier slots depend on e_j.
+            scored = torch.arange(K)[None] > cf[:, None]
             teacher = u.detach()
             if stage == "stage2" and args.closed_loop > 0:
                 if args.closed_loop_ramp > 0:
                     s2 = (step - args.text_steps - args.stage1_steps) / max(args.stage2_steps, 1)
                     pick = torch.rand(len(rows), generator=gen) < closed_loop_share(
                         args.closed_loop, args.closed_loop_ramp, s2)
+                    pick &= ~changed  # own thoughts would follow the prompt, not the counterfactual
                     own = rollout_thoughts(model, batch, K, 0.9, gen, pick) if bool(pick.any()) else None
                 else:
                     # Every row rolled out, then the draw: the order of random draws the runs
                     # before --closed-loop-ramp used, so their commands still reproduce them.
                     own = rollout_thoughts(model, batch, K, 0.9, gen, torch.ones(len(rows), dtype=torch.bool))
                     pick = torch.rand(len(rows), generator=gen) < args.closed_loop
+                    pick &= ~changed
                     own = own[pick]
                 if own is not None:
                     teacher = teacher.clone()
                     teacher[pick] = own[torch.arange(int(pick.sum()))[:, None], slot_pos[pick]]
             thoughts[rows[:, None], slot_pos] = teacher
-        h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"])
+        taps = [] if args.operands and stage == "stage2" else None
+        h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"], taps=taps)
         logits, mu, ls = model.heads(h)
         text_loss = text_nll(logits, batch["targets"], args.text_loss)
         if len(rows):
             pred_pos = batch["bot_index"][:, None] + torch.arange(K)[None]
             r = rows[:, None]
-            lp = gaussian_log_prob(u, mu[r, pred_pos], ls[r, pred_pos]).sum(-1) + logdet
+            lp = (gaussian_log_prob(u, mu[r, pred_pos], ls[r, pred_pos]) * scored).sum(-1) + logdet
             nf_loss = -(lp / (K * D)).mean()
             if args.readback and stage == "stage2":
                 readback = readback_loss(logits, rows, slot_pos, batch["steps"])
             if args.ahead and stage == "stage2":
-                ahead = lookahead_loss(ahead_head, model.model.norm(h[r, pred_pos]), batch["steps"])
+                ahead = lookahead_loss(ahead_head, model.model.norm(h[r, pred_pos]), batch["steps"], scored)
+            if taps is not None and bool((batch["operands"] != -100).any()):
+                operand = operand_loss(operand_head, taps[args.operand_layer - 1][r, pred_pos], batch["operands"])
         loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
-        loss = loss + args.readback * readback + args.ahead * ahead
+        loss = loss + args.readback * readback + args.ahead * ahead + args.operands * operand
         # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
         # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters())
-                                       + list(ahead_head.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters()) + aux_params, 1.0)
         opt.step()
         tokens += int(batch["key_mask"].sum())
         for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()),
-                     ("ahead", ahead.item())):
+                     ("ahead", ahead.item()), ("operand", operand.item())):
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
         rate = tokens / (time.time() - t_train)
         msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
                + (f"readback {ema['readback']:.3f} " if args.readback else "")
                + (f"ahead {ema['ahead']:.3f} " if args.ahead else "")
+               + (f"operand {ema['operand']:.3f} " if args.operands else "")
                + f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
         if (step + 1) % args.eval_every == 0 or step == total - 1:
             model.eval()
@@ -271,18 +333,19 @@ def main(argv=None) -> None:
             msg += " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items())
             progress(msg, final=True)
             print(json.dumps(history[-1]), flush=True)
-            save(args.out, model, flow, vae, cfg, args, history, ahead_head)
+            save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head)
         elif step % 10 == 0:
             progress(msg)
         if args.stop_after and step + 1 >= args.stop_after:
             break
-    save(args.out, model, flow, vae, cfg, args, history, ahead_head)
+    save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
-def save(out, model, flow, vae, cfg, args, history, ahead_head):
+def save(out, model, flow, vae, cfg, args, history, ahead_head, operand_head):
     torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
-                "vae": vae.state_dict(), "ahead": ahead_head.state_dict(), "args": vars(args),
+                "vae": vae.state_dict(), "ahead": ahead_head.state_dict(),
+                "operands": operand_head.state_dict(), "args": vars(args),
                 "history": history, "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
     os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
 

@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from nfcot.task import Program, Step, apply_op, sample_program, split, is_train_source, train_stream
+from nfcot.task import Program, Step, apply_op, sample_program, split, is_train_source, train_stream, with_value
 
 
 def test_programs_follow_the_distribution():
@@ -57,3 +57,15 @@ def test_trace_substitutes_values_then_states_each_value():
 def test_trace_line_for_a_fixed_program():
     prog = Program((Step("a", "5", "", 5), Step("c", "a + 2", "5 + 2", 7)))
     assert prog.trace() == "a = 5\nc = a + 2 = 5 + 2\nc = 7"
+
+
+def test_with_value_recomputes_later_statements_and_keeps_the_source():
+    prog = Program((Step("a", "5", "", 5), Step("b", "a * 3", "5 * 3", 15), Step("c", "b - a", "15 - 5", 10),
+                    Step("d", "a % 4", "5 % 4", 1)))
+    cf = with_value(prog, 0, 2, 20)
+    assert cf.source() == prog.source()
+    assert [s.value for s in cf.steps] == [2, 6, 4, 2]
+    assert [s.shown for s in cf.steps] == ["", "2 * 3", "6 - 2", "2 % 4"]
+    mid = with_value(prog, 1, -7, 20)
+    assert [s.value for s in mid.steps] == [5, -7, -12, 1]
+    assert with_value(prog, 0, 9, 20) is None  # b = 27 leaves -20..20

@@ -30,3 +30,17 @@ def test_another_programs_thoughts_change_nothing_when_all_programs_are_the_same
     n = len(prog.steps)
     assert out["steps_by_slot"] == [5] * n + [0] * (6 - n)
     assert out["next_thought_accuracy_by_slot"][n:] == [None] * (6 - n)
+
+
+def test_counterfactual_thoughts_are_scored_against_both_traces():
+    import random
+    from nfcot.train import counterfactual_rows
+    progs = split("validation", 60, 20)
+    out = thought_probe(*_parts(), progs)
+    cf, slots = counterfactual_rows(progs, ["latent"] * len(progs), 1.0, random.Random(0), 20)
+    altered = sum(1 for c, p, j in zip(cf, progs, slots) if j >= 0
+                  for t in range(j + 1, len(p.steps)) if c.steps[t].value != p.steps[t].value)
+    assert altered > 20
+    assert out["counterfactual_altered_thoughts"] == altered
+    # A decoded step cannot match both traces where they differ.
+    assert out["counterfactual_thought_follows_earlier_thoughts"] + out["counterfactual_thought_follows_prompt"] <= 1.0

@@ -70,3 +70,73 @@ def test_lookahead_scores_every_thought_predicting_position_against_the_next_val
     hidden[0, 0] = 0.0
     hidden[0, 0, 3] = 1.0  # slot 0 now names 3 instead of 1
     assert abs(lookahead_loss(head, hidden, steps).item() - (40.0 + math.log(V)) / 3) < 1e-4
+    keep = torch.tensor([[False, True, True]])  # slot 0 (now wrong) not scored: mean over 2 slots
+    assert abs(lookahead_loss(head, hidden, steps, keep).item() - math.log(V) / 2) < 1e-6
+
+
+def test_counterfactual_rows_change_one_latent_step_and_recompute_the_rest():
+    import random
+    from nfcot.task import sample_program
+    from nfcot.train import counterfactual_rows
+    rng = random.Random(5)
+    progs = [sample_program(rng, 20) for _ in range(400)]
+    modes = ["latent", "explicit"] * 200
+    out, slots = counterfactual_rows(progs, modes, 1.0, random.Random(9), 20)
+    assert [p.source() for p in out] == [p.source() for p in progs]
+    assert all(j == -1 and o is p for o, p, j, m in zip(out, progs, slots, modes) if m != "latent")
+    changed = [(o, p, j) for o, p, j in zip(out, progs, slots) if j >= 0]
+    assert len(changed) > 150  # nearly every latent row finds an in-range value within 10 draws
+    for o, p, j in changed:
+        assert 0 <= j < len(p.steps) - 1
+        assert [s.value for s in o.steps[:j]] == [s.value for s in p.steps[:j]]
+        assert o.steps[j].value != p.steps[j].value
+        env = {p.steps[j].var: o.steps[j].value}
+        for s in o.steps[:j]:
+            env[s.var] = s.value
+        for s in o.steps[j + 1:]:  # later steps follow from the changed value, as Python computes them
+            env[s.var] = eval(s.expr, {}, dict(env))
+            assert env[s.var] == s.value and -20 <= s.value <= 20
+    none_out, none_slots = counterfactual_rows(progs, modes, 0.0, random.Random(9), 20)
+    assert none_out == progs and set(none_slots) == {-1}
+
+
+def test_operand_tokens_name_each_statements_operand_values():
+    from nfcot import tokenizer as tk
+    from nfcot.data import build_batch, operand_tokens
+    from nfcot.task import Program, Step, with_value
+    prog = Program((Step("a", "5", "", 5), Step("b", "a * 3", "5 * 3", 15), Step("c", "b - a", "15 - 5", 10)))
+    T = tk.TOKEN_ID
+    assert operand_tokens(prog, 4) == [[-100, -100], [T["5"], T["3"]], [T["15"], T["5"]], [-100, -100]]
+    cf = with_value(prog, 1, -2, 20)  # b = -2: c reads it
+    assert operand_tokens(cf, 3)[2] == [T["-2"], T["5"]]
+    b = build_batch([prog, cf], ["explicit", "latent"], 6)
+    assert b["operands"].tolist() == [operand_tokens(cf, 6)]
+
+
+def test_operand_loss_scores_both_operands_of_scored_slots_only():
+    from nfcot.train import operand_loss
+    V, H = 4, 8
+    head = torch.nn.Linear(H, 2 * V, bias=False)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[1, 0] = head.weight[V + 2, 0] = 60.0  # hidden dim 0 -> operands (1, 2)
+    hidden = torch.zeros(1, 2, H)
+    hidden[0, 0, 0] = 3.0  # any scale: normalised to RMS 1, so dim 0 becomes sqrt(H)
+    operands = torch.tensor([[[1, 2], [-100, -100]]])
+    assert operand_loss(head, hidden, operands).item() < 1e-6
+    operands[0, 0, 1] = 3  # second operand now wrong: (0 + 60 sqrt(H)) / 2 over the two scored targets
+    assert abs(operand_loss(head, hidden, operands).item() - 30.0 * math.sqrt(H)) < 1e-3
+
+
+def test_taps_hold_each_layers_output_and_leave_the_result_unchanged():
+    from nfcot import tokenizer as tk
+    from nfcot.model import ModelConfig, NFCoTModel
+    cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2,
+                      intermediate_size=64)
+    model = NFCoTModel(cfg).eval()
+    ids = torch.randint(6, cfg.vocab_size, (2, 5))
+    args = (ids, torch.zeros(2, 5, cfg.thought_dim), torch.zeros(2, 5), torch.arange(5)[None].expand(2, 5))
+    taps = []
+    h, _ = model(*args, taps=taps)
+    assert len(taps) == 3 and torch.equal(taps[-1], h)
+    assert torch.equal(model(*args)[0], h)
