@@ -140,3 +140,27 @@ def test_taps_hold_each_layers_output_and_leave_the_result_unchanged():
     h, _ = model(*args, taps=taps)
     assert len(taps) == 3 and torch.equal(taps[-1], h)
     assert torch.equal(model(*args)[0], h)
+
+
+def test_flow_nll_is_the_plain_nll_without_changes_and_leaves_the_flow_to_true_rows():
+    from nfcot.model import gaussian_log_prob
+    from nfcot.train import flow_nll
+    g = torch.Generator().manual_seed(0)
+    L, K, D = 3, 4, 2
+    u = torch.randn(L, K, D, generator=g, requires_grad=True)
+    logdet = torch.randn(L, generator=g, requires_grad=True)
+    mu, ls = torch.randn(L, K, D, generator=g), torch.randn(L, K, D, generator=g) * 0.1
+    every = torch.ones(L, K, dtype=torch.bool)
+    none = torch.zeros(L, dtype=torch.bool)
+    plain = -((gaussian_log_prob(u, mu, ls).sum(-1) + logdet) / (K * D)).mean()
+    assert torch.allclose(flow_nll(u, logdet, mu, ls, every, none), plain)
+    changed = torch.tensor([False, True, False])
+    scored = every.clone()
+    scored[1, :2] = False  # row 1 changed at slot 1: slots 2, 3 scored
+    loss = flow_nll(u, logdet, mu, ls, scored, changed)
+    lp = gaussian_log_prob(u, mu, ls)
+    want = -((lp[0].sum() + logdet[0]) + lp[1, 2:].sum() + (lp[2].sum() + logdet[2])) / (K * D) / L
+    assert torch.allclose(loss, want)
+    loss.backward()
+    assert torch.count_nonzero(u.grad[1]) == 0 and logdet.grad[1] == 0  # no flow gradient from row 1
+    assert torch.count_nonzero(u.grad[0]) == K * D and logdet.grad[0] != 0
