@@ -26,6 +26,7 @@ from .data import build_batch
 from .probe import run_probe_cli
 from .task import DEFAULT_M, Program
 from .train import counterfactual_rows
+from .vae import step_tokens
 
 
 @torch.no_grad()
@@ -64,7 +65,7 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) ->
     other_answer, _ = run(u.roll(1, 0))
     other_mu = torch.stack([run(torch.cat([u.roll(1, 0)[:, :t], u[:, t:]], 1))[1][:, t] for t in range(K)], 1)
     cf_progs, cf_slots = counterfactual_rows(progs, ["latent"] * len(progs), 1.0, random.Random(0), m)
-    cf_steps = build_batch(cf_progs, ["latent"] * len(progs), K)["steps"]
+    cf_steps = torch.tensor([step_tokens(p, K) for p in cf_progs])
     cf_u, _ = flow(vae.encode(cf_steps)[0])
     _, cf_mu = run(cf_u)
     follows = keeps = altered = 0
