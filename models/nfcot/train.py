@@ -133,6 +133,27 @@ def counterfactual_rows(progs: list[Program], modes: list[str], share: float, rn
     return out, slots
 
 
+def length_weights(spec: str) -> list[float] | None:
+    """`--stage2-lengths` ("1,1,2,3,4": weights of programs of 2..6 statements) -> the weights,
+    None for the task's own uniform draw."""
+    if not spec:
+        return None
+    w = [float(x) for x in spec.split(",")]
+    if len(w) != 5 or min(w) < 0 or max(w) <= 0:
+        raise SystemExit(f"--stage2-lengths wants 5 non-negative weights for 2..6 statements, got {spec!r}")
+    return w
+
+
+def keep_length(prog: Program, weights: list[float] | None, rng: random.Random) -> bool:
+    """Thins the uniform stream of program lengths to `weights` (rejection: a program of n
+    statements is kept with probability w_n / max w). Latent mode fails on the long programs, and
+    slot t's thought is trained only by programs of more than t statements: a fifth of them for
+    the last slot under the task's draw."""
+    if weights is None:
+        return True
+    return rng.random() < weights[len(prog.steps) - 2] / max(weights)
+
+
 def lookahead_loss(head, normed_hidden, steps, keep=None):
     """A training-only head at the position that predicts thought t names the value thought t will
     hold (<eot> past the program's end): a classification signal for the computation that the
@@ -183,6 +204,9 @@ def main(argv=None) -> None:
                     help="weight of the stage-2 operand loss: a training-only head after layer "
                     "--operand-layer names statement t's operand values where thought t is predicted")
     ap.add_argument("--operand-layer", type=int, default=4, help="layers below the operand head")
+    ap.add_argument("--stage2-lengths", default="",
+                    help="stage 2 draws programs of 2..6 statements with these weights (e.g. 1,1,2,3,4) "
+                    "instead of uniformly; evaluation keeps the task's distribution")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop after this many steps; the learning-rate schedule still spans them all")
     ap.add_argument("--eval-every", type=int, default=400)
@@ -197,6 +221,8 @@ def main(argv=None) -> None:
     random.seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
     cf_rng = random.Random(args.seed + 2)  # its own stream: runs without --counterfactual draw as before
+    len_rng = random.Random(args.seed + 3)  # likewise for --stage2-lengths
+    stage2_lengths = length_weights(args.stage2_lengths)
     os.makedirs(args.out, exist_ok=True)
     cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=args.hidden, num_layers=args.layers,
                       intermediate_size=int(args.hidden * 2.75) // 16 * 16)
@@ -257,7 +283,7 @@ def main(argv=None) -> None:
         progs = []
         while len(progs) < args.batch:
             p = next(stream)
-            if len(p.steps) <= max_n:
+            if len(p.steps) <= max_n and (stage != "stage2" or keep_length(p, stage2_lengths, len_rng)):
                 progs.append(p)
         if stage == "text":
             modes = random.choices(["none", "explicit"], [0.2, 0.8], k=args.batch)

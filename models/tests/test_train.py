@@ -164,3 +164,29 @@ def test_flow_nll_is_the_plain_nll_without_changes_and_leaves_the_flow_to_true_r
     loss.backward()
     assert torch.count_nonzero(u.grad[1]) == 0 and logdet.grad[1] == 0  # no flow gradient from row 1
     assert torch.count_nonzero(u.grad[0]) == K * D and logdet.grad[0] != 0
+
+
+def test_stage2_lengths_thin_the_stream_to_the_given_weights():
+    import random
+    import pytest
+    from collections import Counter
+    from nfcot.task import train_stream
+    from nfcot.train import keep_length, length_weights
+    assert length_weights("") is None
+    assert length_weights("1,1,2,3,4") == [1.0, 1.0, 2.0, 3.0, 4.0]
+    for bad in ("1,2,3", "1,1,1,1,-1", "0,0,0,0,0"):
+        with pytest.raises(SystemExit, match="--stage2-lengths"):
+            length_weights(bad)
+    stream, rng = train_stream(0), random.Random(3)
+    seen, kept = Counter(), Counter()
+    while sum(kept.values()) < 4000:
+        p = next(stream)
+        seen[len(p.steps)] += 1
+        if keep_length(p, [0.0, 1.0, 0.0, 1.0, 2.0], rng):
+            kept[len(p.steps)] += 1
+    assert set(kept) == {3, 5, 6}  # weight 0: never kept
+    # a program of n statements is kept with probability w_n / max w
+    for n, share in ((3, 0.5), (5, 0.5), (6, 1.0)):
+        assert abs(kept[n] / seen[n] - share) < 0.04, (n, kept[n], seen[n])
+    p = next(stream)
+    assert keep_length(p, None, rng)  # no weights: the task's own draw
