@@ -87,7 +87,8 @@ def probe(model, progs: list[Program], batch: int = 100) -> dict:
 
 
 def run_probe_cli(doc: str, argv, fn) -> None:
-    """The probes' command line: fn(model, flow, vae, validation programs) -> dict, printed as JSON."""
+    """The probes' command line: fn(model, flow, vae, validation programs, checkpoint) -> dict,
+    printed as JSON."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--count", type=int, default=300, help="validation programs")
@@ -95,11 +96,11 @@ def run_probe_cli(doc: str, argv, fn) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, flow, vae, ck = load_checkpoint(args.checkpoint)
-    print(json.dumps(fn(model, flow, vae, split("validation", args.count, ck["m"])), indent=2))
+    print(json.dumps(fn(model, flow, vae, split("validation", args.count, ck["m"]), ck), indent=2))
 
 
 def main(argv=None) -> None:
-    run_probe_cli(__doc__, argv, lambda model, _flow, _vae, progs: probe(model, progs))
+    run_probe_cli(__doc__, argv, lambda model, _flow, _vae, progs, _ck: probe(model, progs))
 
 
 if __name__ == "__main__":

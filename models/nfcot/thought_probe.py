@@ -14,6 +14,8 @@ Then counterfactual traces (train.counterfactual_rows: one thought holds another
 ones follow from it): at each later slot whose value the change altered, does the NF head's mean
 decode to the counterfactual step (it computes from its thoughts) or to the program's own (it
 computes from the prompt)?
+With a checkpoint trained with --operands, also the training-only operand head's look-ups with the
+true thoughts: per slot, how often it names statement t's first and second operand values.
 """
 from __future__ import annotations
 
@@ -25,12 +27,13 @@ from . import tokenizer as tk
 from .data import build_batch
 from .probe import run_probe_cli
 from .task import DEFAULT_M, Program
-from .train import counterfactual_rows
+from .train import counterfactual_rows, operand_logits
 from .vae import step_tokens
 
 
 @torch.no_grad()
-def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) -> dict:
+def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M,
+                  operand_head: torch.nn.Module | None = None, operand_layer: int = 4) -> dict:
     K, D = model.config.num_thoughts, model.config.thought_dim
     b = build_batch(progs, ["latent"] * len(progs), K)
     u, _ = flow(vae.encode(b["steps"])[0])
@@ -40,12 +43,16 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) ->
     answers = torch.tensor([tk.TOKEN_ID[str(p.answer)] for p in progs])
     real = torch.tensor([[t < len(p.steps) for t in range(K)] for p in progs])
 
+    pred_pos = b["bot_index"][:, None] + slots
+    taps: list[torch.Tensor] = []
+
     def run(thoughts):
         th = torch.zeros(*b["ids"].shape, D)
         th[rows, b["bot_index"][:, None] + 1 + slots] = thoughts
-        h, _ = model(b["ids"], th, b["is_thought"], b["positions"], b["key_mask"])
+        taps.clear()
+        h, _ = model(b["ids"], th, b["is_thought"], b["positions"], b["key_mask"], taps=taps)
         logits, mu, _ = model.heads(h)
-        return logits[torch.arange(len(progs)), answer_at].argmax(-1), mu[rows, b["bot_index"][:, None] + slots]
+        return logits[torch.arange(len(progs)), answer_at].argmax(-1), mu[rows, pred_pos]
 
     def decoded_at(uu, mu, t):
         """The step slot t's mean decodes to, with uu at the other slots."""
@@ -62,6 +69,15 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) ->
         return out
 
     own_answer, own_mu = run(u)
+    lookups = None
+    if operand_head is not None:
+        named = operand_logits(operand_head, taps[operand_layer - 1][rows, pred_pos]).argmax(-1)
+        target = b["operands"]
+        lookups = []
+        for t in range(K):
+            scored = target[:, t, 0] != -100
+            lookups.append([round(float((named[:, t, i] == target[:, t, i])[scored].float().mean()), 3)
+                            for i in range(2)] if bool(scored.any()) else None)
     other_answer, _ = run(u.roll(1, 0))
     other_mu = torch.stack([run(torch.cat([u.roll(1, 0)[:, :t], u[:, t:]], 1))[1][:, t] for t in range(K)], 1)
     cf_progs, cf_slots = counterfactual_rows(progs, ["latent"] * len(progs), 1.0, random.Random(0), m)
@@ -85,11 +101,26 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M) ->
         "counterfactual_altered_thoughts": altered,
         "counterfactual_thought_follows_earlier_thoughts": round(follows / altered, 3) if altered else None,
         "counterfactual_thought_follows_prompt": round(keeps / altered, 3) if altered else None,
+        **({"operand_head_lookup_accuracy_by_slot": lookups} if lookups is not None else {}),
     }
 
 
+def checkpoint_operand_head(ck: dict) -> tuple[torch.nn.Module | None, int]:
+    """The training-only operand head saved with a checkpoint trained with --operands, and its layer."""
+    args = ck.get("args", {})
+    if not args.get("operands") or "operands" not in ck:
+        return None, 4
+    vocab, hidden = ck["config"]["vocab_size"], ck["config"]["hidden_size"]
+    head = torch.nn.Linear(hidden, 2 * vocab)
+    head.load_state_dict(ck["operands"])
+    return head.eval(), int(args.get("operand_layer", 4))
+
+
 def main(argv=None) -> None:
-    run_probe_cli(__doc__, argv, thought_probe)
+    def probe_checkpoint(model, flow, vae, progs, ck):
+        head, layer = checkpoint_operand_head(ck)
+        return thought_probe(model, flow, vae, progs, ck["m"], head, layer)
+    run_probe_cli(__doc__, argv, probe_checkpoint)
 
 
 if __name__ == "__main__":

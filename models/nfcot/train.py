@@ -169,9 +169,13 @@ def operand_loss(head, hidden, operands):
     values of statement t's two operands: the look-ups among earlier thoughts, which the step's
     arithmetic in the layers above needs. hidden [L, K, H] (un-normed residual stream);
     operands [L, K, 2] token ids, -100 where not scored (data.operand_tokens)."""
+    return F.cross_entropy(operand_logits(head, hidden).flatten(0, 2), operands.flatten(), ignore_index=-100)
+
+
+def operand_logits(head, hidden):
+    """The operand head on an inner layer's residual stream [..., H] -> logits [..., 2, vocab]."""
     x = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-5)
-    logits = head(x).view(*hidden.shape[:-1], 2, -1)
-    return F.cross_entropy(logits.flatten(0, 2), operands.flatten(), ignore_index=-100)
+    return head(x).view(*hidden.shape[:-1], 2, -1)
 
 
 def main(argv=None) -> None:

@@ -44,3 +44,38 @@ def test_counterfactual_thoughts_are_scored_against_both_traces():
     assert out["counterfactual_altered_thoughts"] == altered
     # A decoded step cannot match both traces where they differ.
     assert out["counterfactual_thought_follows_earlier_thoughts"] + out["counterfactual_thought_follows_prompt"] <= 1.0
+
+
+def test_operand_lookups_score_the_operand_head_against_each_statements_operand_values():
+    import torch
+    from nfcot.data import operand_tokens
+    model, flow, vae = _parts()
+    progs = split("validation", 60, 20)
+    V, H = model.config.vocab_size, model.config.hidden_size
+    head = torch.nn.Linear(H, 2 * V)
+    with torch.no_grad():  # names 5 as the first operand and 3 as the second, whatever the input
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[tk.TOKEN_ID["5"]] = 10.0
+        head.bias[V + tk.TOKEN_ID["3"]] = 10.0
+    out = thought_probe(model, flow, vae, progs, 20, head, operand_layer=1)
+    lookups = out["operand_head_lookup_accuracy_by_slot"]
+    assert lookups[0] is None  # the first statement is a constant: no operands
+    ops = [operand_tokens(p, 6) for p in progs]
+    for t in range(1, 6):
+        scored = [o[t] for o in ops if o[t][0] != -100]
+        want = [sum(o[0] == tk.TOKEN_ID["5"] for o in scored) / len(scored),
+                sum(o[1] == tk.TOKEN_ID["3"] for o in scored) / len(scored)]
+        assert lookups[t] == [round(w, 3) for w in want]
+    assert "operand_head_lookup_accuracy_by_slot" not in thought_probe(model, flow, vae, progs)
+
+
+def test_checkpoint_operand_head_only_for_runs_trained_with_it():
+    import torch
+    from nfcot.thought_probe import checkpoint_operand_head
+    cfg = {"vocab_size": 7, "hidden_size": 4}
+    state = torch.nn.Linear(4, 14).state_dict()
+    head, layer = checkpoint_operand_head({"config": cfg, "operands": state, "args": {"operands": 1.0, "operand_layer": 3}})
+    assert layer == 3 and torch.equal(head.weight, state["weight"])
+    assert checkpoint_operand_head({"config": cfg, "operands": state, "args": {"operands": 0.0}})[0] is None
+    assert checkpoint_operand_head({"config": cfg, "args": {}})[0] is None
