@@ -27,13 +27,13 @@ from . import tokenizer as tk
 from .data import build_batch
 from .probe import run_probe_cli
 from .task import DEFAULT_M, Program
-from .train import counterfactual_rows, operand_logits
+from .train import OPERAND_LAYER, counterfactual_rows, operand_logits
 from .vae import step_tokens
 
 
 @torch.no_grad()
 def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M,
-                  operand_head: torch.nn.Module | None = None, operand_layer: int = 4) -> dict:
+                  operand_head: torch.nn.Module | None = None, operand_layer: int = OPERAND_LAYER) -> dict:
     K, D = model.config.num_thoughts, model.config.thought_dim
     b = build_batch(progs, ["latent"] * len(progs), K)
     u, _ = flow(vae.encode(b["steps"])[0])
@@ -44,12 +44,10 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M,
     real = torch.tensor([[t < len(p.steps) for t in range(K)] for p in progs])
 
     pred_pos = b["bot_index"][:, None] + slots
-    taps: list[torch.Tensor] = []
 
-    def run(thoughts):
+    def run(thoughts, taps=None):
         th = torch.zeros(*b["ids"].shape, D)
         th[rows, b["bot_index"][:, None] + 1 + slots] = thoughts
-        taps.clear()
         h, _ = model(b["ids"], th, b["is_thought"], b["positions"], b["key_mask"], taps=taps)
         logits, mu, _ = model.heads(h)
         return logits[torch.arange(len(progs)), answer_at].argmax(-1), mu[rows, pred_pos]
@@ -68,7 +66,8 @@ def thought_probe(model, flow, vae, progs: list[Program], m: int = DEFAULT_M,
             out.append(round(float(ok[real[:, t]].float().mean()), 3) if n else None)
         return out
 
-    own_answer, own_mu = run(u)
+    taps: list[torch.Tensor] = []  # each layer's output, from the run with the program's own thoughts
+    own_answer, own_mu = run(u, taps)
     lookups = None
     if operand_head is not None:
         named = operand_logits(operand_head, taps[operand_layer - 1][rows, pred_pos]).argmax(-1)
@@ -109,11 +108,11 @@ def checkpoint_operand_head(ck: dict) -> tuple[torch.nn.Module | None, int]:
     """The training-only operand head saved with a checkpoint trained with --operands, and its layer."""
     args = ck.get("args", {})
     if not args.get("operands") or "operands" not in ck:
-        return None, 4
+        return None, OPERAND_LAYER
     vocab, hidden = ck["config"]["vocab_size"], ck["config"]["hidden_size"]
     head = torch.nn.Linear(hidden, 2 * vocab)
     head.load_state_dict(ck["operands"])
-    return head.eval(), int(args.get("operand_layer", 4))
+    return head.eval(), int(args.get("operand_layer", OPERAND_LAYER))
 
 
 def main(argv=None) -> None:

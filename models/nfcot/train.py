@@ -34,6 +34,7 @@ from .task import DEFAULT_M, Program, split, train_stream, sample_program, with_
 from .vae import StepVAE, step_tokens
 
 DEQUANT = 0.3
+OPERAND_LAYER = 4  # layers below the operand head (--operand-layer's default)
 
 
 def progress(msg: str, final: bool = False) -> None:
@@ -207,7 +208,7 @@ def main(argv=None) -> None:
     ap.add_argument("--operands", type=float, default=0.0,
                     help="weight of the stage-2 operand loss: a training-only head after layer "
                     "--operand-layer names statement t's operand values where thought t is predicted")
-    ap.add_argument("--operand-layer", type=int, default=4, help="layers below the operand head")
+    ap.add_argument("--operand-layer", type=int, default=OPERAND_LAYER, help="layers below the operand head")
     ap.add_argument("--stage2-lengths", default="",
                     help="stage 2 draws programs of 2..6 statements with these weights (e.g. 1,1,2,3,4) "
                     "instead of uniformly; evaluation keeps the task's distribution")
