@@ -8,7 +8,7 @@ backbone and trains flow, thought projection and NF head; stage 2 trains everyth
 feeding the model's own sampled thoughts back on part of the latent rows (closed loop).
 Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2) dequantisation noise.
 Stage 2 can add auxiliary losses and counterfactual traces that make the model use its thoughts
-(--readback, --ahead, --operands, --counterfactual);
+(--readback, --ahead, --operands, --keys, --counterfactual);
 models/README.md says why and how the shipped model was continued with them.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .vae import StepVAE, step_tokens
 
 DEQUANT = 0.3
 OPERAND_LAYER = 4  # layers below the operand head (--operand-layer's default)
+KEY_LAYER = 2  # layers below the key head (--key-layer's default)
 
 
 def progress(msg: str, final: bool = False) -> None:
@@ -175,8 +176,21 @@ def operand_loss(head, hidden, operands):
 
 def operand_logits(head, hidden):
     """The operand head on an inner layer's residual stream [..., H] -> logits [..., 2, vocab]."""
-    x = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-5)
-    return head(x).view(*hidden.shape[:-1], 2, -1)
+    return head(inner_norm(hidden)).view(*hidden.shape[:-1], 2, -1)
+
+
+def inner_norm(hidden):
+    """RMS-normalises an inner layer's residual stream for a training-only head."""
+    return hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-5)
+
+
+def key_loss(head, hidden, steps):
+    """A training-only head on a low layer, at the position fed thought t, names the variable that
+    thought assigns. A later statement's operand is found among the thoughts by that name, and
+    only the 16-dimensional thought carries it there (explicit mode writes it as a token).
+    hidden [L, K, H] (un-normed residual stream) at the thought positions; steps [L, K, 2]."""
+    target = steps[:, :, 0].masked_fill(steps[:, :, 0] == tk.EOT, -100)
+    return F.cross_entropy(head(inner_norm(hidden)).flatten(0, 1), target.flatten(), ignore_index=-100)
 
 
 def main(argv=None) -> None:
@@ -209,6 +223,10 @@ def main(argv=None) -> None:
                     help="weight of the stage-2 operand loss: a training-only head after layer "
                     "--operand-layer names statement t's operand values where thought t is predicted")
     ap.add_argument("--operand-layer", type=int, default=OPERAND_LAYER, help="layers below the operand head")
+    ap.add_argument("--keys", type=float, default=0.0,
+                    help="weight of the stage-2 key loss: a training-only head after layer --key-layer "
+                    "names, at each thought, the variable it assigns")
+    ap.add_argument("--key-layer", type=int, default=KEY_LAYER, help="layers below the key head")
     ap.add_argument("--stage2-lengths", default="",
                     help="stage 2 draws programs of 2..6 statements with these weights (e.g. 1,1,2,3,4) "
                     "instead of uniformly; evaluation keeps the task's distribution")
@@ -250,10 +268,14 @@ def main(argv=None) -> None:
         ahead_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
     with torch.random.fork_rng():
         operand_head = nn.Linear(cfg.hidden_size, 2 * cfg.vocab_size)  # training only: see --operands
+    with torch.random.fork_rng():
+        key_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)  # training only: see --keys
     if args.resume and "ahead" in ck:
         ahead_head.load_state_dict(ck["ahead"])
     if args.resume and "operands" in ck:
         operand_head.load_state_dict(ck["operands"])
+    if args.resume and "keys" in ck:
+        key_head.load_state_dict(ck["keys"])
     print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
           f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
           flush=True)
@@ -269,7 +291,7 @@ def main(argv=None) -> None:
     backbone_params = [p for n, p in model.named_parameters()
                        if not n.startswith(("thought_proj", "nf_head"))]
     latent_params = [p for n, p in model.named_parameters() if n.startswith(("thought_proj", "nf_head"))]
-    aux_params = list(ahead_head.parameters()) + list(operand_head.parameters())
+    aux_params = [*ahead_head.parameters(), *operand_head.parameters(), *key_head.parameters()]
     latent_params += list(flow.parameters()) + aux_params
     opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
                             lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -305,7 +327,7 @@ def main(argv=None) -> None:
             p.requires_grad_(not freeze)
         rows = batch["latent_rows"]
         thoughts = torch.zeros(*batch["ids"].shape, D)
-        nf_loss = readback = ahead = operand = torch.zeros(())
+        nf_loss = readback = ahead = operand = keys = torch.zeros(())
         if len(rows):
             e = vae.encode(batch["steps"])[0]
             u, logdet = flow(e + DEQUANT * torch.randn(e.shape, generator=gen))
@@ -334,7 +356,7 @@ def main(argv=None) -> None:
                     teacher = teacher.clone()
                     teacher[pick] = own[torch.arange(int(pick.sum()))[:, None], slot_pos[pick]]
             thoughts[rows[:, None], slot_pos] = teacher
-        taps = [] if args.operands and stage == "stage2" else None
+        taps = [] if (args.operands or args.keys) and stage == "stage2" else None
         h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"], taps=taps)
         logits, mu, ls = model.heads(h)
         text_loss = text_nll(logits, batch["targets"], args.text_loss)
@@ -346,10 +368,12 @@ def main(argv=None) -> None:
                 readback = readback_loss(logits, rows, slot_pos, batch["steps"])
             if args.ahead and stage == "stage2":
                 ahead = lookahead_loss(ahead_head, model.model.norm(h[r, pred_pos]), batch["steps"], scored)
-            if taps is not None and bool((batch["operands"] != -100).any()):
+            if args.operands and taps is not None and bool((batch["operands"] != -100).any()):
                 operand = operand_loss(operand_head, taps[args.operand_layer - 1][r, pred_pos], batch["operands"])
+            if args.keys and taps is not None:
+                keys = key_loss(key_head, taps[args.key_layer - 1][r, slot_pos], batch["steps"])
         loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
-        loss = loss + args.readback * readback + args.ahead * ahead + args.operands * operand
+        loss = loss + args.readback * readback + args.ahead * ahead + args.operands * operand + args.keys * keys
         # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
         # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
         opt.zero_grad(set_to_none=True)
@@ -358,13 +382,14 @@ def main(argv=None) -> None:
         opt.step()
         tokens += int(batch["key_mask"].sum())
         for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()),
-                     ("ahead", ahead.item()), ("operand", operand.item())):
+                     ("ahead", ahead.item()), ("operand", operand.item()), ("keys", keys.item())):
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
         rate = tokens / (time.time() - t_train)
         msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
                + (f"readback {ema['readback']:.3f} " if args.readback else "")
                + (f"ahead {ema['ahead']:.3f} " if args.ahead else "")
                + (f"operand {ema['operand']:.3f} " if args.operands else "")
+               + (f"keys {ema['keys']:.3f} " if args.keys else "")
                + f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
         if (step + 1) % args.eval_every == 0 or step == total - 1:
             model.eval()
@@ -375,19 +400,19 @@ def main(argv=None) -> None:
             msg += " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items())
             progress(msg, final=True)
             print(json.dumps(history[-1]), flush=True)
-            save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head)
+            save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
         elif step % 10 == 0:
             progress(msg)
         if args.stop_after and step + 1 >= args.stop_after:
             break
-    save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head)
+    save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 
-def save(out, model, flow, vae, cfg, args, history, ahead_head, operand_head):
+def save(out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head):
     torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
                 "vae": vae.state_dict(), "ahead": ahead_head.state_dict(),
-                "operands": operand_head.state_dict(), "args": vars(args),
+                "operands": operand_head.state_dict(), "keys": key_head.state_dict(), "args": vars(args),
                 "history": history, "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
     os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
 

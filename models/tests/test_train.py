@@ -128,6 +128,26 @@ def test_operand_loss_scores_both_operands_of_scored_slots_only():
     assert abs(operand_loss(head, hidden, operands).item() - 30.0 * math.sqrt(H)) < 1e-3
 
 
+def test_key_loss_names_each_thoughts_variable_and_skips_slots_past_the_end():
+    from nfcot import tokenizer as tk
+    from nfcot.task import Program, Step
+    from nfcot.train import key_loss
+    from nfcot.vae import step_tokens
+    V, H = len(tk.VOCAB), 8
+    a, b = tk.TOKEN_ID["a"], tk.TOKEN_ID["b"]
+    head = torch.nn.Linear(H, V, bias=False)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[a, 0] = head.weight[b, 1] = 60.0  # hidden dim 0 -> a, dim 1 -> b
+    steps = torch.tensor([step_tokens(Program((Step("a", "5", "", 5), Step("b", "a * 3", "5 * 3", 15))), 3)])
+    hidden = torch.zeros(1, 3, H)
+    hidden[0, 0, 0] = hidden[0, 1, 1] = 2.0  # normalised to RMS 1: the set dim becomes sqrt(H)
+    hidden[0, 2, 0] = 2.0  # slot 3 is past the end (<eot>): whatever it names is not scored
+    assert key_loss(head, hidden, steps).item() < 1e-6
+    hidden[0, 1] = torch.flip(hidden[0, 1], (0,))  # slot 2 now names neither: logits all 0, NLL log V
+    assert abs(key_loss(head, hidden, steps).item() - math.log(V) / 2) < 1e-4
+
+
 def test_taps_hold_each_layers_output_and_leave_the_result_unchanged():
     from nfcot import tokenizer as tk
     from nfcot.model import ModelConfig, NFCoTModel
