@@ -18,9 +18,13 @@ import { ServerWatch } from "./helpers/server-watch.ts";
  * than the reduced soak, would swamp 5%), and the growth is that of the least-squares line
  * through the readings from the soak's start to its end (robust to one noisy reading). */
 
-/** Warm-up: at least this long, and until RSS settles (SETTLE_READINGS readings within
- * SETTLE_SPREAD of each other), but no longer than WARMUP_MAX_MS. */
+/** Warm-up: at least this long and this many requests, and until RSS settles (SETTLE_READINGS
+ * readings within SETTLE_SPREAD of each other), but no longer than WARMUP_MAX_MS. The request
+ * count keeps a slow (shared, busy) machine warming up for as much work as a quiet one: by time
+ * alone, one served half the requests, "settled" 20 MiB below the quiet runs' level and then
+ * climbed to it during the soak (9% growth, flat afterwards, heap flat). */
 const WARMUP_MS = scaled(4_000, 15_000);
+const WARMUP_REQUESTS = scaled(800, 3_000);
 const WARMUP_MAX_MS = scaled(25_000, 60_000);
 const SETTLE_READINGS = 4;
 const SETTLE_SPREAD = 0.01;
@@ -90,7 +94,7 @@ test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth unde
       warmupReadings.push(process.memoryUsage().rss);
       const last = warmupReadings.slice(-SETTLE_READINGS);
       settled = last.length === SETTLE_READINGS && (Math.max(...last) - Math.min(...last)) / Math.min(...last) < SETTLE_SPREAD;
-      if (settled && performance.now() - t0 >= WARMUP_MS) break;
+      if (settled && performance.now() - t0 >= WARMUP_MS && requests >= WARMUP_REQUESTS) break;
     }
     const warmupS = (performance.now() - t0) / 1000;
     const warmupRequests = requests;
@@ -116,6 +120,7 @@ test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth unde
     const MiB = 1024 * 1024;
     report(t, "soak", {
       "warm-up s": warmupS,
+      "warm-up requests": warmupRequests,
       "rss settled in the warm-up": settled,
       "soak s": SOAK_MS / 1000,
       "requests in the soak": requests - warmupRequests,
