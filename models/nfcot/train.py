@@ -18,8 +18,10 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
@@ -156,6 +158,16 @@ def keep_length(prog: Program, weights: list[float] | None, rng: random.Random) 
     return rng.random() < weights[len(prog.steps) - 2] / max(weights)
 
 
+def keep_negative(prog: Program, weight: float, rng: random.Random) -> bool:
+    """Thins the stream so that programs holding a negative value are `weight` times as common,
+    relative to the others, as in the task's draw. Latent mode errs most on them (a first wrong
+    thought involves a negative operand or result in over half the test errors, on a sixth of the
+    steps): the task draws them rarely. weight 1 keeps every program without drawing."""
+    if weight == 1 or any(s.value < 0 for s in prog.steps):
+        return True
+    return rng.random() < 1 / weight
+
+
 def lookahead_loss(head, normed_hidden, steps, keep=None):
     """A training-only head at the position that predicts thought t names the value thought t will
     hold (<eot> past the program's end): a classification signal for the computation that the
@@ -230,11 +242,19 @@ def main(argv=None) -> None:
     ap.add_argument("--stage2-lengths", default="",
                     help="stage 2 draws programs of 2..6 statements with these weights (e.g. 1,1,2,3,4) "
                     "instead of uniformly; evaluation keeps the task's distribution")
+    ap.add_argument("--stage2-negatives", type=float, default=1.0,
+                    help="stage 2 keeps a program holding a negative value this many times as often as "
+                    "one without (e.g. 3; 1 = the task's draw); evaluation keeps the task's distribution")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop after this many steps; the learning-rate schedule still spans them all")
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", help="continue from this checkpoint (VAE kept; give stage steps to run)")
+    ap.add_argument("--grow-layers", type=int, default=0,
+                    help="with --resume: insert this many decoder layers whose residual outputs start at "
+                    "zero, so the grown model computes what the checkpoint did and trains on from there")
+    ap.add_argument("--grow-at", type=int, default=-1,
+                    help="layers below the inserted ones (default: on top of the last)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=6)
     args = ap.parse_args(argv)
@@ -245,6 +265,9 @@ def main(argv=None) -> None:
     gen = torch.Generator().manual_seed(args.seed + 1)
     cf_rng = random.Random(args.seed + 2)  # its own stream: runs without --counterfactual draw as before
     len_rng = random.Random(args.seed + 3)  # likewise for --stage2-lengths
+    neg_rng = random.Random(args.seed + 4)  # and for --stage2-negatives
+    if args.stage2_negatives < 1:
+        raise SystemExit(f"--stage2-negatives wants a weight >= 1, got {args.stage2_negatives}")
     stage2_lengths = length_weights(args.stage2_lengths)
     os.makedirs(args.out, exist_ok=True)
     cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=args.hidden, num_layers=args.layers,
@@ -260,6 +283,9 @@ def main(argv=None) -> None:
         model = NFCoTModel(cfg)
         for mod, key in ((model, "model"), (flow, "flow"), (vae, "vae")):
             mod.load_state_dict(ck[key])
+        if args.grow_layers:
+            model = grow_layers(model, args.grow_layers, args.grow_at)
+            cfg = model.config
         prior_history = ck.get("history", [])
         args.vae_steps = 0
     # Training only (not exported): see --ahead. Its own RNG fork keeps every later draw, and so
@@ -310,7 +336,8 @@ def main(argv=None) -> None:
         progs = []
         while len(progs) < args.batch:
             p = next(stream)
-            if len(p.steps) <= max_n and (stage != "stage2" or keep_length(p, stage2_lengths, len_rng)):
+            if len(p.steps) <= max_n and (stage != "stage2" or (keep_length(p, stage2_lengths, len_rng)
+                                                                and keep_negative(p, args.stage2_negatives, neg_rng))):
                 progs.append(p)
         if stage == "text":
             modes = random.choices(["none", "explicit"], [0.2, 0.8], k=args.batch)
@@ -407,6 +434,35 @@ def main(argv=None) -> None:
             break
     save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def grow_layers(model, count, at=-1):
+    """A copy of model with count decoder layers inserted after its first `at` layers (-1: on top).
+    The new layers' o_proj and down_proj start at zero, so each adds nothing to the residual stream
+    and the grown model's outputs equal the old one's; training then grows them from there."""
+    c = model.config
+    at = c.num_layers if at < 0 else at
+    if not 0 <= at <= c.num_layers or count < 1:
+        raise ValueError(f"cannot insert {count} layers after layer {at} of {c.num_layers}")
+    grown = NFCoTModel(replace(c, num_layers=c.num_layers + count))
+    old = model.state_dict()
+    new = {}
+    for name, value in grown.state_dict().items():
+        m = re.match(r"model\.layers\.(\d+)\.(.*)", name)
+        if m is None:
+            new[name] = old[name]
+            continue
+        i, rest = int(m.group(1)), m.group(2)
+        if i < at:
+            new[name] = old[f"model.layers.{i}.{rest}"]
+        elif i >= at + count:
+            new[name] = old[f"model.layers.{i - count}.{rest}"]
+        elif rest in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):
+            new[name] = torch.zeros_like(value)
+        else:
+            new[name] = value
+    grown.load_state_dict(new)
+    return grown
 
 
 def save(out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head):

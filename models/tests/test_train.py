@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -210,3 +211,49 @@ def test_stage2_lengths_thin_the_stream_to_the_given_weights():
         assert abs(kept[n] / seen[n] - share) < 0.04, (n, kept[n], seen[n])
     p = next(stream)
     assert keep_length(p, None, rng)  # no weights: the task's own draw
+
+
+def test_grown_model_computes_what_the_checkpoint_did():
+    from nfcot.model import ModelConfig, NFCoTModel
+    from nfcot.train import grow_layers
+    torch.manual_seed(0)
+    model = NFCoTModel(ModelConfig(num_layers=3, hidden_size=32, intermediate_size=64, num_thoughts=2, thought_dim=4))
+    grown = grow_layers(model, 2, at=1)
+    assert grown.config.num_layers == 5 and model.config.num_layers == 3
+    assert torch.equal(grown.model.layers[0].self_attn.q_proj.weight, model.model.layers[0].self_attn.q_proj.weight)
+    assert torch.equal(grown.model.layers[3].mlp.up_proj.weight, model.model.layers[1].mlp.up_proj.weight)
+    assert torch.equal(grown.model.layers[4].mlp.down_proj.weight, model.model.layers[2].mlp.down_proj.weight)
+    assert not grown.model.layers[1].mlp.down_proj.weight.any()
+    assert grown.model.layers[2].self_attn.q_proj.weight.abs().sum() > 0  # the rest trains from random
+    ids = torch.randint(0, 200, (2, 7))
+    is_thought = torch.zeros(2, 7, dtype=torch.bool)
+    is_thought[:, 3:5] = True
+    thoughts = torch.randn(2, 7, 4)
+    pos = torch.arange(7)[None].expand(2, 7)
+    taps = []
+    h_old, _ = model(ids, thoughts, is_thought, pos)
+    h_new, past = grown(ids, thoughts, is_thought, pos, taps=taps)
+    assert len(past) == 5 and len(taps) == 5
+    assert torch.allclose(h_old, h_new, atol=1e-6)
+    with pytest.raises(ValueError, match="after layer 4 of 3"):
+        grow_layers(model, 1, at=4)
+    with pytest.raises(ValueError, match="cannot insert 0"):
+        grow_layers(model, 0)
+
+
+def test_stage2_negatives_keep_programs_with_a_negative_value_that_many_times_as_often():
+    import random
+    from nfcot.task import train_stream
+    from nfcot.train import keep_negative
+    stream, rng = train_stream(0), random.Random(5)
+    seen = {True: 0, False: 0}
+    kept = {True: 0, False: 0}
+    for _ in range(6000):
+        p = next(stream)
+        neg = any(s.value < 0 for s in p.steps)
+        seen[neg] += 1
+        kept[neg] += keep_negative(p, 4.0, rng)
+    assert seen[True] > 500 and seen[False] > 500  # both kinds are drawn
+    assert kept[True] == seen[True]  # every program with a negative value is kept
+    assert abs(kept[False] / seen[False] - 0.25) < 0.03, kept
+    assert all(keep_negative(next(stream), 1.0, rng) for _ in range(200))  # weight 1: the task's draw
