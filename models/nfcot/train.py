@@ -266,6 +266,8 @@ def main(argv=None) -> None:
     cf_rng = random.Random(args.seed + 2)  # its own stream: runs without --counterfactual draw as before
     len_rng = random.Random(args.seed + 3)  # likewise for --stage2-lengths
     neg_rng = random.Random(args.seed + 4)  # and for --stage2-negatives
+    if args.grow_layers and not args.resume:
+        raise SystemExit("--grow-layers grows a trained checkpoint: give --resume")
     if args.stage2_negatives < 1:
         raise SystemExit(f"--stage2-negatives wants a weight >= 1, got {args.stage2_negatives}")
     stage2_lengths = length_weights(args.stage2_lengths)
@@ -442,8 +444,9 @@ def grow_layers(model, count, at=-1):
     and the grown model's outputs equal the old one's; training then grows them from there."""
     c = model.config
     at = c.num_layers if at < 0 else at
-    if not 0 <= at <= c.num_layers or count < 1:
-        raise ValueError(f"cannot insert {count} layers after layer {at} of {c.num_layers}")
+    # Not below layer 0: its positional heads are tied to index 0 (model.layer0_bias).
+    if not 1 <= at <= c.num_layers or count < 1:
+        raise ValueError(f"cannot insert {count} layers after layer {at} of {c.num_layers} (1..{c.num_layers})")
     grown = NFCoTModel(replace(c, num_layers=c.num_layers + count))
     old = model.state_dict()
     new = {}

@@ -239,6 +239,8 @@ def test_grown_model_computes_what_the_checkpoint_did():
         grow_layers(model, 1, at=4)
     with pytest.raises(ValueError, match="cannot insert 0"):
         grow_layers(model, 0)
+    with pytest.raises(ValueError, match="after layer 0"):
+        grow_layers(model, 1, at=0)  # layer 0's positional heads must stay on layer 0
 
 
 def test_stage2_negatives_keep_programs_with_a_negative_value_that_many_times_as_often():
