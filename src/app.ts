@@ -6,7 +6,7 @@ import type { ModelTokenizer } from "./model/tokenizer.ts";
 import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
-import { clientErrorHandler, refuseContentEncoding } from "./api/client-errors.ts";
+import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
 import { registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
@@ -30,16 +30,25 @@ export interface AppDeps {
  * It does not listen: src/server.ts does. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
-  const app = Fastify({
+  // Failures outside any route are counted once the metrics exist (the ops plugin adds them).
+  const record: RecordFailure = (code) => app.metrics?.recordFailure(code);
+  const app: FastifyInstance = Fastify({
     logger: (deps.logger ?? false) as FastifyServerOptions["logger"],
     bodyLimit: config.bodyLimit,
     // Fastify's own 503 while closing is not in the OpenAI shape; the routes refuse new work
     // themselves (serveState.draining is set before close) with 503 shutting_down + Retry-After.
     return503OnClosing: false,
-    clientErrorHandler,
-    // A client that sends headers and then stalls its body must not hold a connection forever;
-    // this bounds receiving the request only, not streaming the response.
-    requestTimeout: 30_000,
+    clientErrorHandler: clientErrorHandler(record),
+    frameworkErrors: frameworkErrorHandler(record),
+    // A client that sends headers and then stalls its body (or connects and sends nothing) must
+    // not hold a connection forever: 408 after clientTimeoutMs. This bounds receiving the request
+    // only, not streaming the response. Node checks every connectionsCheckingInterval.
+    requestTimeout: config.clientTimeoutMs,
+    http: {
+      headersTimeout: config.clientTimeoutMs,
+      requestTimeout: config.clientTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.clientTimeoutMs / 4))),
+    },
     // OpenAI rejects "5" for an integer; Fastify's default coercion would not.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
@@ -56,12 +65,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate("startedAt", Math.floor(Date.now() / 1000));
   app.decorate("traceDecoder", new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log));
 
+  app.server.on("checkExpectation", refuseExpectation(record));
+  // Bodies are JSON; Fastify's default text/plain parser would turn a text body into a string
+  // that then fails validation as "must be object" instead of 415.
+  app.removeContentTypeParser("text/plain");
   registerErrorHandling(app);
   refuseContentEncoding(app);
   // First, so the document also lists the operations routes (swagger collects routes as added).
   await registerOpenApi(app);
   await app.register(opsPlugin, { engine: deps.engine, config, modelName: app.modelName, state: serveState });
-  registerAuth(app, config.apiKeys);
+  registerAuth(app, config);
   await app.register(chatCompletionsRoutes);
   await app.register(completionsRoutes);
   await app.register(modelsRoutes);

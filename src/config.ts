@@ -33,7 +33,14 @@ export const ConfigSchema = Type.Object({
   drainTimeoutMs: Int(0, 30_000),
   readinessTimeoutMs: Int(1, 10_000),
   bodyLimit: Int(1024, 1024 * 1024),
+  // Characters of text one request asks to tokenize (prompt, messages, answers), checked before
+  // the tokenizer and chat template run on the HTTP thread.
+  maxPromptChars: Int(1, 65_536),
+  // Receiving one request's headers and body, and an idle connection's first request: 408 after.
+  clientTimeoutMs: Int(1000, 30_000),
   apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  publicDocs: Type.Boolean({ default: false }),
+  publicTokenizer: Type.Boolean({ default: false }),
   corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   logLevel: Type.Union(
     ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l)),
@@ -63,7 +70,11 @@ const ENV: Record<Key, string> = {
   drainTimeoutMs: "NFCOT_DRAIN_TIMEOUT_MS",
   readinessTimeoutMs: "NFCOT_READINESS_TIMEOUT_MS",
   bodyLimit: "NFCOT_BODY_LIMIT",
+  maxPromptChars: "NFCOT_MAX_PROMPT_CHARS",
+  clientTimeoutMs: "NFCOT_CLIENT_TIMEOUT_MS",
   apiKeys: "NFCOT_API_KEYS",
+  publicDocs: "NFCOT_PUBLIC_DOCS",
+  publicTokenizer: "NFCOT_PUBLIC_TOKENIZER",
   corsOrigins: "NFCOT_CORS_ORIGINS",
   logLevel: "NFCOT_LOG_LEVEL",
 };
@@ -150,8 +161,16 @@ export function usage(): string {
     "usage: npm start -- [options]\n\noptions (flag, environment variable, default):\n" +
     (Object.keys(ENV) as Key[])
       .map((k) => `  ${flagName(k).padEnd(26)} ${ENV[k].padEnd(30)} ${JSON.stringify(props[k].default)}`)
-      .join("\n")
+      .join("\n") +
+    "\n\nAPI keys: set NFCOT_API_KEYS in the environment (or a Secret). --api-keys works, but a\n" +
+    "command line is visible to every user in ps and ends up in shell history and npm's echo.\n"
   );
+}
+
+/** Keys given on the command line are visible in `ps` (and in npm's echo of the command). */
+export function apiKeysFromArgv(argv: string[]): boolean {
+  const flag = flagName("apiKeys");
+  return argv.some((a) => a === flag || a.startsWith(flag + "="));
 }
 
 /** The config as logged at start: API keys are never printed. */

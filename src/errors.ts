@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   method_not_allowed: { status: 405, type: "invalid_request_error" },
   payload_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
+  expectation_failed: { status: 417, type: "invalid_request_error" },
   queue_full: { status: 429, type: "rate_limit_error" },
   request_timeout: { status: 408, type: "timeout_error" },
   not_ready: { status: 503, type: "service_unavailable" },

@@ -1,6 +1,6 @@
 import pino from "pino";
 import { buildApp } from "./app.ts";
-import { ConfigError, parseConfig, redact, type Config } from "./config.ts";
+import { ConfigError, apiKeysFromArgv, parseConfig, redact, type Config } from "./config.ts";
 import { EngineClient } from "./engine/client.ts";
 import { engineOptionsFrom } from "./engine/options.ts";
 import { loadManifest } from "./model/manifest.ts";
@@ -25,6 +25,9 @@ async function main(): Promise<void> {
   const config = configOrExit();
   const log = pino({ level: config.logLevel });
   log.info({ config: redact(config) }, "starting nfcot-serve");
+  if (apiKeysFromArgv(process.argv.slice(2))) {
+    log.warn("API keys came from the command line (--api-keys): every user sees them in ps, and npm echoes them; set NFCOT_API_KEYS instead");
+  }
 
   let onSignal: (signal: string) => void = (signal) => {
     log.info({ signal }, "stopped while loading");

@@ -238,8 +238,24 @@ describe("API keys", () => {
     assertError(res, 401, "invalid_api_key", null);
   });
 
-  test("docs and the OpenAPI document stay open", async () => {
-    assert.equal((await keyed.inject({ method: "GET", url: "/openapi.json" })).statusCode, 200);
-    assert.equal((await keyed.inject({ method: "GET", url: "/docs/json" })).statusCode, 200);
+  test("docs, the OpenAPI document and the tokenizer need the key by default; health does not", async () => {
+    for (const url of ["/openapi.json", "/docs/json", "/docs/"]) {
+      assertError(await keyed.inject({ method: "GET", url }), 401, "invalid_api_key", null);
+      assert.equal((await keyed.inject({ method: "GET", url, headers: { authorization: "Bearer sk-test-1" } })).statusCode, 200);
+    }
+    assertError(await keyed.inject({ method: "POST", url: "/tokenize", payload: { prompt: "a" } }), 401, "invalid_api_key", null);
+    assert.equal((await keyed.inject({ method: "GET", url: "/health" })).statusCode, 200);
+  });
+
+  test("--public-docs and --public-tokenizer open exactly those", async () => {
+    const { app: open } = await injectApp({ apiKeys: ["sk-test-1"], publicDocs: true, publicTokenizer: true });
+    try {
+      assert.equal((await open.inject({ method: "GET", url: "/openapi.json" })).statusCode, 200);
+      assert.equal((await open.inject({ method: "GET", url: "/docs/json" })).statusCode, 200);
+      assert.equal((await open.inject({ method: "POST", url: "/tokenize", payload: { prompt: "a" } })).statusCode, 200);
+      assertError(await open.inject({ method: "GET", url: "/v1/models" }), 401, "invalid_api_key", null);
+    } finally {
+      await open.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
-import { ConfigError, DEFAULT_MODEL_DIR, parseConfig, redact, usage } from "../src/config.ts";
+import { ConfigError, DEFAULT_MODEL_DIR, apiKeysFromArgv, parseConfig, redact, usage } from "../src/config.ts";
 
 /** One schema for flags and environment variables: precedence, parsing, and errors that name the
  * flag, the variable and where the bad value came from. */
@@ -138,6 +138,24 @@ describe("the server process", () => {
     const env = start([], { NFCOT_PROVIDER: "tpu" });
     assert.equal(env.status, 2);
     assert.match(env.stderr, /--provider \(NFCOT_PROVIDER\): expected one of cpu, cuda, got "tpu" from environment variable NFCOT_PROVIDER/);
+  });
+
+  test("warns at start when API keys come from the command line, never printing them; not for the environment", () => {
+    const env = { NFCOT_MODEL_DIR: "/nonexistent/model", PORT: "0", HOST: "127.0.0.1" };
+    const lines = (out: string) => out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string });
+    for (const args of [["--api-keys", "sk-secret-argv"], ["--api-keys=sk-secret-argv"]]) {
+      const r = start(args, env);
+      assert.equal(r.status, 1); // the model directory does not exist: it stops right after the warning
+      const warns = lines(r.stdout).filter((l) => l.level === 40);
+      assert.equal(warns.length, 1, r.stdout);
+      assert.match(warns[0]!.msg, /command line.*NFCOT_API_KEYS/);
+      assert.doesNotMatch(r.stdout + r.stderr, /sk-secret-argv/);
+    }
+    const fromEnv = start([], { ...env, NFCOT_API_KEYS: "sk-secret-env" });
+    assert.deepEqual(lines(fromEnv.stdout).filter((l) => l.level === 40), []);
+    assert.doesNotMatch(fromEnv.stdout + fromEnv.stderr, /sk-secret-env/);
+    assert.equal(apiKeysFromArgv(["--port", "1"]), false);
+    assert.match(usage(), /set NFCOT_API_KEYS in the environment/);
   });
 
   test("exits 1 with a plain message when the model directory does not exist", () => {

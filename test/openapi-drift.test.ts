@@ -20,7 +20,9 @@ test("the document covers every route and names the NF-CoT extensions", async ()
   assert.equal(doc.openapi, "3.1.0");
   const api = ["/detokenize", "/tokenize", "/v1/chat/completions", "/v1/completions", "/v1/latent/decode", "/v1/latent/logprobs", "/v1/models", "/v1/models/{model}"];
   for (const path of api) assert.ok(doc.paths[path], `${path} is documented`);
-  assert.ok(doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 0);
+  // Deny by default: only the always-public operations routes document no security.
+  assert.ok(doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 1);
+  assert.equal(doc.paths["/health"].get.security.length, 0);
   const chatReq = doc.components.schemas.ChatCompletionRequest;
   assert.deepEqual(Object.keys(chatReq.properties.reasoning.properties).sort(), ["latent_temperature", "mode", "return_thoughts"]);
   assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), ["count", "decoded", "log_prob", "log_probs", "vectors"]);

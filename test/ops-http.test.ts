@@ -96,11 +96,13 @@ test("failures are counted by the OpenAI error code; ops routes and successes ar
   const before400 = await failures("invalid_request");
   assert.equal((await chat({ authorization: "Bearer wrong" })).statusCode, 401);
   assert.equal((await chat({})).statusCode, 401);
-  assert.equal((await app.inject("/nothing-here")).statusCode, 404);
+  // An unknown route tells a caller without a key nothing (deny by default), one with a key 404.
+  assert.equal((await app.inject("/nothing-here")).statusCode, 401);
+  assert.equal((await app.inject({ url: "/nothing-here", headers: { authorization: `Bearer ${KEY}` } })).statusCode, 404);
   const bad = await app.inject({ method: "POST", url: "/v1/chat/completions", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" }, payload: "{" });
   assert.equal(bad.statusCode, 400);
   assert.equal((await chat({ authorization: `Bearer ${KEY}` })).statusCode, 200);
-  assert.equal(await failures("invalid_api_key"), before401 + 2);
+  assert.equal(await failures("invalid_api_key"), before401 + 3);
   assert.equal(await failures("not_found"), before404 + 1);
   assert.equal(await failures("invalid_request"), before400 + 1);
   // /metrics, /health and /ready need no key and are never failures.

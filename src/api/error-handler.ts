@@ -67,13 +67,23 @@ export function sendError(reply: FastifyReply, err: ServeError): FastifyReply {
   return reply.code(err.status).type("application/json; charset=utf-8").send(err.toBody());
 }
 
+const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const serveErr = toServeError(err, { bodyLimit: app.config.bodyLimit });
     if (serveErr.status >= 500) request.log.error({ err }, "request failed");
     return sendError(reply, serveErr);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new ServeError("not_found", `Unknown route: ${request.method} ${request.url.split("?")[0]}.`)),
-  );
+  // Reached only with a valid key when the server has keys (the 404 context is protected), so
+  // the Allow header reveals nothing to a caller without one.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?")[0]!;
+    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length > 0) {
+      reply.header("allow", allowed.join(", "));
+      return sendError(reply, new ServeError("method_not_allowed", `Method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}.`));
+    }
+    return sendError(reply, new ServeError("not_found", `Unknown route: ${request.method} ${path}.`));
+  });
 }

@@ -15,8 +15,9 @@ const DESCRIPTION = `OpenAI-compatible API for NF-CoT latent-reasoning models.
 Extensions: the request field \`reasoning\` ({mode, latent_temperature, return_thoughts}); each choice's
 \`thoughts\` ({count, log_prob, log_probs, vectors?, decoded?}); in streams, chunks whose choice has an empty
 delta and a \`thought\` field; \`/v1/latent/logprobs\` (trajectory scoring) and \`/v1/latent/decode\`.
-Thought vectors travel as base64 of little-endian float32. When the server has API keys, /v1 routes need
-\`Authorization: Bearer <key>\`. Errors: {"error": {"message", "type", "param", "code"}}.`;
+Thought vectors travel as base64 of little-endian float32. When the server has API keys, every route needs
+\`Authorization: Bearer <key>\` except /health, /ready and /metrics (the docs with --public-docs, /tokenize and
+/detokenize with --public-tokenizer). Errors: {"error": {"message", "type", "param", "code"}}.`;
 
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
   for (const s of [...REQUEST_SCHEMAS, ...RESPONSE_SCHEMAS]) app.addSchema(s);
@@ -34,14 +35,21 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     },
     // Components keep their TypeBox $id as their name.
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json["$id"] ?? `def-${i}`) },
-    transform: ({ schema, url }) => {
-      // /v1 routes need the bearer key when the server is given keys; the others are open.
-      const security = url.startsWith("/v1/") ? [{ bearerAuth: [] }] : [];
+    transform: ({ schema, url, route }) => {
+      // Every route needs the bearer key when the server has keys, except the always-public ones
+      // (the tokenizer's only with --public-tokenizer, which a static document cannot know).
+      const security = route.config?.access === "public" ? [] : [{ bearerAuth: [] }];
       return { schema: { ...schema, security } as typeof schema, url };
     },
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  // The docs UI's routes are the plugin's own: mark every route it registers as docs.
+  await app.register(async (docs) => {
+    docs.addHook("onRoute", (route) => {
+      route.config = { ...route.config, access: "docs" };
+    });
+    await docs.register(swaggerUi, { routePrefix: "/docs" });
+  });
+  app.get("/openapi.json", { schema: { hide: true }, config: { access: "docs" } }, async () => app.swagger());
 }
 
 /** The document as committed under openapi/: stable key order, trailing newline. */

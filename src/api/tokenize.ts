@@ -11,6 +11,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: TokenizeRequest }>(
     "/tokenize",
     {
+      config: { access: "tokenizer" },
       schema: {
         summary: "Tokenize a prompt or chat messages",
         tags: ["Tokenizer"],
@@ -42,6 +43,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: DetokenizeRequest }>(
     "/detokenize",
     {
+      config: { access: "tokenizer" },
       schema: {
         summary: "Turn token ids back into text",
         tags: ["Tokenizer"],

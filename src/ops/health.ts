@@ -31,7 +31,7 @@ const ErrorBody = Type.Object({
 });
 
 // Probes hit these every few seconds: their request lines stay out of the info log.
-const quiet = { logLevel: "warn" as const, config: { ops: true } };
+const quiet = { logLevel: "warn" as const, config: { ops: true, access: "public" as const } };
 
 function unavailable(reply: FastifyReply, err: ServeError): FastifyReply {
   if (err.retryAfterSeconds !== null) reply.header("retry-after", String(err.retryAfterSeconds));

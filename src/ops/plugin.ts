@@ -46,7 +46,7 @@ const ops: FastifyPluginAsync<OpsOptions> = async (app: FastifyInstance, opts: O
     "/metrics",
     {
       logLevel: "warn",
-      config: { ops: true },
+      config: { ops: true, access: "public" },
       schema: { summary: "Prometheus metrics (text exposition format)", tags: ["Operations"] },
     },
     async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
