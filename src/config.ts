@@ -34,8 +34,8 @@ export const ConfigSchema = Type.Object({
   readinessTimeoutMs: Int(1, 10_000),
   bodyLimit: Int(1024, 1024 * 1024),
   // Characters of text one request asks to tokenize (prompt, messages, answers), checked before
-  // the tokenizer and chat template run on the HTTP thread.
-  maxPromptChars: Int(1, 65_536),
+  // the tokenizer and chat template run on the HTTP thread. 0: 16 per token of the context.
+  maxPromptChars: Int(0, 0),
   // Receiving one request's headers and body, and an idle connection's first request: 408 after.
   clientTimeoutMs: Int(1000, 30_000),
   apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [] }),

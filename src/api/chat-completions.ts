@@ -14,6 +14,7 @@ import {
 } from "./generation.ts";
 import { checkGeneration, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
+import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest, ChatMessage } from "./schemas.ts";
@@ -71,6 +72,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       if ((body.top_logprobs ?? 0) > 0 && !body.logprobs) {
         throw new ServeError("invalid_request", "logprobs must be true when top_logprobs is set.", "top_logprobs");
       }
+      checkPromptChars(app, messagesChars(body.messages), "messages");
       const promptIds = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), mode));
       const requested = body.max_completion_tokens ?? body.max_tokens;
       const maxTokens = budgetMaxTokens(info, promptIds, requested, "messages");

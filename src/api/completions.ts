@@ -12,6 +12,7 @@ import {
   type FinishEvent,
 } from "./generation.ts";
 import { checkGeneration, checkQueue } from "./guards.ts";
+import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
@@ -32,8 +33,10 @@ function toPromptList(app: FastifyInstance, prompt: CompletionRequest["prompt"])
   const list: (string | number[])[] =
     typeof prompt === "string" ? [prompt] : typeof prompt[0] === "number" ? [prompt as number[]] : (prompt as (string | number[])[]);
   const vocab = app.engine.info.vocabSize;
+  checkPromptChars(app, list.reduce((n, p) => n + (typeof p === "string" ? p.length : 0), 0), "prompt");
   return list.map((p, i) => {
     const param = list.length > 1 ? `prompt[${i}]` : "prompt";
+    if (typeof p !== "string") checkPromptTokens(app, p.length, param);
     const ids = typeof p === "string" ? app.tokenizer.encode(p) : p;
     if (ids.length === 0) throw new ServeError("invalid_request", "The prompt is empty.", param);
     const bad = ids.find((t) => t >= vocab);

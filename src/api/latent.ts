@@ -3,6 +3,7 @@ import { ServeError, isErrorCode } from "../errors.ts";
 import { toTemplateMessages } from "./chat-completions.ts";
 import { requestId } from "./generation.ts";
 import { checkAccepting, checkModel, checkQueue } from "./guards.ts";
+import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import type { LatentDecodeRequest, LatentLogprobsRequest } from "./schemas.ts";
 import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
@@ -47,6 +48,8 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const info = app.engine.info;
       checkModel(app, body.model);
       checkAccepting(app);
+      const answers = body.trajectories.reduce((n, t) => n + (t.answer?.length ?? 0), 0);
+      checkPromptChars(app, (body.prompt?.length ?? 0) + (body.messages ? messagesChars(body.messages) : 0) + answers, answers > 0 ? "trajectories" : body.prompt !== undefined ? "prompt" : "messages");
       const promptIds = scoringPrompt(app, body);
       const jobs = body.trajectories.map((t, i) => {
         const thoughts = parseThoughts(t.thoughts, info.numThoughts, info.thoughtDim, `trajectories[${i}].thoughts`);

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
 import { toTemplateMessages } from "./chat-completions.ts";
 import { checkModel } from "./guards.ts";
+import { checkPromptChars, checkPromptTokens, messagesChars, promptCharLimit } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import type { DetokenizeRequest, TokenizeRequest } from "./schemas.ts";
 
@@ -26,6 +27,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
       if (hasPrompt === (body.messages !== undefined)) {
         throw new ServeError("invalid_request", "Give exactly one of prompt and messages.", hasPrompt ? "messages" : "prompt");
       }
+      checkPromptChars(app, hasPrompt ? body.prompt!.length : messagesChars(body.messages!), hasPrompt ? "prompt" : "messages");
       const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
       const text = hasPrompt
         ? body.prompt!
@@ -54,6 +56,8 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const body = request.body;
       checkModel(app, body.model);
+      // Every token decodes to at least one character: more than the server would tokenize back is refused.
+      checkPromptTokens(app, body.tokens.length, "tokens", promptCharLimit(app));
       const vocab = app.engine.info.vocabSize;
       const bad = body.tokens.findIndex((t) => t >= vocab);
       if (bad >= 0) throw new ServeError("invalid_request", `Token id ${body.tokens[bad]} is outside the vocabulary (size ${vocab}).`, `tokens[${bad}]`);
