@@ -7,7 +7,7 @@ import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
 import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
-import { registerErrorHandling } from "./api/error-handler.ts";
+import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
 import { registerOpenApi } from "./api/openapi.ts";
@@ -50,7 +50,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.clientTimeoutMs / 4))),
     },
     // OpenAI rejects "5" for an integer; Fastify's default coercion would not.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // verbose: errors carry their schema, so rules across fields can explain themselves.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, verbose: true } },
   });
   // Response schemas document; JSON.stringify serializes, so no field is ever silently dropped.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
@@ -75,6 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await registerOpenApi(app);
   await app.register(opsPlugin, { engine: deps.engine, config, modelName: app.modelName, state: serveState });
   registerAuth(app, config);
+  refuseUnmatched(app);
   await app.register(chatCompletionsRoutes);
   await app.register(completionsRoutes);
   await app.register(modelsRoutes);

@@ -70,7 +70,12 @@ describe("validation errors name the param", () => {
   });
 
   test("top_logprobs without logprobs", async () => {
-    assertError(await post("/v1/chat/completions", { model: MODEL, messages: user("a"), top_logprobs: 2 }), 400, "invalid_request", "top_logprobs");
+    // A rule of the schema (the document states it too): the param is the field to fix.
+    const e = assertError(await post("/v1/chat/completions", { model: MODEL, messages: user("a"), top_logprobs: 2 }), 400, "invalid_request", "logprobs");
+    assert.equal(e.message, "logprobs must be true when top_logprobs is set.");
+    assertError(await post("/v1/chat/completions", { model: MODEL, messages: user("a"), top_logprobs: 2, logprobs: false }), 400, "invalid_request", "logprobs");
+    assert.equal((await post("/v1/chat/completions", { model: MODEL, messages: user("a"), top_logprobs: 0 })).statusCode, 200);
+    assert.equal((await post("/v1/chat/completions", { model: MODEL, messages: user("a"), top_logprobs: 2, logprobs: true })).statusCode, 200);
   });
 });
 

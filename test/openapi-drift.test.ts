@@ -24,7 +24,9 @@ test("the document covers every route and names the NF-CoT extensions", async ()
   assert.ok(doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 1);
   assert.equal(doc.paths["/health"].get.security.length, 0);
   const chatReq = doc.components.schemas.ChatCompletionRequest;
-  assert.deepEqual(Object.keys(chatReq.properties.reasoning.properties).sort(), ["latent_temperature", "mode", "return_thoughts"]);
+  // reasoning: null is accepted, as OpenAI accepts null for optional fields.
+  assert.deepEqual(chatReq.properties.reasoning.anyOf[1], { type: "null" });
+  assert.deepEqual(Object.keys(chatReq.properties.reasoning.anyOf[0].properties).sort(), ["latent_temperature", "mode", "return_thoughts"]);
   assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), ["count", "decoded", "log_prob", "log_probs", "vectors"]);
   assert.ok(doc.paths["/v1/chat/completions"].post.responses["400"]);
 });

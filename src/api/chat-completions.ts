@@ -12,13 +12,13 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkGeneration, checkQueue } from "./guards.ts";
+import { checkGeneration, checkQueue, checkTokenIds } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest, ChatMessage } from "./schemas.ts";
-import { SSE_DONE, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
+import { SSE_DONE, sseContent, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
 import { encodeThought } from "./thoughts.ts";
 
 /** POST /v1/chat/completions: messages through the chat template (in the requested reasoning
@@ -53,7 +53,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
             description: "A chat.completion, or with stream: true an event stream of chat.completion.chunk objects.",
             content: {
               "application/json": { schema: { $ref: "ChatCompletion#" } },
-              "text/event-stream": { schema: { $ref: "ChatCompletionChunk#" } },
+              "text/event-stream": sseContent("ChatCompletionChunk"),
             },
           },
           ...ERROR_RESPONSES,
@@ -65,12 +65,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const info = app.engine.info;
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
+      checkTokenIds(app, body.stop_token_ids, "stop_token_ids");
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
       if (!info.reasoningModes.includes(mode)) {
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
-      }
-      if ((body.top_logprobs ?? 0) > 0 && !body.logprobs) {
-        throw new ServeError("invalid_request", "logprobs must be true when top_logprobs is set.", "top_logprobs");
       }
       checkPromptChars(app, messagesChars(body.messages), "messages");
       const promptIds = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), mode));

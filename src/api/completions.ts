@@ -11,13 +11,13 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkGeneration, checkQueue } from "./guards.ts";
+import { checkGeneration, checkQueue, checkTokenIds } from "./guards.ts";
 import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { CompletionRequest } from "./schemas.ts";
-import { SSE_DONE, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
+import { SSE_DONE, sseContent, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
 import { encodeThought } from "./thoughts.ts";
 
 /** POST /v1/completions: raw prompts (text or token ids, one or a list), n choices each, echo. */
@@ -75,7 +75,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
             description: "A text_completion, or with stream: true an event stream of them.",
             content: {
               "application/json": { schema: { $ref: "Completion#" } },
-              "text/event-stream": { schema: { $ref: "Completion#" } },
+              "text/event-stream": sseContent("Completion"),
             },
           },
           ...ERROR_RESPONSES,
@@ -87,6 +87,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const info = app.engine.info;
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
+      checkTokenIds(app, body.stop_token_ids, "stop_token_ids");
       const prompts = toPromptList(app, body.prompt);
       const echo = body.echo ?? false;
       const logprobs = body.logprobs ?? null;

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ServeError } from "../errors.ts";
 
 /** Every failure leaves in the OpenAI shape {error: {message, type, param, code}}: ServeErrors as
@@ -9,6 +9,40 @@ interface AjvError {
   keyword: string;
   params: Record<string, unknown>;
   message?: string;
+  schemaPath?: string;
+  /** Ajv's verbose mode (app.ts): the keyword's value, the schema holding it, the data. */
+  schema?: unknown;
+  parentSchema?: Record<string, unknown>;
+  data?: unknown;
+}
+
+/** `oneOf: [{required: [a]}, {required: [b]}]`: exactly one of the fields a and b. */
+function exactlyOneOfFields(schema: unknown): string[] | null {
+  if (!Array.isArray(schema)) return null;
+  const fields = schema.map((b: { required?: unknown }) => (Array.isArray(b?.required) && b.required.length === 1 ? String(b.required[0]) : null));
+  return fields.every((f) => f !== null) ? (fields as string[]) : null;
+}
+
+/** Rules across fields, stated in the schema (schemas.ts): exactly one of some fields, and
+ * if/then whose `then` describes itself. */
+function crossFieldError(errors: AjvError[]): ServeError | null {
+  for (const e of errors) {
+    const fields = e.keyword === "oneOf" ? exactlyOneOfFields(e.schema) : null;
+    if (fields) {
+      const data = (e.data ?? {}) as Record<string, unknown>;
+      const given = fields.filter((f) => data[f] !== undefined);
+      const where = jsonPointerToParam(e.instancePath);
+      const param = given[1] ?? fields[0]!;
+      return new ServeError("invalid_request", `Give exactly one of ${fields.map((f) => `'${f}'`).join(" and ")}.`, where ? `${where}.${param}` : param);
+    }
+    // A failed `then` (Ajv stops at its first error): its description states the rule.
+    const description = e.parentSchema?.["description"];
+    if (e.schemaPath?.includes("/then/") && typeof description === "string") {
+      const field = e.keyword === "required" ? String(e.params["missingProperty"]) : undefined;
+      return new ServeError("invalid_request", description, jsonPointerToParam(e.instancePath, field));
+    }
+  }
+  return null;
 }
 
 /** "/messages/0/content" -> "messages[0].content" (the OpenAI param convention). */
@@ -23,6 +57,8 @@ export function jsonPointerToParam(pointer: string, extra?: string): string | nu
 /** The most useful of Ajv's errors: with allErrors off, anyOf failures list each branch's error
  * and then the anyOf itself; the deepest path names the offending value best. */
 export function validationToServeError(errors: AjvError[], context: string | undefined): ServeError {
+  const cross = crossFieldError(errors);
+  if (cross) return cross;
   const specific = errors.filter((e) => e.keyword !== "anyOf");
   const first = [...(specific.length ? specific : errors)].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
   if (!first) return new ServeError("invalid_request", "Invalid request.");
@@ -67,23 +103,31 @@ export function sendError(reply: FastifyReply, err: ServeError): FastifyReply {
   return reply.code(err.status).type("application/json; charset=utf-8").send(err.toBody());
 }
 
-const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
-
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const serveErr = toServeError(err, { bodyLimit: app.config.bodyLimit });
     if (serveErr.status >= 500) request.log.error({ err }, "request failed");
     return sendError(reply, serveErr);
   });
-  // Reached only with a valid key when the server has keys (the 404 context is protected), so
-  // the Allow header reveals nothing to a caller without one.
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split("?")[0]!;
-    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
-    if (allowed.length > 0) {
-      reply.header("allow", allowed.join(", "));
-      return sendError(reply, new ServeError("method_not_allowed", `Method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}.`));
-    }
-    return sendError(reply, new ServeError("not_found", `Unknown route: ${request.method} ${path}.`));
+  app.setNotFoundHandler((request, reply) => sendError(reply, unmatched(app, request, reply)));
+}
+
+const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
+
+/** No route matched: 405 with Allow when the path has other methods, else 404. */
+function unmatched(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): ServeError {
+  const path = request.url.split("?")[0]!;
+  const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+  if (allowed.length === 0) return new ServeError("not_found", `Unknown route: ${request.method} ${path}.`);
+  reply.header("allow", allowed.join(", "));
+  return new ServeError("method_not_allowed", `Method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}.`);
+}
+
+/** Unmatched requests are answered in onRequest, before their body is read or its media type
+ * judged (an unknown method such as QUERY would otherwise get a 400 about its Content-Type).
+ * Register after auth: without a key the answer is 401, which reveals nothing. */
+export function refuseUnmatched(app: FastifyInstance): void {
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.is404) throw unmatched(app, request, reply);
   });
 }

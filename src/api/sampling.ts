@@ -46,7 +46,7 @@ export function toSampling(
  * thought decoder: every full span is decoded to its trace text. */
 export function toLatent(
   info: ModelInfo,
-  r: { latent_temperature?: number; return_thoughts?: boolean } | undefined,
+  r: { latent_temperature?: number; return_thoughts?: boolean } | null | undefined,
 ): LatentParams {
   return {
     temperature: r?.latent_temperature ?? info.defaultLatentTemperature,

@@ -7,6 +7,18 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
 const Opt = <T extends TSchema>(s: T) => Type.Optional(Nullable(s));
 
+/** Exactly one of these fields (Ajv's error names them: see error-handler.ts). */
+const exactlyOneOf = (...fields: string[]) => ({ oneOf: fields.map((f) => ({ required: [f] })) });
+
+/** A token id. Titled so that the served document can state the vocabulary's bound
+ * (served-document.ts); the routes check it. */
+export const TokenId = Type.Integer({ minimum: 0, title: "TokenId" });
+
+/** Text that yields at least one token: a newline or a character outside Unicode's White_Space
+ * (what the tokenizer's pre-tokenizer splits on). Whitespace alone is an empty prompt. */
+const NON_BLANK = "[^\\t\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const PromptText = Type.String({ minLength: 1, pattern: NON_BLANK, description: "Non-empty: whitespace alone has no tokens." });
+
 export const ReasoningMode = Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")], {
   description: "How the model reasons before answering: K latent thoughts, a written trace, or not at all.",
 });
@@ -42,7 +54,7 @@ const SamplingFields = {
   min_p: Opt(Type.Number({ minimum: 0, maximum: 1, description: "Extension." })),
   repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10, description: "Extension (1: off)." })),
   ignore_eos: Opt(Type.Boolean({ description: "Extension: keep generating past EOS until max_tokens." })),
-  stop_token_ids: Opt(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: "Extension: token ids that end a choice." })),
+  stop_token_ids: Opt(Type.Array(TokenId, { maxItems: 64, description: "Extension: token ids that end a choice." })),
 };
 
 const maxTokens = (minimum: number) =>
@@ -67,19 +79,29 @@ export const ChatCompletionRequest = Type.Object(
     max_tokens: maxTokens(1),
     max_completion_tokens: Opt(Type.Integer({ minimum: 1, description: "Wins over max_tokens." })),
     logprobs: Opt(Type.Boolean({ description: "Log-probabilities of the text tokens (EOS excluded)." })),
-    top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20 })),
-    reasoning: Type.Optional(Reasoning),
+    top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Needs logprobs: true when over 0." })),
+    reasoning: Opt(Reasoning),
   },
-  { $id: "ChatCompletionRequest", title: "ChatCompletionRequest" },
+  {
+    $id: "ChatCompletionRequest",
+    title: "ChatCompletionRequest",
+    // top_logprobs over 0 needs logprobs: true (as OpenAI's API).
+    if: { properties: { top_logprobs: { type: "integer", minimum: 1 } }, required: ["top_logprobs"] },
+    then: {
+      properties: { logprobs: { const: true, description: "logprobs must be true when top_logprobs is set." } },
+      required: ["logprobs"],
+      description: "logprobs must be true when top_logprobs is set.",
+    },
+  },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
 
 const PromptInput = Type.Union(
   [
-    Type.String(),
-    Type.Array(Type.String(), { minItems: 1 }),
-    Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 }),
-    Type.Array(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 }), { minItems: 1 }),
+    PromptText,
+    Type.Array(PromptText, { minItems: 1 }),
+    Type.Array(TokenId, { minItems: 1 }),
+    Type.Array(Type.Array(TokenId, { minItems: 1 }), { minItems: 1 }),
   ],
   { description: "A prompt or a list of prompts, as text or token ids. A prompt ending in <bot> opens a latent span." },
 );
@@ -93,7 +115,7 @@ export const CompletionRequest = Type.Object(
     logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Log-probs of the sampled tokens and this many alternatives." })),
     suffix: Opt(Type.String({ maxLength: 0, description: "Not supported: must be empty." })),
     best_of: Opt(Type.Integer({ minimum: 1, maximum: 1, description: "Not supported beyond 1." })),
-    reasoning: Type.Optional(Type.Object(LatentOptions, { title: "LatentOptions" })),
+    reasoning: Opt(Type.Object(LatentOptions, { title: "LatentOptions" })),
   },
   { $id: "CompletionRequest", title: "CompletionRequest" },
 );
@@ -104,7 +126,10 @@ export const ThoughtsInput = Type.Union(
     Type.Array(Type.String({ description: "base64 of thought_dim little-endian float32" })),
     Type.Array(Type.Array(Type.Number())),
   ],
-  { description: "Exactly num_thoughts thoughts of thought_dim finite numbers each, as base64 float32 or as arrays." },
+  {
+    title: "ThoughtsInput",
+    description: "Exactly num_thoughts thoughts of thought_dim finite numbers each, as base64 float32 or as arrays.",
+  },
 );
 
 export const Trajectory = Type.Object(
@@ -127,7 +152,8 @@ export const LatentLogprobsRequest = Type.Object(
   {
     $id: "LatentLogprobsRequest",
     title: "LatentLogprobsRequest",
-    description: "Scores trajectories [prompt] <bot> [u_1..u_K] [answer] <eos> teacher-forced. Give messages or prompt.",
+    description: "Scores trajectories [prompt] <bot> [u_1..u_K] [answer] <eos> teacher-forced. Give exactly one of messages and prompt.",
+    ...exactlyOneOf("messages", "prompt"),
   },
 );
 export type LatentLogprobsRequest = Static<typeof LatentLogprobsRequest>;
@@ -147,12 +173,17 @@ export const TokenizeRequest = Type.Object(
     add_generation_prompt: Type.Optional(Type.Boolean({ default: true })),
     return_token_strs: Type.Optional(Type.Boolean()),
   },
-  { $id: "TokenizeRequest", title: "TokenizeRequest", description: "Give prompt (raw text) or messages (chat template)." },
+  {
+    $id: "TokenizeRequest",
+    title: "TokenizeRequest",
+    description: "Give exactly one of prompt (raw text) and messages (chat template).",
+    ...exactlyOneOf("prompt", "messages"),
+  },
 );
 export type TokenizeRequest = Static<typeof TokenizeRequest>;
 
 export const DetokenizeRequest = Type.Object(
-  { model: Type.Optional(Type.String()), tokens: Type.Array(Type.Integer({ minimum: 0 })) },
+  { model: Type.Optional(Type.String()), tokens: Type.Array(TokenId) },
   { $id: "DetokenizeRequest", title: "DetokenizeRequest" },
 );
 export type DetokenizeRequest = Static<typeof DetokenizeRequest>;

@@ -7,6 +7,29 @@ import { toServeError } from "./error-handler.ts";
 
 export const SSE_DONE = "data: [DONE]\n\n";
 
+/** An event stream in the OpenAPI document (OpenAPI 3.2's itemSchema, one event): each event's
+ * data is a `chunk` object as JSON, an error {error: {...}} after the stream has started, or the
+ * final [DONE]. */
+export function sseContent(chunk: string): Record<string, unknown> {
+  return {
+    // OpenAPI 3.2: `schema` is the whole stream, read as an array of events.
+    schema: { type: "array", description: "The stream's events, in order." },
+    itemSchema: {
+      type: "object",
+      required: ["data"],
+      description: `Server-sent events (with stream: true): \`data: <${chunk} as JSON>\` events, then \`data: [DONE]\`.`,
+      properties: {
+        data: {
+          anyOf: [
+            { type: "string", contentMediaType: "application/json", contentSchema: { anyOf: [{ $ref: `${chunk}#` }, { $ref: "ErrorResponse#" }] } },
+            { const: "[DONE]" },
+          ],
+        },
+      },
+    },
+  };
+}
+
 export function sseData(obj: unknown): string {
   return `data: ${JSON.stringify(obj)}\n\n`;
 }

@@ -2,6 +2,7 @@ import { endianness } from "node:os";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import { ServeError } from "../errors.ts";
+import { FLOAT32_MAX } from "./float32-base64.ts";
 
 /** Thought vectors on the wire: base64 of little-endian float32, or plain number arrays; and the
  * thought decoder's per-slot (variable, value) ids as trace text. */
@@ -15,11 +16,11 @@ export function encodeThought(v: Float32Array): string {
   return b.toString("base64");
 }
 
-/** Null when the text is not base64 of whole float32s. */
+/** Null when the text is not canonical base64 (standard alphabet, padded, unused bits zero) of
+ * whole float32s: exactly what the OpenAPI document's pattern admits (float32-base64.ts). */
 export function decodeThought(s: string): Float32Array | null {
-  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s)) return null;
   const b = Buffer.from(s, "base64");
-  if (b.length % 4 !== 0) return null;
+  if (b.toString("base64") !== s || b.length % 4 !== 0) return null;
   const out = new Float32Array(b.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
   return out;
@@ -32,6 +33,11 @@ export function parseThoughts(input: string[] | number[][], count: number, dim: 
   }
   return input.map((t, i) => {
     const p = `${param}[${i}]`;
+    if (typeof t !== "string") {
+      // Beyond float32's range a number would round to Infinity: refuse it as it is.
+      const far = t.findIndex((x) => Math.abs(x) > FLOAT32_MAX);
+      if (far >= 0) throw new ServeError("invalid_request", `Thought ${i} has a value outside float32's range (${t[far]}) at dimension ${far}.`, p);
+    }
     const v = typeof t === "string" ? decodeThought(t) : Float32Array.from(t);
     if (v === null) throw new ServeError("invalid_request", `Thought ${i} is not base64 of little-endian float32 values.`, p);
     if (v.length !== dim) {

@@ -23,10 +23,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const body = request.body;
       checkModel(app, body.model);
-      const hasPrompt = body.prompt !== undefined;
-      if (hasPrompt === (body.messages !== undefined)) {
-        throw new ServeError("invalid_request", "Give exactly one of prompt and messages.", hasPrompt ? "messages" : "prompt");
-      }
+      const hasPrompt = body.prompt !== undefined; // the schema lets exactly one of them through
       checkPromptChars(app, hasPrompt ? body.prompt!.length : messagesChars(body.messages!), hasPrompt ? "prompt" : "messages");
       const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
       const text = hasPrompt
