@@ -134,8 +134,9 @@ export class Scheduler {
   }
 
   /** Priority sequences are admitted first, outside maxNumSeqs and the FCFS order, preempting
-   * the newest other running sequence when blocks are short. They go to the front of `running`,
-   * so the loop over running schedules them first and never picks them as a victim. */
+   * the newest other running sequence when blocks are short. They go to the front of `running`
+   * (FIFO among themselves), so the loop over running schedules them first and never picks them
+   * as a victim. */
   private admitPriority(out: SchedulerOutput): void {
     for (const seq of this.waiting.filter(isPriority)) {
       while (!this.blocks.canAllocate(seq)) {
@@ -148,7 +149,8 @@ export class Scheduler {
       remove(this.waiting, seq);
       seq.setStatus("running");
       seq.firstScheduledMs ??= this.now();
-      this.running.unshift(seq);
+      const firstOther = this.running.findIndex((s) => !isPriority(s));
+      this.running.splice(firstOther < 0 ? this.running.length : firstOther, 0, seq);
     }
   }
 
