@@ -2,43 +2,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Engine } from "../src/engine/engine.ts";
-import type { ForwardRow, Runner } from "../src/engine/runner.ts";
 import { Scheduler } from "../src/engine/scheduler.ts";
-import { THOUGHT } from "../src/engine/sequence.ts";
 import type { EngineEvent, GenerateRequest } from "../src/engine/types.ts";
 import { greedySampling } from "./helpers/factories.ts";
+import { SPECIAL, fakeRunner } from "./helpers/fake-runner.ts";
 
-// One request never fails another, at the engine layer with a fake runner: its logits favour
-// (last input token + 1); a row holding THROWS makes the whole forward pass throw (as
-// onnxruntime does for an out-of-range id), and a row ending in NAN gets NaN logits (a model
-// that overflowed for that row only). The real-engine version is engine-fault-isolation-e2e.
-const V = 16;
-const D = 2;
-const SPECIAL = { eos: 15, bot: 14, pad: 0 };
+// One request never fails another, at the engine layer with the fake runner: a row holding
+// THROWS makes the whole forward pass throw (as onnxruntime does for an out-of-range id), and a
+// row ending in NAN gets NaN logits (a model that overflowed for that row only). The
+// real-engine version is engine-fault-isolation-e2e.
 const THROWS = 13;
 const NAN = 12;
-
-function fakeRunner(calls: number[]): Runner {
-  return {
-    vocabSize: V, thoughtDim: D, numThoughts: 3,
-    async forward(rows: ForwardRow[]) {
-      calls.push(rows.length);
-      if (rows.some((r) => Array.from(r.tokens).includes(THROWS))) throw new Error("indices element out of data bounds");
-      const n = rows.reduce((s, r) => s + r.outputs.length, 0);
-      const logits = new Float32Array(n * V);
-      let o = 0;
-      for (const r of rows) {
-        for (const p of r.outputs) {
-          const last = r.tokens[p - r.start]!;
-          if (last === NAN) logits.fill(NaN, o * V, (o + 1) * V);
-          else logits[o * V + (last === THOUGHT ? 5 : (last + 1) % V)] = 10;
-          o++;
-        }
-      }
-      return { logits, mu: new Float32Array(n * D).fill(0.5), logSigma: new Float32Array(n * D) };
-    },
-  } as unknown as Runner;
-}
 
 function makeEngine() {
   const events: EngineEvent[] = [];
@@ -46,7 +20,7 @@ function makeEngine() {
   const blocks = new BlockManager({ numBlocks: 32, blockSize: 4, enablePrefixCaching: true });
   const scheduler = new Scheduler({ maxNumSeqs: 8, maxNumBatchedTokens: 64 }, blocks);
   const detok = { decode: (ids: number[]) => ids.map((i) => `t${i}`).join(" ") };
-  const engine = new Engine(fakeRunner(calls), scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e));
+  const engine = new Engine(fakeRunner({ throwsOn: THROWS, nanAfter: NAN, calls }), scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e));
   return { engine, blocks, events, calls };
 }
 
