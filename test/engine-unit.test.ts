@@ -3,10 +3,9 @@ import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { Scheduler } from "../src/engine/scheduler.ts";
-import { THOUGHT } from "../src/engine/sequence.ts";
 import type { EngineEvent, GenerateRequest } from "../src/engine/types.ts";
 import { greedySampling } from "./helpers/factories.ts";
-import { D, K, SPECIAL, V, fakeRunner } from "./helpers/fake-runner.ts";
+import { D, K, SPECIAL, fakeRunner } from "./helpers/fake-runner.ts";
 
 // The engine's update logic with a fake runner (helpers/fake-runner.ts: logits favour the last
 // input token + 1, mu = 0.5, sigma = 1).
