@@ -36,6 +36,9 @@ export interface GenerateRequest {
   choiceIndex: number;
   /** Id of the request whose prompt this one shares; it waits until that prompt is cached. */
   leaderId: string | null;
+  /** Scheduled ahead of all other work, never preempted (the readiness probe: it must measure
+   * whether the engine can serve, not whether it is idle). Never set from a client request. */
+  priority?: boolean;
 }
 
 /** Teacher-forced scoring: prompt, then given thoughts (entered after the prompt), then answer. */
