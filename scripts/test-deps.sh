@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond npm: Debian's PyTorch (with OpenBLAS, ~7x faster
-# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test.
+# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test, and
+# Schemathesis (the schema-driven fuzzer of test/reliability/schema-fuzz.test.ts) in a virtual
+# environment under the repository (.fuzz-venv, ignored by git), pinned, apart from the system's Python.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+/usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+SCHEMATHESIS_VERSION=4.32.5
+FUZZ_VENV="$(cd "$(dirname "$0")/.." && pwd)/.fuzz-venv"
+if ! "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+  /usr/bin/python3 -m venv "$FUZZ_VENV"
+  "$FUZZ_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 echo "test dependencies ready"
