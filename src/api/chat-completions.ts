@@ -12,7 +12,7 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkGeneration, checkQueue, checkTokenIds } from "./guards.ts";
+import { checkGeneration, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
@@ -65,7 +65,6 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const info = app.engine.info;
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
-      checkTokenIds(app, body.stop_token_ids, "stop_token_ids");
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
       if (!info.reasoningModes.includes(mode)) {
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");

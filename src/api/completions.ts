@@ -11,7 +11,7 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkGeneration, checkQueue, checkTokenIds } from "./guards.ts";
+import { checkGeneration, checkQueue } from "./guards.ts";
 import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
@@ -87,7 +87,6 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const info = app.engine.info;
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
-      checkTokenIds(app, body.stop_token_ids, "stop_token_ids");
       const prompts = toPromptList(app, body.prompt);
       const echo = body.echo ?? false;
       const logprobs = body.logprobs ?? null;

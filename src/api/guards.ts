@@ -51,10 +51,3 @@ export function checkGeneration(app: FastifyInstance, model: string | undefined 
   checkN(app, n);
   checkAccepting(app);
 }
-
-/** Token ids a request names (stop_token_ids): inside the vocabulary, as the document states. */
-export function checkTokenIds(app: FastifyInstance, ids: readonly number[] | null | undefined, param: string): void {
-  const vocab = app.engine.info.vocabSize;
-  const bad = ids?.findIndex((t) => t >= vocab) ?? -1;
-  if (bad >= 0) throw new ServeError("invalid_request", `Token id ${ids![bad]} is outside the vocabulary (size ${vocab}).`, `${param}[${bad}]`);
-}

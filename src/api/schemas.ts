@@ -54,7 +54,8 @@ const SamplingFields = {
   min_p: Opt(Type.Number({ minimum: 0, maximum: 1, description: "Extension." })),
   repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10, description: "Extension (1: off)." })),
   ignore_eos: Opt(Type.Boolean({ description: "Extension: keep generating past EOS until max_tokens." })),
-  stop_token_ids: Opt(Type.Array(TokenId, { maxItems: 64, description: "Extension: token ids that end a choice." })),
+  // Any id: one outside the vocabulary is never sampled, so it never stops anything.
+  stop_token_ids: Opt(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: "Extension: token ids that end a choice." })),
 };
 
 const maxTokens = (minimum: number) =>
