@@ -4,10 +4,13 @@
 ARG NODE_VERSION=20
 
 # --- deps: production node_modules only. tsx is a production dependency: the server runs from
-# source. .npmrc (onnxruntime-node-install=skip) keeps onnxruntime-node's postinstall from
-# downloading the CUDA provider, which a CPU image never loads.
+# source. onnxruntime-node's postinstall would download the CUDA provider, which a CPU image never
+# loads: package.json's allowScripts denies that script on npm 11 and later, and the image's npm
+# (10 on node 20) ignores allowScripts and runs it, so ONNXRUNTIME_NODE_INSTALL=skip (the
+# installer's own switch) makes it a no-op there.
 FROM node:${NODE_VERSION}-bookworm-slim AS deps
 WORKDIR /app
+ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev && npm cache clean --force
 

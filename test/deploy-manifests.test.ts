@@ -23,6 +23,8 @@ import { freePort } from "../bench/lib/server-process.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const K8S = join(ROOT, "docker/k8s");
+/** Where onnxruntime-node loads its CUDA provider from (its installer's linux/x64 cuda12 manifest). */
+export const CUDA_PROVIDER = "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so";
 const read = (p: string) => readFileSync(join(ROOT, p), "utf8");
 
 // The probe routes the manifests rely on (documented contract). "server registers the probe routes"
@@ -446,11 +448,14 @@ test("Dockerfile: multi-stage CPU image, production deps, non-root, healthcheck,
   const { stage: deps, command } = npmInstallStep(stages);
   assert.notEqual(deps, final, "dependencies are installed in a build stage");
   assert.match(command, /^npm ci\b.*--omit=dev\b/, "production dependencies only");
-  // The CPU image relies on .npmrc to skip onnxruntime-node's CUDA download: nothing may override it.
+  // onnxruntime-node's CUDA download is skipped twice over: package.json's allowScripts denies the
+  // script (npm 11+), and the installer's own switch makes it a no-op where npm runs it (npm 10).
   const depsCopies = contextCopies(deps).flatMap((c) => c.srcs);
   for (const f of ["package.json", "package-lock.json", ".npmrc"]) assert.ok(depsCopies.includes(f), `${f} must be copied before npm ci`);
-  for (const s of stages) assert.equal(stageEnv(s).ONNXRUNTIME_NODE_INSTALL, undefined, "the CPU image must not request the CUDA provider");
-  assert.match(read(".npmrc"), /^onnxruntime-node-install=skip$/m);
+  assert.equal(stageEnv(deps).ONNXRUNTIME_NODE_INSTALL, "skip", "the CPU image's install must skip the CUDA provider");
+  assert.equal(JSON.parse(read("package.json")).allowScripts?.["onnxruntime-node"], false, "allowScripts must deny onnxruntime-node's installer");
+  for (const s of stages) assert.doesNotMatch(all(s, "RUN").map((r) => r.args).join("\n"), /onnxruntime-node\/script\/install|cuda12/, "the CPU image must not run the CUDA installer");
+  assert.equal(stageEnv(final).ONNXRUNTIME_NODE_INSTALL, undefined, "install settings stay out of the runtime stage");
 
   const user = last(final, "USER");
   assert.ok(user, "the final stage must set USER");
@@ -504,7 +509,16 @@ test("docker/Dockerfile.cuda: CUDA runtime base, CUDA provider installed, NFCOT_
   assert.match(base, /^nvidia\/cuda:12\.[\d.]+-cudnn[\d]*-runtime-ubuntu/, `runtime base should be an nvidia/cuda cudnn runtime image, got ${base}`);
   const { stage: deps, command } = npmInstallStep(stages);
   assert.match(command, /--omit=dev\b/);
-  assert.equal(stageEnv(deps).ONNXRUNTIME_NODE_INSTALL, "cuda12", "the CUDA provider is downloaded by onnxruntime-node's installer");
+  // npm itself never runs onnxruntime-node's installer (allowScripts denies it; ENV skip where an
+  // older npm ignores allowScripts): the RUN that holds npm ci runs it on purpose, with cuda12, and
+  // then requires the provider library where onnxruntime-node loads it from.
+  assert.equal(stageEnv(deps).ONNXRUNTIME_NODE_INSTALL, "skip", "npm ci itself must not download anything");
+  const steps = all(deps, "RUN").find((r) => /\bnpm ci\b/.test(r.args))!.args.split(/\s*&&\s*/).map((x) => x.replace(/\\\s*$/, "").trim());
+  const ci = steps.findIndex((x) => x.startsWith("npm ci"));
+  const installer = steps.findIndex((x) => x === "ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install");
+  assert.ok(installer > ci, `the CUDA installer must run after npm ci, in the same RUN: ${steps.join(" && ")}`);
+  assert.ok(steps.slice(installer + 1).includes(`test -f ${CUDA_PROVIDER}`), "the build must fail when the provider is missing");
+  assert.equal(existsSync(join(ROOT, "node_modules/onnxruntime-node/script/install.js")), true, "the installer the image runs exists");
   assert.equal(stageEnv(final).NFCOT_PROVIDER, "cuda");
   const known = configEnvNames();
   for (const k of Object.keys(stageEnv(final))) assert.ok(known.has(k) || k === "NODE_ENV", `ENV ${k} is not a setting of src/config.ts`);
@@ -708,17 +722,18 @@ test("the image's start command serves /health from a clean clone (npm ci --omit
     const final = stages.at(-1)!;
     const app = join(work, "app");
     copyLikeDocker(stages, ctx, app);
-    assert.match(readFileSync(join(app, ".npmrc"), "utf8"), /^onnxruntime-node-install=skip$/m, "the committed .npmrc must skip the CUDA download");
 
     // The install step, as the Dockerfile has it; --prefer-offline only reuses the local npm cache.
     const { stage: deps, command } = npmInstallStep(stages);
     const npm = [...command.split(/\s+/), "--prefer-offline", "--no-audit", "--no-fund"];
     const inst = spawnSync("npm", npm.slice(1), { cwd: app, env: containerEnv(stageEnv(deps)), encoding: "utf8", timeout: 300_000 });
     assert.equal(inst.status, 0, `${command} failed:\n${inst.stdout}\n${inst.stderr}`);
+    // npm says nothing about the project's own config: no unknown .npmrc key, no unreviewed install script.
+    assert.doesNotMatch(inst.stderr, /Unknown (project|user|global|env) config|not yet covered by allowScripts/i, inst.stderr);
     assert.ok(existsSync(join(app, "node_modules/tsx")), "tsx must be a production dependency: the CMD needs it");
     assert.ok(!existsSync(join(app, "node_modules/typescript")), "devDependencies were installed");
     assert.ok(!existsSync(join(app, "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so")),
-      "the CUDA provider was downloaded despite .npmrc");
+      "the CUDA provider was downloaded");
 
     // The CMD, with the base ConfigMap's settings as a pod would get them, an API key set (the probes
     // and the scrape carry none), and a free port.

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadManifest, ManifestError } from "../src/model/manifest.ts";
+import ort from "onnxruntime-node";
+import { loadManifest, ManifestError, resolveDim } from "../src/model/manifest.ts";
 import { ModelLoadError, Runner } from "../src/engine/runner.ts";
 import { SHIPPED_MODEL } from "./helpers/python.ts";
 
@@ -77,4 +78,43 @@ test("the shipped model directory stays within 20 MB", async () => {
   const bytes = readdirSync(SHIPPED_MODEL).reduce((s, f) => s + statSync(join(SHIPPED_MODEL, f)).size, 0);
   assert.ok(bytes <= 20 * 1024 * 1024, `${bytes} bytes`);
   assert.ok(bytes > 1024 * 1024, "the shipped model should hold real weights");
+});
+
+test("every shipped graph runs to the shapes and dtypes its manifest entry states (names in order)", async () => {
+  const m = loadManifest(SHIPPED_MODEL);
+  // Concrete sizes for the symbolic dims; model-size dims resolve through the manifest.
+  const sizes: Record<string, number> = { batch: 2, seq: 3, num_blocks: 5, block_size: 4, max_blocks: 2, num_outputs: 4 };
+  const dim = (d: string | number) => {
+    const r = resolveDim(m, d);
+    if (typeof r === "number") return r;
+    assert.ok(r in sizes, `manifest dim '${r}' is neither a model size nor a known symbolic dim`);
+    return sizes[r]!;
+  };
+  assert.deepEqual(Object.keys(m.graphs), ["backbone", "flow_forward", "flow_inverse", "thought_decoder"]);
+  for (const [name, spec] of Object.entries(m.graphs)) {
+    const s = await ort.InferenceSession.create(join(SHIPPED_MODEL, spec!.file));
+    try {
+      assert.deepEqual(s.inputNames, spec!.inputs.map((i) => i.name), `${name} inputs`);
+      assert.deepEqual(s.outputNames, spec!.outputs.map((o) => o.name), `${name} outputs`);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const i of spec!.inputs) {
+        const shape = i.shape.map(dim);
+        const n = shape.reduce((a, b) => a * b, 1);
+        // Zeros are valid everywhere: token 0, position 0, block 0, empty past; gather rows 0..3.
+        feeds[i.name] = i.dtype === "int64"
+          ? new ort.Tensor("int64", i.name === "gather_index" ? BigInt64Array.from([0n, 1n, 2n, 5n]) : new BigInt64Array(n), shape)
+          : new ort.Tensor("float32", new Float32Array(n), shape);
+      }
+      const out = await s.run(feeds);
+      for (const o of spec!.outputs) {
+        assert.deepEqual(out[o.name]!.dims, o.shape.map(dim), `${name} output ${o.name} shape`);
+        assert.equal(out[o.name]!.type, o.dtype, `${name} output ${o.name} dtype`);
+      }
+    } finally {
+      await s.release();
+    }
+  }
+  assert.equal(m.architecture.head_dim * m.architecture.num_heads, m.architecture.hidden_size);
+  assert.equal(m.graphs.thought_decoder!.stop_token_id, m.special_tokens.eot);
+  assert.deepEqual(m.kv_cache.layout, m.graphs.backbone.inputs.find((i) => i.name === "kv_pool")!.shape);
 });

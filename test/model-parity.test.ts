@@ -27,8 +27,13 @@ function relErr(got: Float32Array, want: Float32Array, mask?: (i: number) => boo
   return diff / scale;
 }
 
-for (const seed of [Date.now() % 100_000, 7]) {
+/** Fixed seeds, so a failure repeats; NFCOT_PARITY_SEED replaces the first to try others. */
+const SEEDS = [Number(process.env.NFCOT_PARITY_SEED ?? 41), 7];
+if (!SEEDS.every(Number.isSafeInteger)) throw new Error(`NFCOT_PARITY_SEED must be an integer, got ${process.env.NFCOT_PARITY_SEED}`);
+
+for (const seed of SEEDS) {
   test(`ONNX graphs through onnxruntime-node match PyTorch on fresh random inputs (seed ${seed})`, async () => {
+    console.log(`# model parity seed ${seed} (set NFCOT_PARITY_SEED to change it)`);
     const dir = mkdtempSync(join(tmpdir(), "nfcot-parity-"));
     try {
       const r = runPython(["-m", "nfcot.parity", "--fresh", dir, "--out", join(dir, "case.json"), "--seed", String(seed)]);

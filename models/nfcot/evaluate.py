@@ -3,6 +3,11 @@ thoughts at T_z = 0, i.e. u = mu), mean reasoning positions, latent pass@k at th
 temperature, decoded-thought accuracy, and the majority-answer baseline.
 
   /usr/bin/python3 -m nfcot.evaluate --checkpoint runs/small/ckpt.pt [--count 1000] [--json out.json]
+  /usr/bin/python3 -m nfcot.evaluate --model-dir nfcot-trace-small [--programs data/test.jsonl]
+
+--model-dir evaluates an exported model directory (its weights read back from the ONNX graphs,
+onnx_weights.py: the same numbers as the checkpoint it was exported from). --programs evaluates the
+programs of a JSON-lines file (its `source` fields) instead of drawing the split.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import torch
 from . import tokenizer as tk
 from .export import load_checkpoint
 from .generate import correctness, generate, parse_answer
-from .task import split
+from .onnx_weights import load_model_dir
+from .task import parse_program, split
 from .vae import step_tokens
 
 
@@ -45,7 +51,10 @@ def thought_step_accuracy(model, flow, vae, progs, K) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint")
+    src.add_argument("--model-dir")
+    ap.add_argument("--programs", help="JSON lines with a `source` per program (default: draw the test split)")
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=16, help="latent samples per program for pass@k")
     ap.add_argument("--temperature", type=float, default=0.9, help="latent temperature for pass@k")
@@ -54,9 +63,17 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, flow, vae, ck = load_checkpoint(args.checkpoint)
-    m = ck["m"]
-    progs = split("test", args.count, m)
+    if args.checkpoint:
+        model, flow, vae, ck = load_checkpoint(args.checkpoint)
+        m = ck["m"]
+    else:
+        model, flow, vae, manifest = load_model_dir(args.model_dir)
+        m = manifest["task"]["M"]
+    if args.programs:
+        with open(args.programs) as f:
+            progs = [parse_program(json.loads(line)["source"], m) for line in f if line.strip()][:args.count]
+    else:
+        progs = split("test", args.count, m)
     K = model.config.num_thoughts
     t0 = time.time()
     res: dict = {"test_programs": len(progs), "M": m}

@@ -5,6 +5,7 @@ The distribution is fixed by the models issue so results compare across fresh dr
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 OPS = ["+", "-", "*", "//", "%"]
@@ -120,19 +121,51 @@ def _sample_once(rng: random.Random, m: int, n: int) -> Program:
 
 
 SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+# The test split proper: its first TEST_SIZE programs (data/test.jsonl). Validation never draws one.
+TEST_SIZE = 1000
 
 
 def split(name: str, count: int, m: int = DEFAULT_M) -> list[Program]:
-    """A deterministic split. Held-out splits keep only sources in the held-out hash bucket, which
-    training never draws from, so no test program is ever trained on."""
+    """A deterministic split of distinct programs. Held-out splits keep only sources in the held-out
+    hash bucket, which training never draws from, so no test program is ever trained on; validation
+    and test share that bucket, so validation skips the test split's first TEST_SIZE sources."""
+    exclude = {p.source() for p in split("test", TEST_SIZE, m)} if name == "validation" else set()
     rng = random.Random(SPLIT_SEEDS[name] * 1_000_003 + m)
     out: list[Program] = []
+    seen: set[str] = set()
     while len(out) < count:
         p = sample_program(rng, m)
-        if name != "train" and is_train_source(p.source()):
+        src = p.source()
+        if (name != "train" and is_train_source(src)) or src in seen or src in exclude:
             continue
+        seen.add(src)
         out.append(p)
     return out
+
+
+def parse_program(source: str, m: int = DEFAULT_M) -> Program:
+    """The Program a source states (as Program.source writes it), values computed: reads the
+    prompts of data/test.jsonl back."""
+    lines = source.strip().split("\n")
+    if not (lines[-1].startswith("print(") and lines[-1].endswith(")")):
+        raise ValueError(f"not a task program (no final print): {source!r}")
+    values: dict[str, int] = {}
+    steps = []
+    for line in lines[:-1]:
+        var, expr = line.split(" = ")
+        parts = expr.split(" ")
+        if len(parts) == 1:
+            v, shown = int(parts[0]), ""
+        else:
+            x, op, y_txt = parts
+            y = values[y_txt] if y_txt in values else int(y_txt)
+            v, shown = apply_op(values[x], op, y), f"{values[x]} {op} {y}"
+        steps.append(Step(var, expr, shown, v))
+        values[var] = v
+    prog = Program(tuple(steps))
+    if prog.source() != source.strip() or lines[-1] != f"print({steps[-1].var})":
+        raise ValueError(f"not a task program: {source!r}")
+    return prog
 
 
 def is_train_source(src: str) -> bool:
@@ -152,16 +185,49 @@ def train_stream(seed: int, m: int = DEFAULT_M, max_n: int = 6):
             yield p
 
 
+def statistics(progs: list[Program]) -> dict:
+    """What the draw produces, against the nominal weights: operator shares over the statements after
+    the first, the share of `+ - *` statements whose y is a variable, the `//` / `%` constants' shares,
+    program lengths, and the share of answers 0 or 1."""
+    ops: Counter = Counter()
+    var_y = total_y = 0
+    consts: Counter = Counter()
+    for p in progs:
+        for s in p.steps[1:]:
+            _, op, y = s.expr.split(" ")
+            ops[op] += 1
+            if op in ("//", "%"):
+                consts[int(y)] += 1
+            else:
+                total_y += 1
+                var_y += y.isalpha()
+    n_ops = sum(ops.values())
+    return {"programs": len(progs),
+            "operator_share": {op: round(ops[op] / n_ops, 4) for op in OPS},
+            "variable_y_share": round(var_y / total_y, 4),
+            "floordiv_mod_constant_share": {y: round(consts[y] / sum(consts.values()), 4) for y in sorted(consts)},
+            "length_share": {n: round(sum(len(p.steps) == n for p in progs) / len(progs), 4) for n in range(2, 7)},
+            "answer_0_or_1_share": round(sum(p.answer in (0, 1) for p in progs) / len(progs), 4)}
+
+
 def main(argv=None) -> None:
-    """Write a split as JSON lines {source, answer, n, trace}: the prompts benchmarks and tests use."""
+    """Write a split as JSON lines {source, answer, n, trace}: the prompts benchmarks and tests use.
+    With --stats, print the statistics of COUNT fresh draws (seed --seed) instead."""
     import argparse
     import json
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("split", choices=sorted(SPLIT_SEEDS))
+    ap.add_argument("split", choices=sorted(SPLIT_SEEDS) + ["stats"])
     ap.add_argument("count", type=int)
     ap.add_argument("--m", type=int, default=DEFAULT_M)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--seed", type=int, default=12345, help="for stats")
     args = ap.parse_args(argv)
+    if args.split == "stats":
+        rng = random.Random(args.seed)
+        print(json.dumps(statistics([sample_program(rng, args.m) for _ in range(args.count)]), indent=1))
+        return
+    if not args.out:
+        ap.error("--out is required to write a split")
     with open(args.out, "w") as f:
         for p in split(args.split, args.count, args.m):
             f.write(json.dumps({"source": p.source(), "answer": p.answer, "n": len(p.steps), "trace": p.trace()}) + "\n")

@@ -43,14 +43,89 @@ def test_exporter_refuses_inconsistent_configs(tmp_path):
         ModelConfig(vocab_size=10, hidden_size=66, num_heads=4).validate()
 
 
+# Manifest dims that name a size of the model: fixed numbers in the graphs.
+def _model_dims(manifest):
+    a, lat = manifest["architecture"], manifest["latent"]
+    return {"vocab_size": a["vocab_size"], "num_layers": a["num_layers"], "num_kv_heads": a["num_kv_heads"],
+            "head_dim": a["head_dim"], "thought_dim": lat["thought_dim"], "num_thoughts": lat["num_thoughts"]}
+
+
+def check_contract(d) -> None:
+    """The manifest describes each graph exactly (models/README.md's contract): the same input and
+    output names in order, dtypes, ranks; a dim the manifest names after a model size is that number
+    in the graph; an input dim it names otherwise (batch, seq, num_blocks, ...) is symbolic, under
+    that name. Output dims the exporter left symbolic are sized by running the graph
+    (test/model-load.test.ts)."""
+    import json
+    import os
+    import onnx
+    from onnx import TensorProto
+    manifest = json.load(open(os.path.join(d, "manifest.json")))
+    fixed = _model_dims(manifest)
+    a = manifest["architecture"]
+    assert a["head_dim"] * a["num_heads"] == a["hidden_size"]
+    assert manifest["max_context"] == a["max_position"]
+    assert manifest["latent"]["num_thoughts"] == a["num_thoughts"] and manifest["latent"]["thought_dim"] == a["thought_dim"]
+    assert manifest["kv_cache"]["layout"] == manifest["graphs"]["backbone"]["inputs"][5]["shape"]
+    assert sorted(os.listdir(d)) == sorted({manifest["tokenizer"], manifest["tokenizer_config"], manifest["chat_template"],
+                                            "manifest.json", *(g["file"] for g in manifest["graphs"].values())})
+    dtypes = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    for name, spec in manifest["graphs"].items():
+        g = onnx.load(os.path.join(d, spec["file"])).graph
+        onnx.checker.check_model(onnx.load(os.path.join(d, spec["file"])))
+        for kind, want, have in (("input", spec["inputs"], g.input), ("output", spec["outputs"], g.output)):
+            assert [x.name for x in have] == [w["name"] for w in want], f"{name} {kind}s"
+            for w, h in zip(want, have):
+                t = h.type.tensor_type
+                assert t.elem_type == dtypes[w["dtype"]], f"{name} {kind} {w['name']} dtype"
+                dims = [x.dim_param or x.dim_value for x in t.shape.dim]
+                assert len(dims) == len(w["shape"]), f"{name} {kind} {w['name']} rank"
+                for i, (wd, hd) in enumerate(zip(w["shape"], dims)):
+                    where = f"{name} {kind} {w['name']} dim {i}"
+                    if isinstance(wd, int) or wd in fixed:
+                        want_n = wd if isinstance(wd, int) else fixed[wd]
+                        assert hd == want_n or (kind == "output" and isinstance(hd, str)), f"{where}: {hd} != {want_n}"
+                    else:
+                        assert hd == wd, f"{where}: {hd!r} != {wd!r}"
+
+
 def test_export_writes_the_contract(tmp_path):
     m = _model()
-    manifest = export_dir(str(tmp_path), m, None, None, "t")
-    assert manifest["graphs"]["backbone"]["file"] == "backbone.onnx"
+    from nfcot.flow import ShallowFlow
+    from nfcot.vae import StepVAE
+    c = m.config
+    manifest = export_dir(str(tmp_path), m, ShallowFlow(c.thought_dim, c.num_thoughts), StepVAE(c.vocab_size, c.thought_dim), "t")
+    assert list(manifest["graphs"]) == ["backbone", "flow_forward", "flow_inverse", "thought_decoder"]
     assert [i["name"] for i in manifest["graphs"]["backbone"]["inputs"]] == [
         "input_ids", "thought_inputs", "is_thought", "positions", "past_lens", "kv_pool", "block_tables", "gather_index"]
-    assert (tmp_path / "backbone.onnx").stat().st_size > 0
-    assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "chat_template.jinja").exists()
+    assert [i["name"] for i in manifest["graphs"]["backbone"]["outputs"]] == ["logits", "mu", "log_sigma", "new_kv"]
+    assert manifest["architecture"]["num_layers"] == 2 and manifest["architecture"]["head_dim"] == 16
+    assert manifest["graphs"]["thought_decoder"]["stop_token_id"] == tk.EOT
+    check_contract(tmp_path)
+
+
+def test_the_shipped_model_keeps_the_contract():
+    import os
+    check_contract(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nfcot-trace-small"))
+
+
+def test_the_contract_check_refuses_a_manifest_that_disagrees(tmp_path):
+    import json
+    m = _model()
+    export_dir(str(tmp_path), m, None, None, "t")
+    path = tmp_path / "manifest.json"
+    good = json.loads(path.read_text())
+    for edit, msg in ((lambda x: x["graphs"]["backbone"]["inputs"][3].update(dtype="float32"), "positions dtype"),
+                      (lambda x: x["graphs"]["backbone"]["inputs"][1]["shape"].__setitem__(2, 8), "thought_inputs dim 2"),
+                      (lambda x: x["graphs"]["backbone"]["outputs"].reverse(), "backbone outputs"),
+                      (lambda x: x["graphs"]["backbone"]["inputs"][0]["shape"].__setitem__(1, "tokens"), "input_ids dim 1")):
+        bad = json.loads(json.dumps(good))
+        edit(bad)
+        path.write_text(json.dumps(bad))
+        with pytest.raises(AssertionError, match=msg):
+            check_contract(tmp_path)
+    path.write_text(json.dumps(good))
+    check_contract(tmp_path)
 
 
 def test_positional_heads_read_exactly_the_token_their_offset_back():

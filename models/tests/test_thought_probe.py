@@ -1,3 +1,5 @@
+import torch
+
 from nfcot import tokenizer as tk
 from nfcot.flow import ShallowFlow
 from nfcot.model import ModelConfig, NFCoTModel
@@ -5,21 +7,49 @@ from nfcot.task import split
 from nfcot.thought_probe import thought_probe
 from nfcot.vae import StepVAE
 
+from .fakes import Peek
+
 
 def _parts():
+    torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2,
                       intermediate_size=64)
     return (NFCoTModel(cfg).eval(), ShallowFlow(cfg.thought_dim, cfg.num_thoughts).eval(),
             StepVAE(cfg.vocab_size, cfg.thought_dim).eval())
 
 
-def test_counts_real_steps_per_slot():
+def _flow():
+    torch.manual_seed(1)
+    flow = ShallowFlow(16, 6)
+    for blk in flow.blocks:  # not the identity: the probe must go through the inverse flow
+        torch.nn.init.normal_(blk.out.weight, 0.0, 0.1)
+    return flow.eval()
+
+
+def test_counts_real_steps_per_slot_and_scores_a_known_model(trained_vae):
+    """Peek names the next token and puts out the next thought it is fed: the answer is right with
+    any thoughts, each next thought decodes as well as the VAE decodes the true one (the trained VAE
+    gets every step of slots 0-1 right and most later ones), whoever's earlier thoughts it sees, and
+    a counterfactual thought decodes to the counterfactual step (it is fed), never the prompt's."""
+    progs = split("validation", 60, 20)
+    out = thought_probe(Peek(), _flow(), trained_vae[0], progs)
+    assert out["steps_by_slot"] == [sum(len(p.steps) > t for p in progs) for t in range(6)] == [60, 60, 50, 38, 29, 18]
+    assert out["answer_accuracy_own_thoughts"] == out["answer_accuracy_other_thoughts"] == 1.0
+    want = [1.0, 1.0, 0.98, 0.921, 0.931, 0.833]  # 60/60, 60/60, 49/50, 35/38, 27/29, 15/18
+    assert out["next_thought_accuracy_by_slot"] == want
+    assert out["next_thought_accuracy_by_slot_other_earlier_thoughts"] == want
+    assert out["counterfactual_altered_thoughts"] == 82
+    assert out["counterfactual_thought_follows_earlier_thoughts"] == 0.878  # 72 / 82
+    assert out["counterfactual_thought_follows_prompt"] == 0.0
+
+
+def test_a_model_that_ignores_everything_scores_nothing(trained_vae):
+    """The seeded random model: its answers and NF means do not depend on the program."""
     progs = split("validation", 40, 20)
     out = thought_probe(*_parts(), progs)
-    assert out["steps_by_slot"] == [sum(len(p.steps) > t for p in progs) for t in range(6)]
+    assert out["answer_accuracy_own_thoughts"] == out["answer_accuracy_other_thoughts"] == 0.0
+    assert out["next_thought_accuracy_by_slot"] == [0.0] * 6
     assert out["steps_by_slot"][:2] == [40, 40]
-    for acc in out["next_thought_accuracy_by_slot"] + out["next_thought_accuracy_by_slot_other_earlier_thoughts"]:
-        assert acc is None or 0.0 <= acc <= 1.0
 
 
 def test_another_programs_thoughts_change_nothing_when_all_programs_are_the_same():
@@ -32,18 +62,17 @@ def test_another_programs_thoughts_change_nothing_when_all_programs_are_the_same
     assert out["next_thought_accuracy_by_slot"][n:] == [None] * (6 - n)
 
 
-def test_counterfactual_thoughts_are_scored_against_both_traces():
+def test_counterfactual_thoughts_are_scored_against_both_traces(trained_vae):
     import random
     from nfcot.train import counterfactual_rows
     progs = split("validation", 60, 20)
-    out = thought_probe(*_parts(), progs)
     cf, slots = counterfactual_rows(progs, ["latent"] * len(progs), 1.0, random.Random(0), 20)
     altered = sum(1 for c, p, j in zip(cf, progs, slots) if j >= 0
                   for t in range(j + 1, len(p.steps)) if c.steps[t].value != p.steps[t].value)
-    assert altered > 20
+    assert altered == 82
+    out = thought_probe(Peek(), _flow(), trained_vae[0], progs)
     assert out["counterfactual_altered_thoughts"] == altered
-    # A decoded step cannot match both traces where they differ.
-    assert out["counterfactual_thought_follows_earlier_thoughts"] + out["counterfactual_thought_follows_prompt"] <= 1.0
+    assert (out["counterfactual_thought_follows_earlier_thoughts"], out["counterfactual_thought_follows_prompt"]) == (0.878, 0.0)
 
 
 def test_operand_lookups_score_the_operand_head_against_each_statements_operand_values():
