@@ -69,13 +69,12 @@ def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = Fal
     out = os.path.abspath(out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
         raise HFError(out, "already exists and is not empty (pass --overwrite to replace it)")
-    hm = load_hf(src, with_weights=False)  # every check, no weights yet
+    hm = load_hf(src)  # every check runs before the first weight is read
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
     os.chmod(tmp, 0o755)
     try:
-        hm = load_hf(src)
         print(f"loaded {hm.hf_architecture} in {time.time() - t0:.1f} s; exporting graphs", file=sys.stderr, flush=True)
         graphs = export_graphs(tmp, hm.model, hm.flow, hm.vae, stop_token_id=hm.special_tokens.get("eot", -1),
                                step_format=((hm.extras or {}).get("thought_decoder") or {}).get("step_format", "{0} = {1}"),
