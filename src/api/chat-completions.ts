@@ -12,7 +12,7 @@ import {
   usageOf,
   type FinishEvent,
 } from "./generation.ts";
-import { checkGeneration, checkQueue } from "./guards.ts";
+import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
@@ -65,6 +65,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
+      if (mode === "latent") checkLatentAvailable(app, "reasoning.mode");
       if (!info.reasoningModes.includes(mode)) {
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
       }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { ServeError, isErrorCode } from "../errors.ts";
 import { toTemplateMessages } from "./chat-completions.ts";
 import { requestId } from "./generation.ts";
-import { checkAccepting, checkModel, checkQueue } from "./guards.ts";
+import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import type { LatentDecodeRequest, LatentLogprobsRequest } from "./schemas.ts";
 import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
@@ -13,7 +13,7 @@ import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
  * and the policy log-prob. POST /v1/latent/decode turns thoughts into trace text. */
 
 function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): number[] {
-  const { bot } = app.engine.info.special;
+  const bot = app.engine.info.special.bot!; // checkLatentAvailable ran: a latent model has one
   if ((body.messages === undefined) === (body.prompt === undefined)) {
     throw new ServeError("invalid_request", "Give exactly one of messages and prompt.", "messages");
   }
@@ -46,6 +46,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const body = request.body;
       const info = app.engine.info;
       checkModel(app, body.model);
+      checkLatentAvailable(app, "model");
       checkAccepting(app);
       const promptIds = scoringPrompt(app, body);
       const jobs = body.trajectories.map((t, i) => {
@@ -127,6 +128,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const body = request.body;
       const info = app.engine.info;
       checkModel(app, body.model);
+      checkLatentAvailable(app, "model");
       checkAccepting(app);
       if (!info.hasThoughtDecoder) {
         throw new ServeError("not_found", `The model '${app.modelName}' ships no thought decoder.`, "model");

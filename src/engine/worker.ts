@@ -1,8 +1,9 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { loadManifest } from "../model/manifest.ts";
+import { eosTokenIds, loadManifest } from "../model/manifest.ts";
 import { ModelTokenizer } from "../model/tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { Engine } from "./engine.ts";
+import { modelInfoFrom } from "./model-info.ts";
 import type { EngineOptions, ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -40,7 +41,8 @@ async function main(): Promise<void> {
   let pending: EngineEvent[] = [];
   const st = manifest.special_tokens;
   const maxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
-  const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e));
+  const special = { ...st, eosIds: eosTokenIds(manifest), neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
+  const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e));
   // Every step reports, even one without events (a prefill chunk), so stats and step metrics stay live.
   const flush = () => {
     post({ type: "events", events: pending, stats: engine.stats(), steps: engine.drainStepRecords() });
@@ -70,22 +72,7 @@ async function main(): Promise<void> {
   });
   post({
     type: "ready",
-    info: {
-      name: manifest.name,
-      modelDir: opts.modelDir,
-      numBlocks,
-      blockSize: opts.blockSize,
-      maxContext,
-      numThoughts: manifest.latent.num_thoughts,
-      thoughtDim: manifest.latent.thought_dim,
-      defaultLatentTemperature: manifest.latent.default_temperature,
-      reasoningModes: manifest.reasoning_modes,
-      defaultReasoningMode: manifest.default_reasoning_mode,
-      hasThoughtDecoder: runner.hasThoughtDecoder,
-      special: st,
-      vocabSize: manifest.architecture.vocab_size,
-      provider: opts.provider,
-    },
+    info: modelInfoFrom(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, hasThoughtDecoder: runner.hasThoughtDecoder, provider: opts.provider }),
   });
   flush();
   while (!stopping) {

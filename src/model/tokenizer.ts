@@ -42,6 +42,15 @@ export class ModelTokenizer {
     return this.tok.id_to_token(id) ?? "";
   }
 
+  /** Ids below `modelVocab` the tokenizer has no token for (Qwen pads its embedding past the
+   * tokenizer): the model can score them, but they must never be sampled. */
+  idsWithoutToken(modelVocab: number): number[] {
+    const known = new Set(this.tok.get_vocab(true).values());
+    const out: number[] = [];
+    for (let id = 0; id < modelVocab; id++) if (!known.has(id)) out.push(id);
+    return out;
+  }
+
   get vocabSize(): number {
     return this.tok.get_vocab(true).size;
   }
