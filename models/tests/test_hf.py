@@ -182,3 +182,18 @@ def test_cli_exits_non_zero_with_the_reason(qwen3_dir, tmp_path):
     assert r.returncode == 2
     assert "error: config.json: architectures ['GPT2LMHeadModel'] not supported" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trainer_checkpoint_converts_through_hf_write(tmp_path):
+    from nfcot.hf_write import convert_checkpoint
+    model, flow, vae = fresh_model(6)
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
+                "vae": vae.state_dict(), "m": 20}, tmp_path / "ckpt.pt")
+    convert_checkpoint(str(tmp_path / "ckpt.pt"), str(tmp_path / "hf"))
+    hm = load_hf(str(tmp_path / "hf"))
+    assert hm.hf_architecture == "LlamaForCausalLM" and hm.model.config.family == "nfcot-trace"
+    assert hm.extras["flow"] == {"blocks": 2, "width": 64} and hm.extras["thought_decoder"]["vocab_size"] == 246
+    for k, v in model.state_dict().items():
+        assert torch.equal(hm.model.state_dict()[k], v), k
+    for k, v in vae.state_dict().items():
+        assert torch.equal(hm.vae.state_dict()[k], v), k
