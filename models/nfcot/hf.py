@@ -168,10 +168,10 @@ def index_tensors(d: str, files: list[str]) -> dict[str, tuple[str, tuple, str]]
     return where
 
 
-def check_tensors(where: dict, want: dict, tied: bool) -> None:
+def check_tensors(where: dict, want: dict, tied: bool, source: str = SINGLE) -> None:
     for name, shape in want.items():
         if name not in where:
-            raise HFError("model.safetensors", f"tensor {name} is missing" + ("" if name != "lm_head.weight" else
+            raise HFError(source, f"tensor {name} is missing" + ("" if name != "lm_head.weight" else
                           " (config.json: tie_word_embeddings is false)"))
         f, got, dtype = where[name]
         if got != shape:
@@ -216,7 +216,7 @@ def load_tensors(module: torch.nn.Module, d: str, where: dict, names: list[str],
         with safe_open(os.path.join(d, f), framework="pt") as st:
             for n in ns:
                 t = st.get_tensor(rename(n))
-                params[n].data.copy_(t.to(torch.float32))
+                params[n].data.copy_(t)  # converts bf16 / fp16 in place: no float32 temporary
                 del t
                 prog.add(params[n].numel() * params[n].element_size())
 
@@ -320,7 +320,7 @@ def load_hf(d: str, with_weights: bool = True) -> HFModel:
     where = index_tensors(d, files)
     model = NFCoTModel(c, init=False).eval()
     want = backbone_names(model)
-    check_tensors(where, want, c.tie_embeddings)
+    check_tensors(where, want, c.tie_embeddings, INDEX if files != [SINGLE] else SINGLE)
     flow = vae = None
     if xcfg:
         st.update(ex.span_tokens(d, xcfg))
