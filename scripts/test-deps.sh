@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
+# Jinja2 renders chat templates as the reference for the JS renderer (scripts/tokenizer-reference.py).
+/usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
@@ -11,4 +13,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Hugging Face's tokenizers (not packaged by Debian): the reference for the JS tokenizer.
+/usr/bin/python3 -c "import tokenizers" 2>/dev/null || /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
 echo "test dependencies ready"
