@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond npm: Debian's PyTorch (with OpenBLAS, ~7x faster
-# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test.
+# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test; Jinja2,
+# and from PyPI safetensors and tokenizers.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
@@ -13,6 +14,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# safetensors (the Hugging Face loader, models/nfcot/hf.py) is not packaged by Debian 12: from PyPI.
+/usr/bin/python3 -c "import safetensors" 2>/dev/null || \
+  /usr/bin/python3 -m pip install -q --break-system-packages "safetensors>=0.4,<1"
 # Hugging Face's tokenizers (not packaged by Debian): the reference for the JS tokenizer.
-/usr/bin/python3 -c "import tokenizers" 2>/dev/null || /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
+/usr/bin/python3 -c "import tokenizers" 2>/dev/null || \
+  /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
 echo "test dependencies ready"
