@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { byteLevelDecoder } from "./byte-level.ts";
 import { ChatTemplate, type RenderOptions, type TemplateMessage } from "./chat-template.ts";
 import type { Manifest } from "./manifest.ts";
 import { UserTextGuard } from "./user-text.ts";
@@ -26,6 +27,10 @@ export class ModelTokenizer {
   private readonly guard: UserTextGuard;
   /** A tokenizer.json without a decoder (word-level vocabularies) decodes by joining tokens with spaces. */
   private readonly joinsWithSpaces: boolean;
+  /** Byte-level BPE: vocabulary characters -> bytes (null for other tokenizers). */
+  private readonly byteLevel: Map<string, number> | null;
+  private readonly addedIds: Set<number>;
+  private readonly utf8 = new TextDecoder("utf-8");
   readonly template: ChatTemplate;
   readonly specialIds: Set<number>;
 
@@ -42,6 +47,8 @@ export class ModelTokenizer {
     this.specialMatch = alternatives.length ? new RegExp(alternatives.join("|"), "g") : null;
     this.guard = new UserTextGuard([...this.specials.keys()]);
     this.joinsWithSpaces = json.decoder === null || json.decoder === undefined;
+    this.byteLevel = json.decoder?.type === "ByteLevel" ? byteLevelDecoder() : null;
+    this.addedIds = new Set(added.map((t) => t.id));
     this.template = new ChatTemplate(readFileSync(join(dir, manifest.chat_template), "utf8"), config);
   }
 
@@ -108,8 +115,18 @@ export class ModelTokenizer {
     return this.joinsWithSpaces ? text.replace(/ ?\n ?/g, "\n") : text;
   }
 
+  /** One token as text (logprobs, scored answers): a byte-level token's bytes as UTF-8 (U+FFFD
+   * for part of a character: tokenBytes has them), else its vocabulary entry. */
   tokenText(id: number): string {
-    return this.tok.id_to_token(id) ?? "";
+    return this.byteLevel ? this.utf8.decode(Uint8Array.from(this.tokenBytes(id))) : (this.tok.id_to_token(id) ?? "");
+  }
+
+  /** The bytes a token stands for (OpenAI's logprobs `bytes`). */
+  tokenBytes(id: number): number[] {
+    const t = this.tok.id_to_token(id);
+    if (t === undefined) return [];
+    if (this.byteLevel && !this.addedIds.has(id)) return [...t].map((c) => this.byteLevel!.get(c) ?? 0x3f);
+    return [...Buffer.from(t, "utf8")];
   }
 
   /** Ids below `modelVocab` the tokenizer has no token for (Qwen pads its embedding past the
