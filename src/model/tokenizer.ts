@@ -4,7 +4,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { byteLevelDecoder } from "./byte-level.ts";
 import { ChatTemplate, type RenderOptions, type TemplateMessage } from "./chat-template.ts";
 import type { Manifest } from "./manifest.ts";
-import { UserTextGuard } from "./user-text.ts";
+import { escapeRegExp, UserTextGuard } from "./user-text.ts";
 
 export type { TemplateMessage as ChatMessage } from "./chat-template.ts";
 
@@ -20,8 +20,10 @@ interface AddedTokenJson {
  * @huggingface/tokenizers, and its chat template. */
 export class ModelTokenizer {
   private readonly tok: Tokenizer;
-  /** The same tokenizer without its special tokens: encodes user text, where they are plain text. */
-  private readonly plain: Tokenizer;
+  /** The same tokenizer without its special tokens, for chat prompts (where a special token is
+   * text unless the template wrote it). */
+  private plainTok: Tokenizer | null = null;
+  private readonly makePlain: () => Tokenizer;
   private readonly specials: Map<string, AddedTokenJson>;
   private readonly specialMatch: RegExp | null;
   private readonly guard: UserTextGuard;
@@ -34,7 +36,8 @@ export class ModelTokenizer {
   readonly template: ChatTemplate;
   readonly specialIds: Set<number>;
 
-  constructor(dir: string, manifest: Pick<Manifest, "tokenizer" | "tokenizer_config" | "chat_template">) {
+  /** `chat: false` (the engine worker, which only decodes) skips building the chat encoder. */
+  constructor(dir: string, manifest: Pick<Manifest, "tokenizer" | "tokenizer_config" | "chat_template">, opts: { chat?: boolean } = {}) {
     const json = JSON.parse(readFileSync(join(dir, manifest.tokenizer), "utf8"));
     const config = JSON.parse(readFileSync(join(dir, manifest.tokenizer_config), "utf8"));
     this.tok = new Tokenizer(json, config);
@@ -42,7 +45,8 @@ export class ModelTokenizer {
     const special = added.filter((t) => t.special);
     this.specials = new Map(special.map((t) => [t.content, t]));
     this.specialIds = new Set(special.map((t) => t.id));
-    this.plain = new Tokenizer(withoutSpecials(json, special), config);
+    this.makePlain = () => new Tokenizer(withoutSpecials(json, special), config);
+    if (opts.chat !== false) this.plainTok = this.makePlain();
     const alternatives = [...this.specials.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.specialMatch = alternatives.length ? new RegExp(alternatives.join("|"), "g") : null;
     this.guard = new UserTextGuard([...this.specials.keys()]);
@@ -50,6 +54,10 @@ export class ModelTokenizer {
     this.byteLevel = json.decoder?.type === "ByteLevel" ? byteLevelDecoder() : null;
     this.addedIds = new Set(added.map((t) => t.id));
     this.template = new ChatTemplate(readFileSync(join(dir, manifest.chat_template), "utf8"), config);
+  }
+
+  private get plain(): Tokenizer {
+    return (this.plainTok ??= this.makePlain());
   }
 
   /** Raw text (a completions prompt, /tokenize's prompt): special-token strings are control
@@ -153,8 +161,4 @@ function withoutSpecials(json: Record<string, any>, special: AddedTokenJson[]): 
     model.vocab = Object.fromEntries(Object.entries(model.vocab as Record<string, number>).filter(([k]) => !names.has(k)));
   }
   return { ...json, model, added_tokens: (json.added_tokens as AddedTokenJson[]).filter((t) => !t.special) };
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
