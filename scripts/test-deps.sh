@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond npm: Debian's PyTorch (with OpenBLAS, ~7x faster
-# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test, and
-# Schemathesis (the schema-driven fuzzer of test/reliability/schema-fuzz.test.ts) in a virtual
-# environment under the repository (.fuzz-venv, ignored by git), pinned, apart from the system's Python.
+# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test; Jinja2,
+# and from PyPI safetensors and tokenizers; Schemathesis (the schema-driven fuzzer of
+# test/reliability/schema-fuzz.test.ts) in a virtual environment under the repository (.fuzz-venv,
+# ignored by git), pinned, apart from the system's Python.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
+# Jinja2 renders chat templates as the reference for the JS renderer (scripts/tokenizer-reference.py).
+/usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
@@ -20,4 +23,10 @@ if ! "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHES
   /usr/bin/python3 -m venv "$FUZZ_VENV"
   "$FUZZ_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+# safetensors (the Hugging Face loader, models/nfcot/hf.py) is not packaged by Debian 12: from PyPI.
+/usr/bin/python3 -c "import safetensors" 2>/dev/null || \
+  /usr/bin/python3 -m pip install -q --break-system-packages "safetensors>=0.4,<1"
+# Hugging Face's tokenizers (not packaged by Debian): the reference for the JS tokenizer.
+/usr/bin/python3 -c "import tokenizers" 2>/dev/null || \
+  /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
 echo "test dependencies ready"

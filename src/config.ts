@@ -106,6 +106,7 @@ function convert(key: Key, raw: string): unknown {
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const raw: Partial<Record<Key, unknown>> = {};
   const byFlag = new Map(Object.keys(ENV).map((k) => [flagName(k), k as Key]));
+  byFlag.set("--model", "modelDir"); // vLLM's spelling (`vllm serve --model DIR`)
   const source: Partial<Record<Key, string>> = {};
   for (const k of Object.keys(ENV) as Key[]) {
     const v = env[ENV[k]];
@@ -162,6 +163,7 @@ export function usage(): string {
     (Object.keys(ENV) as Key[])
       .map((k) => `  ${flagName(k).padEnd(26)} ${ENV[k].padEnd(30)} ${JSON.stringify(props[k].default)}`)
       .join("\n") +
+    "\n  --model is --model-dir." +
     "\n\nAPI keys: set NFCOT_API_KEYS in the environment (or a Secret). --api-keys works, but a\n" +
     "command line is visible to every user in ps and ends up in shell history and npm's echo.\n"
   );

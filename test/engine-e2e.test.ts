@@ -23,7 +23,7 @@ test("greedy outputs are the same alone and in a batch of 16 different prompts",
     assert.equal(b.error, null);
     assert.deepEqual(b.tokens, parsed[i].tokens, `prompt ${i}`);
     assert.equal(b.finish?.reason, parsed[i].finish.reason);
-    if (i % 2 === 0) assert.equal(b.thoughtLogProbs.length, manifest.latent.num_thoughts);
+    if (i % 2 === 0) assert.equal(b.thoughtLogProbs.length, manifest.latent!.num_thoughts);
   });
   // Seeded latent thoughts are per request, whatever shares the batch.
   batched.forEach((b, i) => {

@@ -14,8 +14,8 @@ import { postJson, readSse } from "./helpers/sse.ts";
  * that every admitted stream ends with a finish_reason. */
 
 const MODEL = "nfcot-trace-small";
-const K = manifest.latent.num_thoughts;
-const D = manifest.latent.thought_dim;
+const K = manifest.latent!.num_thoughts;
+const D = manifest.latent!.thought_dim;
 const ANSWER = "a = 1\nb = a + 2\nprint(b)\n".repeat(5); // 75 tokens: 32 trajectories take a while
 
 /** 32 trajectories scored 8 positions per step: long enough to be cancelled midway. */

@@ -59,8 +59,8 @@ test("a fixed dimension that disagrees with the graph is refused", async () => {
 test("a missing file and a malformed manifest are named", () => {
   const dir = withManifest((m) => (m.graphs.backbone.file = "nope.onnx"));
   assert.throws(() => loadManifest(dir), (e: Error) => e instanceof ManifestError && /names nope\.onnx, which is missing/.test(e.message));
-  const dir2 = withManifest((m) => delete m.latent);
-  assert.throws(() => loadManifest(dir2), /manifest\.json: \/latent/);
+  const dir2 = withManifest((m) => delete m.architecture);
+  assert.throws(() => loadManifest(dir2), /manifest\.json: \/architecture/);
   rmSync(dir, { recursive: true, force: true });
   rmSync(dir2, { recursive: true, force: true });
 });

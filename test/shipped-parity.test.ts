@@ -50,8 +50,8 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
     assert.deepEqual(c.rows.map((x) => x.mode), ["latent", "explicit", "none"]);
     const m = loadManifest(SHIPPED_MODEL);
     const V = m.architecture.vocab_size;
-    const D = m.latent.thought_dim;
-    const K = m.latent.num_thoughts;
+    const D = m.latent!.thought_dim;
+    const K = m.latent!.num_thoughts;
     const runner = await Runner.create(m, { modelDir: SHIPPED_MODEL, provider: "cpu", threads: 1, graphOptimization: "all", numBlocks: 128, blockSize: BLOCK });
     try {
       // Scattered blocks: row r owns blocks 127 - r, 124 - r, ... (descending, interleaved).

@@ -2,12 +2,14 @@
 
   /usr/bin/python3 -m nfcot.export --checkpoint runs/small/ckpt.pt --out nfcot-trace-small
   /usr/bin/python3 -m nfcot.export --preset bench --out presets/bench     (random weights, ~75M)
+  /usr/bin/python3 -m nfcot.export --hf HF_DIR --out OUT                  (Llama / Qwen2 / Qwen3, nfcot/hf.py)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import warnings
 
 import torch
@@ -15,7 +17,7 @@ import torch
 from . import tokenizer as tk
 from .flow import ShallowFlow
 from .model import ModelConfig, NFCoTModel
-from .paged import FlowForward, FlowInverse, PagedBackbone, ThoughtDecoder
+from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
 from .vae import StepVAE
 
 OPSET = 17
@@ -77,23 +79,88 @@ def example_backbone_inputs(c: ModelConfig, B=2, S=3, NB=4, MB=2, BS=4):
             torch.zeros(B, MB, dtype=torch.long), torch.arange(B * S))
 
 
-def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
-               name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
+TEXT_BACKBONE_IO = {
+    "inputs": [x for x in BACKBONE_IO["inputs"] if x["name"] not in ("thought_inputs", "is_thought")],
+    "outputs": [x for x in BACKBONE_IO["outputs"] if x["name"] not in ("mu", "log_sigma")],
+}
+BACKBONE_AXES = {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "batch", 1: "seq"},
+                 "is_thought": {0: "batch", 1: "seq"}, "positions": {0: "batch", 1: "seq"},
+                 "past_lens": {0: "batch"}, "kv_pool": {0: "num_blocks", 4: "block_size"},
+                 "block_tables": {0: "batch", 1: "max_blocks"}, "gather_index": {0: "num_outputs"},
+                 "logits": {0: "num_outputs"}, "mu": {0: "num_outputs"}, "log_sigma": {0: "num_outputs"},
+                 "new_kv": {2: "batch", 4: "seq"}}
+# protobuf's limit: a graph whose weights pass it keeps them in backbone.onnx.data beside it.
+EXTERNAL_DATA_BYTES = 2 * 1000**3
+
+
+def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None) -> dict:
+    """backbone.onnx (with backbone.onnx.data when the weights pass 2 GB or external=True)."""
+    c = model.config
+    io = BACKBONE_IO if c.latent else TEXT_BACKBONE_IO
+    names = {x["name"] for x in io["inputs"] + io["outputs"]}
+    args = example_backbone_inputs(c)
+    module = PagedBackbone(model) if c.latent else PagedTextBackbone(model)
+    if not c.latent:
+        args = (args[0],) + args[3:]
+    if external is None:
+        external = sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
+    path = os.path.join(out, "backbone.onnx")
+    if not external:
+        _export(module, args, path, io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
+        return {"file": "backbone.onnx", **io}
+    # torch writes a graph past 2 GB as one file per tensor: export into a scratch folder, then
+    # gather every weight into one backbone.onnx.data (onnxruntime resolves it beside the model).
+    import shutil
+    raw = os.path.join(out, ".raw")
+    os.makedirs(raw, exist_ok=True)
+    _export(module, args, os.path.join(raw, "backbone.onnx"), io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
+    gather_external_data(os.path.join(raw, "backbone.onnx"), path, "backbone.onnx.data")
+    shutil.rmtree(raw)
+    return {"file": "backbone.onnx", "external_data": "backbone.onnx.data", **io}
+
+
+def gather_external_data(src: str, dst: str, location: str, threshold: int = 1024) -> None:
+    """Rewrite the ONNX model src (inline weights, or torch's one file per tensor beside it) as dst
+    with every initializer of threshold bytes or more in one file `location` beside dst. Tensors
+    are copied one at a time (onnx.load + save_model would hold every weight in memory at once)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+    proto = onnx.load(src, load_external_data=False)
+    base = os.path.dirname(src)
+    with open(os.path.join(os.path.dirname(dst), location), "wb") as f:
+        for t in proto.graph.initializer:
+            if uses_external_data(t):
+                info = {e.key: e.value for e in t.external_data}
+                with open(os.path.join(base, info["location"]), "rb") as g:
+                    g.seek(int(info.get("offset", 0)))
+                    buf = g.read(int(info["length"])) if "length" in info else g.read()
+            elif len(t.raw_data) >= threshold:
+                buf = t.raw_data
+            else:
+                continue
+            offset = f.tell()
+            f.write(buf)
+            del buf
+            t.ClearField("raw_data")
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", location), ("offset", str(offset)), ("length", str(f.tell() - offset))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+    onnx.save_model(proto, dst)
+
+
+def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
+                  stop_token_id: int = tk.EOT, step_format: str = "{0} = {1}", external: bool | None = None) -> dict:
+    """Every graph of the contract the model has: the backbone (text-only variant without the NF
+    head), and with a flow the flow graphs, with a VAE too the thought decoder."""
     c = model.config
     c.validate()
     os.makedirs(out, exist_ok=True)
     model.eval()
-    graphs = {}
-    _export(PagedBackbone(model), example_backbone_inputs(c), os.path.join(out, "backbone.onnx"), BACKBONE_IO,
-            {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "batch", 1: "seq"},
-             "is_thought": {0: "batch", 1: "seq"}, "positions": {0: "batch", 1: "seq"},
-             "past_lens": {0: "batch"}, "kv_pool": {0: "num_blocks", 4: "block_size"},
-             "block_tables": {0: "batch", 1: "max_blocks"}, "gather_index": {0: "num_outputs"},
-             "logits": {0: "num_outputs"}, "mu": {0: "num_outputs"}, "log_sigma": {0: "num_outputs"},
-             "new_kv": {2: "batch", 4: "seq"}})
-    graphs["backbone"] = {"file": "backbone.onnx", **BACKBONE_IO}
+    graphs = {"backbone": _export_backbone(out, model, external)}
     ex = torch.zeros(2, c.num_thoughts, c.thought_dim)
-    if flow is not None:
+    if flow is not None and c.latent:
         flow.eval()
         _export(FlowForward(flow), (ex,), os.path.join(out, "flow_forward.onnx"), FLOW_FORWARD_IO,
                 {"e": {0: "batch"}, "u": {0: "batch"}, "log_det": {0: "batch"}})
@@ -106,7 +173,14 @@ def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepV
             _export(ThoughtDecoder(flow, vae), (ex,), os.path.join(out, "thought_decoder.onnx"), DECODER_IO,
                     {"thoughts": {0: "batch"}, "step_logits": {0: "batch"}})
             graphs["thought_decoder"] = {"file": "thought_decoder.onnx", **DECODER_IO,
-                                         "step_format": "{0} = {1}", "stop_token_id": tk.EOT}
+                                         "step_format": step_format, "stop_token_id": stop_token_id}
+    return graphs
+
+
+def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
+               name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
+    c = model.config
+    graphs = export_graphs(out, model, flow, vae)
     tk.write(out)
     manifest = {
         "format": "nfcot-onnx",
@@ -153,10 +227,29 @@ def main(argv=None) -> None:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint")
     src.add_argument("--preset", choices=sorted(PRESETS))
+    src.add_argument("--hf", metavar="DIR", help="a Hugging Face model directory (Llama / Qwen2 / Qwen3)")
+    ap.add_argument("--overwrite", action="store_true", help="--hf: replace a non-empty OUT")
+    ap.add_argument("--external-data", action="store_true",
+                    help="--hf: weights in backbone.onnx.data even under 2 GB (tests)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--name")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", help="JSON file merged into the manifest (evaluation results, task)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.hf:
+        from .hf import HFError
+        from .hf_export import export_hf
+        try:
+            m = export_hf(args.hf, args.out, args.name, args.overwrite, external=args.external_data or None,
+                          flags=[a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")])
+        except HFError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2)
+        print(f"exported {m['name']} ({m['source']['hf_architecture']}, "
+              f"{'with NF-CoT extras' if 'latent' in m else 'text only'}) to {args.out}: {', '.join(m['graphs'])}")
+        return
     extra = json.load(open(args.extra)) if args.extra else {}
     if args.checkpoint:
         model, flow, vae, ck = load_checkpoint(args.checkpoint)

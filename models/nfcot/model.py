@@ -1,7 +1,10 @@
 """Llama-style NF-CoT backbone with an LM head, a thought projection and an NF (Gaussian) head.
 
-Weight names follow the Llama / Qwen2 layout (model.embed_tokens, model.layers.N.self_attn.q_proj,
-mlp.gate_proj, ..., lm_head) so that a real checkpoint maps onto it.
+Weight names follow the Hugging Face Llama / Qwen2 / Qwen3 layout (model.embed_tokens,
+model.layers.N.self_attn.q_proj, mlp.gate_proj, ..., lm_head) so that a real checkpoint maps onto
+it (nfcot/hf.py). The config flags below cover what those families add: q/k/v biases (Qwen2),
+per-head q/k RMSNorm and an explicit head dim (Qwen3), llama3 RoPE scaling, tied embeddings, and
+no NF-CoT heads at all (a plain causal LM: text modes only).
 """
 from __future__ import annotations
 
@@ -33,18 +36,26 @@ class ModelConfig:
     # latest `a =`") needs in its keys and queries. Added with the run that first learned the
     # look-ups; whether that run needed them is not measured (models/README.md). () = plain Llama.
     positional_heads: tuple = (1, 2, 3)
+    family: str = "nfcot-trace"          # nfcot-trace | llama | qwen2 | qwen3 (the manifest's family)
+    explicit_head_dim: int = 0           # 0: hidden_size // num_heads (Qwen3 sets its own)
+    qkv_bias: bool = False               # Qwen2; Llama's attention_bias (with o_bias)
+    o_bias: bool = False
+    qk_norm: bool = False                # Qwen3: RMSNorm over each head's q and k before RoPE
+    tie_embeddings: bool = False         # lm_head shares embed_tokens' weight
+    rope_scaling: dict | None = None     # {"rope_type": "llama3", factor, low/high_freq_factor, original_max_position_embeddings}
+    latent: bool = True                  # thought projection and NF head present (else text modes only)
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.explicit_head_dim or self.hidden_size // self.num_heads
 
     def validate(self) -> None:
         problems = []
-        if self.hidden_size % self.num_heads:
+        if not self.explicit_head_dim and self.hidden_size % self.num_heads:
             problems.append(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
             problems.append(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
-        if self.hidden_size // max(self.num_heads, 1) % 2:
+        if (self.explicit_head_dim or self.hidden_size // max(self.num_heads, 1)) % 2:
             problems.append("head_dim must be even for rotary embeddings")
         if len(self.positional_heads) > self.num_heads or any(int(o) < 1 for o in self.positional_heads):
             problems.append(f"positional_heads {list(self.positional_heads)} must be at most num_heads offsets, each >= 1")
@@ -63,6 +74,25 @@ class ModelConfig:
         d = asdict(self)
         d["positional_heads"] = [int(o) for o in self.positional_heads]
         return d
+
+
+def rope_inv_freq(c: ModelConfig) -> torch.Tensor:
+    """RoPE inverse frequencies (float64), with llama3 scaling applied when configured (as in
+    Hugging Face's _compute_llama3_parameters: long wavelengths divided by factor, short ones
+    kept, a smooth blend between)."""
+    hd = c.head_dim
+    inv = 1.0 / (c.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    rs = c.rope_scaling
+    if not rs:
+        return inv
+    factor, lo, hi = float(rs["factor"]), float(rs["low_freq_factor"]), float(rs["high_freq_factor"])
+    old = float(rs["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+    return torch.where(medium, blended, scaled)
 
 
 def layer0_bias(c: ModelConfig, q_pos, k_pos, allowed):
@@ -102,18 +132,24 @@ class Attention(nn.Module):
         super().__init__()
         hd = c.head_dim
         self.c = c
-        self.q_proj = nn.Linear(c.hidden_size, c.num_heads * hd, bias=False)
-        self.k_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=False)
-        self.v_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=False)
-        self.o_proj = nn.Linear(c.num_heads * hd, c.hidden_size, bias=False)
+        self.q_proj = nn.Linear(c.hidden_size, c.num_heads * hd, bias=c.qkv_bias)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias)
+        self.o_proj = nn.Linear(c.num_heads * hd, c.hidden_size, bias=c.o_bias)
+        if c.qk_norm:
+            self.q_norm = RMSNorm(hd, c.rms_eps)
+            self.k_norm = RMSNorm(hd, c.rms_eps)
 
     def qkv(self, x, cos, sin):
         """q [B, kvH, g*S, hd] grouped by kv head (query-major inside a group), k, v [B, kvH, S, hd]."""
         c = self.c
         B, S, _ = x.shape
         hd, kvh, g = c.head_dim, c.num_kv_heads, c.num_heads // c.num_kv_heads
-        q = self.q_proj(x).view(B, S, c.num_heads, hd).transpose(1, 2)
-        k = self.k_proj(x).view(B, S, kvh, hd).transpose(1, 2)
+        q = self.q_proj(x).view(B, S, c.num_heads, hd)
+        k = self.k_proj(x).view(B, S, kvh, hd)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, S, kvh, hd).transpose(1, 2)
         cos, sin = cos[:, None], sin[:, None]
         q = q * cos + rotate_half(q) * sin
@@ -154,44 +190,65 @@ class Backbone(nn.Module):
 
 
 class NFCoTModel(nn.Module):
-    def __init__(self, c: ModelConfig):
+    def __init__(self, c: ModelConfig, init: bool = True):
+        """init=False skips the random initialisation (weights about to be loaded: saves minutes at real sizes)."""
         super().__init__()
         c.validate()
         self.config = c
         self.model = Backbone(c)
         self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
-        # Continuous-thought projection: thought (flow space) -> embedding width.
-        self.thought_proj = nn.Sequential(nn.Linear(c.thought_dim, c.hidden_size), nn.SiLU(),
-                                          nn.Linear(c.hidden_size, c.hidden_size))
-        # NF head: hidden -> (mu, log sigma) per thought dimension.
-        self.nf_head = nn.Linear(c.hidden_size, 2 * c.thought_dim)
-        inv = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float64) / c.head_dim))
+        if c.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        if c.latent:
+            # Continuous-thought projection: thought (flow space) -> embedding width.
+            self.thought_proj = nn.Sequential(nn.Linear(c.thought_dim, c.hidden_size), nn.SiLU(),
+                                              nn.Linear(c.hidden_size, c.hidden_size))
+            # NF head: hidden -> (mu, log sigma) per thought dimension.
+            self.nf_head = nn.Linear(c.hidden_size, 2 * c.thought_dim)
+        inv = rope_inv_freq(c)
         ang = torch.outer(torch.arange(c.max_position, dtype=torch.float64), inv)
         ang = torch.cat([ang, ang], -1)
         self.register_buffer("rope_cos", ang.cos().float(), persistent=False)
         self.register_buffer("rope_sin", ang.sin().float(), persistent=False)
+        if not init:
+            return
         for n, p in self.named_parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, 0.0, 0.02)
         for layer in self.model.layers:
             nn.init.normal_(layer.self_attn.o_proj.weight, 0.0, 0.02 / math.sqrt(2 * c.num_layers))
             nn.init.normal_(layer.mlp.down_proj.weight, 0.0, 0.02 / math.sqrt(2 * c.num_layers))
-        nn.init.zeros_(self.nf_head.weight)
-        nn.init.zeros_(self.nf_head.bias)
+        if c.latent:
+            nn.init.zeros_(self.nf_head.weight)
+            nn.init.zeros_(self.nf_head.bias)
 
-    def embed(self, input_ids, thoughts, is_thought):
+    def embed(self, input_ids, thoughts=None, is_thought=None):
         tok = self.model.embed_tokens(input_ids)
+        if not self.config.latent or thoughts is None:
+            return tok
         th = self.thought_proj(thoughts)
         m = is_thought.unsqueeze(-1).to(tok.dtype)
         return tok * (1.0 - m) + th * m
 
     def heads(self, h):
-        """Final norm, then logits and NF parameters at the given hidden states."""
+        """Final norm, then logits and NF parameters at the given hidden states (None, None for a
+        model without the NF head)."""
         x = self.model.norm(h)
+        logits = self.logits(x)
+        if not self.config.latent:
+            return logits, None, None
         mu, log_sigma = self.nf_head(x).chunk(2, -1)
-        return self.lm_head(x), mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        return logits, mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+
+    def logits(self, x):
+        if not self.config.tie_embeddings:
+            return self.lm_head(x)
+        # (W x^T)^T rather than x W^T: the ONNX exporter folds W^T into a second copy of the
+        # embedding (622 MB at Qwen3-0.6B's size); this way the graph reads the one embedding.
+        return torch.matmul(self.lm_head.weight, x.transpose(-1, -2)).transpose(-1, -2)
 
     def forward(self, input_ids, thoughts, is_thought, positions, key_mask=None, past=None, taps=None):
+        # thoughts / is_thought are ignored (may be None) for a model without NF-CoT heads.
         """Dense forward (training, evaluation). key_mask [B, T_past + S] marks real keys; causal
         order is by index. past: list of (k, v) per layer. taps: a list that receives the hidden
         states after each layer (training losses on inner layers). Returns hidden [B, S, H], new past."""
@@ -219,7 +276,7 @@ class NFCoTModel(nn.Module):
                 k = torch.cat([past[i][0], k], 2)
                 v = torch.cat([past[i][1], v], 2)
             new_past.append((k, v))
-            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + (bias0 if i == 0 else bias), -1)
+            p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + (bias0 if i == 0 and c.positional_heads else bias), -1)
             h = h + a.out(p @ v, B, S)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
             if taps is not None:

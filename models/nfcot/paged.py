@@ -20,15 +20,21 @@ class PagedBackbone(nn.Module):
 
     def forward(self, input_ids, thought_inputs, is_thought, positions, past_lens, kv_pool,
                 block_tables, gather_index):
+        h = self.m.embed(input_ids, thought_inputs, is_thought)
+        sel, new_kv = self.layers(h, positions, past_lens, kv_pool, block_tables, gather_index)
+        logits, mu, log_sigma = self.m.heads(sel)
+        return logits, mu, log_sigma, new_kv
+
+    def layers(self, h, positions, past_lens, kv_pool, block_tables, gather_index):
+        """Decoder layers over the paged pool: hidden states at gather_index, and the new K/V."""
         m = self.m
         c = m.config
         L, kvh, hd = c.num_layers, c.num_kv_heads, c.head_dim
         g = c.num_heads // kvh
-        B, S = input_ids.shape
+        B, S = h.shape[:2]
         MB = block_tables.shape[1]
         BS = kv_pool.shape[4]
         T = MB * BS
-        h = m.embed(input_ids, thought_inputs, is_thought)
         cos, sin = m.rope_cos[positions], m.rope_sin[positions]
         # Free reshape of the pool to rows [kvH, BS, hd]; row = block * 2L + 2l + (0 for K, 1 for V).
         pf = kv_pool.reshape(-1, kvh, BS, hd)
@@ -51,7 +57,7 @@ class PagedBackbone(nn.Module):
             s_past = torch.matmul(q.unsqueeze(1), Kb.transpose(-1, -2))        # [B, MB, kvH, gS, BS]
             s_past = s_past.permute(0, 2, 3, 1, 4).reshape(B, kvh, g * S, T) * scale
             s_new = torch.matmul(q, k.transpose(-1, -2)) * scale              # [B, kvH, gS, S]
-            if l == 0:
+            if l == 0 and c.positional_heads:
                 p = torch.softmax(torch.cat([s_past, s_new], -1) + bias0, -1)
             else:
                 p = torch.softmax(torch.cat([s_past + past_bias, s_new + new_bias], -1), -1)
@@ -61,9 +67,16 @@ class PagedBackbone(nn.Module):
             h = h + layer.mlp(layer.post_attention_layernorm(h))
             news += [k, v]
         new_kv = torch.stack(news, 0).reshape(L, 2, B, kvh, S, hd)
-        sel = h.reshape(B * S, -1)[gather_index]
-        logits, mu, log_sigma = m.heads(sel)
-        return logits, mu, log_sigma, new_kv
+        return h.reshape(B * S, -1)[gather_index], new_kv
+
+
+class PagedTextBackbone(PagedBackbone):
+    """The same graph for a model without NF-CoT heads: no thought inputs, no mu / log_sigma."""
+
+    def forward(self, input_ids, positions, past_lens, kv_pool, block_tables, gather_index):
+        h = self.m.embed(input_ids)
+        sel, new_kv = self.layers(h, positions, past_lens, kv_pool, block_tables, gather_index)
+        return self.m.heads(sel)[0], new_kv
 
 
 class FlowForward(nn.Module):

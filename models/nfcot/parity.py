@@ -48,7 +48,7 @@ def make_case(model, seed: int, block_size: int = 4) -> dict:
         T = past[r] + new[r]
         rid = torch.randint(0, c.vocab_size, (1, T), generator=g)
         rth = torch.randn(1, T, D, generator=g)
-        rist = (torch.rand(1, T, generator=g) < 0.3).float()
+        rist = (torch.rand(1, T, generator=g) < 0.3).float() * float(c.latent)
         rpos = torch.arange(T)[None]
         h, kv = model(rid, rth, rist, rpos)
         nblocks = (past[r] + block_size - 1) // block_size
@@ -71,16 +71,22 @@ def make_case(model, seed: int, block_size: int = 4) -> dict:
         logits, mu, ls = model.heads(h[0, past[r]:])
         for s in range(new[r]):
             gather.append(r * S + s)
-            ref_logits.append(logits[s]); ref_mu.append(mu[s]); ref_ls.append(ls[s])
-    return {
+            ref_logits.append(logits[s])
+            if c.latent:
+                ref_mu.append(mu[s]); ref_ls.append(ls[s])
+    case = {
         "seed": seed, "block_size": block_size, "new_lens": new,
         "inputs": {"input_ids": b64(ids, np.int64), "thought_inputs": b64(th, np.float32),
                    "is_thought": b64(ist, np.float32), "positions": b64(pos, np.int64),
                    "past_lens": b64(torch.tensor(past), np.int64), "kv_pool": b64(pool, np.float32),
                    "block_tables": b64(tables, np.int64), "gather_index": b64(torch.tensor(gather), np.int64)},
-        "expected": {"logits": b64(torch.stack(ref_logits), np.float32), "mu": b64(torch.stack(ref_mu), np.float32),
-                     "log_sigma": b64(torch.stack(ref_ls), np.float32), "new_kv": b64(ref_kv, np.float32)},
+        "expected": {"logits": b64(torch.stack(ref_logits), np.float32), "new_kv": b64(ref_kv, np.float32)},
     }
+    if c.latent:
+        case["expected"].update(mu=b64(torch.stack(ref_mu), np.float32), log_sigma=b64(torch.stack(ref_ls), np.float32))
+    else:  # the text-only graph has no thought inputs (its rows above are all tokens)
+        del case["inputs"]["thought_inputs"], case["inputs"]["is_thought"]
+    return case
 
 
 @torch.no_grad()

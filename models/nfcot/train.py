@@ -208,6 +208,8 @@ def key_loss(head, hidden, steps):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--hf-out", help="also write the final model in the Hugging Face layout + NF-CoT extras "
+                    "(nfcot/hf_write.py; what `nfcot.export --hf` reads)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--m", type=int, default=DEFAULT_M)
     ap.add_argument("--vae-steps", type=int, default=1500)
@@ -435,6 +437,9 @@ def main(argv=None) -> None:
         if args.stop_after and step + 1 >= args.stop_after:
             break
     save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
+    if args.hf_out:
+        from .hf_write import convert_checkpoint
+        convert_checkpoint(os.path.join(args.out, "ckpt.pt"), args.hf_out)
     print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
 
 

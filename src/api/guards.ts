@@ -51,3 +51,9 @@ export function checkGeneration(app: FastifyInstance, model: string | undefined 
   checkN(app, n);
   checkAccepting(app);
 }
+
+/** A latent request to a text-only model: 400 naming why latent reasoning is unavailable. */
+export function checkLatentAvailable(app: FastifyInstance, param: string): void {
+  const reason = app.engine.info.latentUnavailable;
+  if (reason !== null) throw new ServeError("invalid_request", reason, param);
+}

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { RequestAborted } from "../engine/client.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
-import { toTemplateMessages } from "./chat-completions.ts";
+import { encodeChat } from "./chat-prompt.ts";
 import { requestId } from "./generation.ts";
-import { checkAccepting, checkModel, checkQueue } from "./guards.ts";
+import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import type { LatentDecodeRequest, LatentLogprobsRequest } from "./schemas.ts";
@@ -15,7 +15,7 @@ import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
  * and the policy log-prob. POST /v1/latent/decode turns thoughts into trace text. */
 
 function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): number[] {
-  const { bot } = app.engine.info.special;
+  const bot = app.engine.info.special.bot!; // checkLatentAvailable ran: a latent model has one
   if ((body.messages === undefined) === (body.prompt === undefined)) {
     throw new ServeError("invalid_request", "Give exactly one of messages and prompt.", "messages");
   }
@@ -23,7 +23,7 @@ function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): numbe
     if (!app.engine.info.reasoningModes.includes("latent")) {
       throw new ServeError("invalid_request", "This model has no latent reasoning mode.", "model");
     }
-    const ids = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), "latent"));
+    const ids = encodeChat(app, body.messages, { mode: "latent" });
     // The template opens the latent span itself; a template that does not is a model bug.
     return ids.at(-1) === bot ? ids : [...ids, bot];
   }
@@ -58,6 +58,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const body = request.body;
       const info = app.engine.info;
       checkModel(app, body.model);
+      checkLatentAvailable(app, "model");
       checkAccepting(app);
       const answers = body.trajectories.reduce((n, t) => n + (t.answer?.length ?? 0), 0);
       checkPromptChars(app, (body.prompt?.length ?? 0) + (body.messages ? messagesChars(body.messages) : 0) + answers, answers > 0 ? "trajectories" : body.prompt !== undefined ? "prompt" : "messages");
@@ -145,6 +146,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const body = request.body;
       const info = app.engine.info;
       checkModel(app, body.model);
+      checkLatentAvailable(app, "model");
       checkAccepting(app);
       if (!info.hasThoughtDecoder) {
         throw new ServeError("not_found", `The model '${app.modelName}' ships no thought decoder.`, "model");

@@ -20,6 +20,8 @@ function modelObject(app: FastifyInstance) {
       default_reasoning_mode: info.defaultReasoningMode,
       default_latent_temperature: info.defaultLatentTemperature,
       has_thought_decoder: info.hasThoughtDecoder,
+      latent_available: info.latentUnavailable === null,
+      ...(info.latentUnavailable !== null ? { latent_unavailable_reason: info.latentUnavailable } : {}),
     },
   };
 }

@@ -1,6 +1,7 @@
 import { DEFAULT_MODEL_DIR, parseConfig } from "../config.ts";
 import type { EngineClient } from "../engine/client.ts";
 import type { ModelInfo } from "../engine/options.ts";
+import { modelInfoFrom } from "../engine/model-info.ts";
 import { loadManifest, type Manifest } from "../model/manifest.ts";
 import { ModelTokenizer } from "../model/tokenizer.ts";
 import { buildApp } from "../app.ts";
@@ -10,23 +11,13 @@ import { buildApp } from "../app.ts";
  * scripts/openapi.ts and by the drift test. */
 
 export function standInEngine(manifest: Manifest, modelDir: string): EngineClient {
-  const st = manifest.special_tokens;
-  const info: ModelInfo = {
-    name: manifest.name,
+  const info: ModelInfo = modelInfoFrom(manifest, {
     modelDir,
     numBlocks: 1,
     blockSize: 16,
-    maxContext: Math.min(manifest.max_context, manifest.architecture.max_position),
-    numThoughts: manifest.latent.num_thoughts,
-    thoughtDim: manifest.latent.thought_dim,
-    defaultLatentTemperature: manifest.latent.default_temperature,
-    reasoningModes: manifest.reasoning_modes,
-    defaultReasoningMode: manifest.default_reasoning_mode,
     hasThoughtDecoder: manifest.graphs.thought_decoder !== undefined,
-    special: { bos: st.bos, eos: st.eos, bot: st.bot, eot: st.eot, pad: st.pad },
-    vocabSize: manifest.architecture.vocab_size,
     provider: "cpu",
-  };
+  });
   return { info, alive: false, inFlight: 0, stats: null } as unknown as EngineClient;
 }
 

@@ -151,6 +151,8 @@ export const Model = Type.Object(
       default_reasoning_mode: Type.String(),
       default_latent_temperature: Type.Number(),
       has_thought_decoder: Type.Boolean(),
+      latent_available: Type.Boolean({ description: "False for a text-only model (no NF-CoT extras): only text reasoning modes." }),
+      latent_unavailable_reason: Type.Optional(Type.String({ description: "Why latent reasoning is unavailable, when it is." })),
     }),
   },
   { $id: "Model", title: "Model" },

@@ -13,8 +13,12 @@ import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateReq
 
 export interface SpecialTokens {
   eos: number;
-  bot: number;
-  pad: number;
+  bot?: number; // absent: a text-only model (no latent spans)
+  pad?: number;
+  /** Every id that ends generation; default [eos]. */
+  eosIds?: readonly number[];
+  /** Ids the model can emit but the tokenizer has no token for (a padded embedding): never sampled. */
+  neverSample?: readonly number[];
 }
 
 /** Per-sequence sampling state the scheduler does not need to see. */
@@ -46,6 +50,9 @@ export class Engine {
   private readonly scores = new Map<string, ScoreState>();
   private stepRecords: StepRecord[] = [];
   private failures: SequenceFailure[] = [];
+  private readonly eosIds: readonly number[];
+  /** Banned at every text step: unsamplable ids, and pad unless it doubles as an eos (Qwen). */
+  private readonly alwaysBanned: number[];
   private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
 
   constructor(
@@ -57,7 +64,11 @@ export class Engine {
     private readonly maxContext: number,
     private readonly emit: (e: EngineEvent) => void,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.eosIds = special.eosIds ?? [special.eos];
+    const pad = special.pad !== undefined && !this.eosIds.includes(special.pad) ? [special.pad] : [];
+    this.alwaysBanned = [...pad, ...(special.neverSample ?? [])];
+  }
 
   get hasWork(): boolean {
     return this.scheduler.hasWork;
@@ -240,10 +251,10 @@ export class Engine {
       });
     } else {
       // One latent span per answer: the model may open it, but not loop on it.
-      const banned = [this.special.pad, ...(g.latentSpans > 0 ? [this.special.bot] : [])];
-      if (req.sampling.ignoreEos) banned.push(this.special.eos);
+      const banned = [...this.alwaysBanned, ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : [])];
+      if (req.sampling.ignoreEos) banned.push(...this.eosIds);
       const s = sampleToken(logits, req.sampling, g.history, g.rng, banned);
-      if (s.tokenId === this.special.eos || req.sampling.stopTokenIds.includes(s.tokenId)) {
+      if (this.eosIds.includes(s.tokenId) || req.sampling.stopTokenIds.includes(s.tokenId)) {
         this.scheduler.finish(seq, "stop");
         return this.finish(seq, "stop");
       }

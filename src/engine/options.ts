@@ -34,13 +34,17 @@ export interface ModelInfo {
   numBlocks: number;
   blockSize: number;
   maxContext: number;
-  numThoughts: number;
+  numThoughts: number; // 0 for a text-only model
   thoughtDim: number;
   defaultLatentTemperature: number;
+  /** Why latent reasoning is unavailable (a text-only model), or null. */
+  latentUnavailable: string | null;
   reasoningModes: ("none" | "explicit" | "latent")[];
   defaultReasoningMode: "none" | "explicit" | "latent";
   hasThoughtDecoder: boolean;
-  special: { bos: number; eos: number; bot: number; eot: number; pad: number };
+  special: { eos: number; bos?: number; bot?: number; eot?: number; pad?: number; unk?: number };
+  /** Every id that ends generation (special.eos included). */
+  eosTokenIds: number[];
   vocabSize: number;
   provider: ExecutionProvider;
 }

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
+import { hasThoughtIO, resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
 import { THOUGHT } from "./sequence.ts";
 
 /** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
@@ -27,7 +27,7 @@ export interface ForwardRow {
 
 export interface ForwardOutput {
   logits: Float32Array; // [numOutputs, vocab], rows in the order of rows x outputs
-  mu: Float32Array; // [numOutputs, thoughtDim]
+  mu: Float32Array; // [numOutputs, thoughtDim]; empty for a text-only backbone (thoughtDim 0)
   logSigma: Float32Array;
 }
 
@@ -38,6 +38,8 @@ export class Runner {
   readonly vocabSize: number;
   readonly thoughtDim: number;
   readonly numThoughts: number;
+  /** The backbone takes thought_inputs/is_thought and returns mu/log_sigma (NF-CoT extras). */
+  readonly thoughtIO: boolean;
   private readonly L: number;
   private readonly kvH: number;
   private readonly hd: number;
@@ -52,8 +54,9 @@ export class Runner {
   ) {
     const a = manifest.architecture;
     this.vocabSize = a.vocab_size;
-    this.thoughtDim = manifest.latent.thought_dim;
-    this.numThoughts = manifest.latent.num_thoughts;
+    this.thoughtIO = hasThoughtIO(manifest.graphs.backbone);
+    this.thoughtDim = this.thoughtIO ? manifest.latent!.thought_dim : 0;
+    this.numThoughts = manifest.latent?.num_thoughts ?? 0;
     this.L = a.num_layers;
     this.kvH = a.num_kv_heads;
     this.hd = a.head_dim;
@@ -161,6 +164,7 @@ export class Runner {
         const t = r.tokens[s]!;
         pos[b * S + s] = BigInt(r.start + s);
         if (t === THOUGHT) {
+          if (!this.thoughtIO) throw new Error("a thought position reached a text-only backbone");
           isTh[b * S + s] = 1;
           th.set(r.thoughts[s]!, (b * S + s) * D);
         } else {
@@ -169,10 +173,11 @@ export class Runner {
       }
       for (const p of r.outputs) gather.push(BigInt(b * S + (p - r.start)));
     });
-    const feeds = {
+    const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [B, S]),
-      thought_inputs: new ort.Tensor("float32", th, [B, S, D]),
-      is_thought: new ort.Tensor("float32", isTh, [B, S]),
+      ...(this.thoughtIO
+        ? { thought_inputs: new ort.Tensor("float32", th, [B, S, D]), is_thought: new ort.Tensor("float32", isTh, [B, S]) }
+        : {}),
       positions: new ort.Tensor("int64", pos, [B, S]),
       past_lens: new ort.Tensor("int64", past, [B]),
       kv_pool: this.poolTensor,
@@ -183,8 +188,8 @@ export class Runner {
     this.writeKv(rows, out["new_kv"]!.data as Float32Array, S);
     return {
       logits: out["logits"]!.data as Float32Array,
-      mu: out["mu"]!.data as Float32Array,
-      logSigma: out["log_sigma"]!.data as Float32Array,
+      mu: this.thoughtIO ? (out["mu"]!.data as Float32Array) : new Float32Array(0),
+      logSigma: this.thoughtIO ? (out["log_sigma"]!.data as Float32Array) : new Float32Array(0),
     };
   }
 

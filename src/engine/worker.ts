@@ -1,8 +1,9 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { loadManifest } from "../model/manifest.ts";
+import { eosTokenIds, loadManifest } from "../model/manifest.ts";
 import { ModelTokenizer } from "../model/tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { Engine } from "./engine.ts";
+import { modelInfoFrom } from "./model-info.ts";
 import { servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   const opts = workerData as EngineOptions;
   post({ type: "progress", message: `reading ${opts.modelDir}/manifest.json` });
   const manifest = loadManifest(opts.modelDir);
-  const tokenizer = new ModelTokenizer(opts.modelDir, manifest);
+  const tokenizer = new ModelTokenizer(opts.modelDir, manifest, { chat: false });
   const perBlock = Runner.bytesPerBlock(manifest, opts.blockSize);
   const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor(opts.kvCacheBytes / perBlock));
   post({ type: "progress", message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)` });
@@ -50,7 +51,8 @@ async function main(): Promise<void> {
       fields: { phase: "load", maxContext, modelMaxContext, kvBlocks: numBlocks, blockSize: opts.blockSize },
     });
   }
-  const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e));
+  const special = { ...st, eosIds: eosTokenIds(manifest), neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
+  const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e));
   // Every step reports, even one without events (a prefill chunk), so stats and step metrics stay live.
   const flush = () => {
     post({ type: "events", events: pending, stats: engine.stats(), steps: engine.drainStepRecords() });
@@ -80,22 +82,8 @@ async function main(): Promise<void> {
   });
   post({
     type: "ready",
-    info: {
-      name: manifest.name,
-      modelDir: opts.modelDir,
-      numBlocks,
-      blockSize: opts.blockSize,
-      maxContext,
-      numThoughts: manifest.latent.num_thoughts,
-      thoughtDim: manifest.latent.thought_dim,
-      defaultLatentTemperature: manifest.latent.default_temperature,
-      reasoningModes: manifest.reasoning_modes,
-      defaultReasoningMode: manifest.default_reasoning_mode,
-      hasThoughtDecoder: runner.hasThoughtDecoder,
-      special: st,
-      vocabSize: manifest.architecture.vocab_size,
-      provider: opts.provider,
-    },
+    // The served context: the model's, or less when the KV pool can't hold it.
+    info: { ...modelInfoFrom(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, hasThoughtDecoder: runner.hasThoughtDecoder, provider: opts.provider }), maxContext },
   });
   flush();
   while (!stopping) {

@@ -26,6 +26,7 @@ export const ManifestSchema = Type.Object({
   format_version: Type.Literal(1),
   name: Type.String({ minLength: 1 }),
   architecture: Type.Object({
+    family: Type.Optional(Type.String({ minLength: 1 })), // "nfcot-trace" | "llama" | "qwen2" | "qwen3"
     vocab_size: Type.Integer({ minimum: 1 }),
     hidden_size: Type.Integer({ minimum: 1 }),
     num_layers: Type.Integer({ minimum: 1 }),
@@ -36,15 +37,25 @@ export const ManifestSchema = Type.Object({
     max_position: Type.Integer({ minimum: 1 }),
   }),
   max_context: Type.Integer({ minimum: 1 }),
-  latent: Type.Object({
-    num_thoughts: Type.Integer({ minimum: 1 }),
-    thought_dim: Type.Integer({ minimum: 1 }),
-    default_temperature: Type.Number({ minimum: 0 }),
-    span: Type.Literal("fixed"),
-  }),
+  /** Absent: a text-only model (no NF-CoT extras in the checkpoint). */
+  latent: Type.Optional(
+    Type.Object({
+      num_thoughts: Type.Integer({ minimum: 1 }),
+      thought_dim: Type.Integer({ minimum: 1 }),
+      default_temperature: Type.Number({ minimum: 0 }),
+      span: Type.Literal("fixed"),
+    }),
+  ),
   special_tokens: Type.Object({
-    pad: Type.Integer(), bos: Type.Integer(), eos: Type.Integer(), bot: Type.Integer(), eot: Type.Integer(),
+    eos: Type.Integer({ minimum: 0 }),
+    bos: Type.Optional(Type.Integer({ minimum: 0 })), // Qwen has none
+    pad: Type.Optional(Type.Integer({ minimum: 0 })),
+    unk: Type.Optional(Type.Integer({ minimum: 0 })),
+    bot: Type.Optional(Type.Integer({ minimum: 0 })), // required with latent
+    eot: Type.Optional(Type.Integer({ minimum: 0 })),
   }),
+  /** Every id that ends generation (generation_config.json's list plus the tokenizer's eos). */
+  eos_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
   reasoning_modes: Type.Array(Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")])),
   default_reasoning_mode: Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")]),
   kv_cache: Type.Object({ dtype: Type.Literal("float32"), layout: Type.Array(Type.Union([Type.String(), Type.Integer()])) }),
@@ -58,8 +69,17 @@ export const ManifestSchema = Type.Object({
     thought_decoder: Type.Optional(GraphSpec),
   }),
   random_weights: Type.Optional(Type.Boolean()),
+  weights: Type.Optional(Type.Object({ dtype: Type.String() })),
+  source: Type.Optional(
+    Type.Object({
+      hf_architecture: Type.Optional(Type.String()),
+      exporter_commit: Type.Optional(Type.String()),
+      flags: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
 });
 export type Manifest = Static<typeof ManifestSchema>;
+export type ReasoningMode = Manifest["default_reasoning_mode"];
 
 export class ManifestError extends Error {}
 
@@ -83,11 +103,68 @@ export function loadManifest(dir: string): Manifest {
   if (a.num_heads % a.num_kv_heads !== 0) {
     throw new ManifestError(`${path}: num_heads ${a.num_heads} is not a multiple of num_kv_heads ${a.num_kv_heads}`);
   }
+  checkLatent(m, path);
+  const V = a.vocab_size;
+  for (const [k, id] of Object.entries(m.special_tokens)) {
+    if (id !== undefined && id >= V) throw new ManifestError(`${path}: special_tokens.${k} ${id} is outside the vocabulary (vocab_size ${V})`);
+  }
+  for (const id of m.eos_token_ids ?? []) {
+    if (id >= V) throw new ManifestError(`${path}: eos_token_ids holds ${id}, outside the vocabulary (vocab_size ${V})`);
+  }
   const files = [m.tokenizer, m.tokenizer_config, m.chat_template, ...Object.values(m.graphs).map((g) => g!.file)];
   for (const f of files) {
     if (!existsSync(join(dir, f))) throw new ManifestError(`${path}: names ${f}, which is missing from ${dir}`);
   }
   return m;
+}
+
+const THOUGHT_IO = ["thought_inputs", "is_thought", "mu", "log_sigma"];
+
+/** Whether the backbone graph takes thought inputs and returns the NF head (mu, log_sigma). */
+export function hasThoughtIO(spec: GraphSpec): boolean {
+  return [...spec.inputs, ...spec.outputs].some((t) => THOUGHT_IO.includes(t.name));
+}
+
+/** A latent model declares all of it (span tokens, thought tensors); a text-only one none of it. */
+function checkLatent(m: Manifest, path: string): void {
+  const b = m.graphs.backbone;
+  const declared = THOUGHT_IO.filter((n) => [...b.inputs, ...b.outputs].some((t) => t.name === n));
+  if (!m.default_reasoning_mode || !m.reasoning_modes.includes(m.default_reasoning_mode)) {
+    throw new ManifestError(`${path}: default_reasoning_mode '${m.default_reasoning_mode}' is not in reasoning_modes [${m.reasoning_modes.join(", ")}]`);
+  }
+  if (m.latent) {
+    for (const k of ["bot", "eot"] as const) {
+      if (m.special_tokens[k] === undefined) throw new ManifestError(`${path}: special_tokens.${k} is required when latent is present`);
+    }
+    if (declared.length !== THOUGHT_IO.length) {
+      const missing = THOUGHT_IO.filter((n) => !declared.includes(n));
+      throw new ManifestError(`${path}: latent is present but graphs.backbone lacks ${missing.join(", ")}`);
+    }
+    return;
+  }
+  if (m.reasoning_modes.includes("latent")) {
+    throw new ManifestError(`${path}: reasoning_modes names 'latent' but the manifest has no latent section`);
+  }
+  if (declared.length > 0) {
+    throw new ManifestError(`${path}: graphs.backbone declares ${declared.join(", ")} but the manifest has no latent section`);
+  }
+  for (const g of ["flow_forward", "flow_inverse", "thought_decoder"] as const) {
+    if (m.graphs[g]) throw new ManifestError(`${path}: graphs.${g} needs a latent section`);
+  }
+}
+
+/** Every id that ends generation: the manifest's list and the tokenizer's eos. */
+export function eosTokenIds(m: Manifest): number[] {
+  return [...new Set([m.special_tokens.eos, ...(m.eos_token_ids ?? [])])];
+}
+
+/** Why the model cannot reason in latent mode, or null when it can. */
+export function latentUnavailableReason(m: Manifest): string | null {
+  if (m.latent) return null;
+  return (
+    `The model '${m.name}' has no NF-CoT extras (no latent section in its manifest: the checkpoint it was exported ` +
+    "from has no nfcot_config.json / nfcot.safetensors), so it serves text only; latent reasoning is unavailable."
+  );
 }
 
 /** Replaces symbolic dims the manifest knows with numbers, for comparing against the graph. */
@@ -98,8 +175,7 @@ export function resolveDim(m: Manifest, dim: string | number): string | number {
     num_layers: m.architecture.num_layers,
     num_kv_heads: m.architecture.num_kv_heads,
     head_dim: m.architecture.head_dim,
-    thought_dim: m.latent.thought_dim,
-    num_thoughts: m.latent.num_thoughts,
+    ...(m.latent ? { thought_dim: m.latent.thought_dim, num_thoughts: m.latent.num_thoughts } : {}),
   };
   return known[dim] ?? dim;
 }

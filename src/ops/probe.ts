@@ -72,11 +72,12 @@ export class ReadinessProbe {
   }
 
   private request(): GenerateRequest {
-    const { bos } = this.engine.info.special;
+    // Any one valid id does; Qwen has no bos.
+    const { bos, eos } = this.engine.info.special;
     return {
       kind: "generate",
       id: `${PROBE_ID_PREFIX}${this.counter++}`,
-      promptIds: [bos],
+      promptIds: [bos ?? eos],
       sampling: greedySampling({ maxTokens: 1 }),
       latent: { temperature: 0, returnVectors: false },
       choiceIndex: 0,

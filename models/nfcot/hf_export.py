@@ -1,0 +1,102 @@
+"""Export a Hugging Face model directory to the server's model directory (`nfcot.export --hf`).
+
+Every check (nfcot/hf.py) runs before any work. OUT is written whole or not at all: the graphs,
+tokenizer files, chat template and manifest go to a scratch folder beside OUT, renamed into place
+at the end; on any failure the scratch folder is removed and OUT is as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from .export import FORMAT_VERSION, export_graphs
+from .hf import HFError, load_hf
+
+
+def _git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def manifest_for(hm, name: str, graphs: dict, flags: list) -> dict:
+    c = hm.model.config
+    x = hm.extras
+    arch = {**c.to_dict(), "head_dim": c.head_dim}
+    del arch["latent"]  # the manifest's own `latent` block says it
+    if not x:
+        for k in ("thought_dim", "num_thoughts"):
+            del arch[k]
+    m = {
+        "format": "nfcot-onnx",
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "architecture": arch,
+        "max_context": c.max_position,
+        "special_tokens": hm.special_tokens,
+        "eos_token_ids": hm.eos_token_ids,
+        "reasoning_modes": ["none"],
+        "default_reasoning_mode": "none",
+        "kv_cache": {"dtype": "float32",
+                     "layout": ["num_blocks", "num_layers", 2, "num_kv_heads", "block_size", "head_dim"]},
+        "tokenizer": "tokenizer.json",
+        "tokenizer_config": "tokenizer_config.json",
+        "chat_template": "chat_template.jinja",
+        "graphs": graphs,
+        "weights": {"dtype": "float32"},
+        "source": {"hf_architecture": hm.hf_architecture, "exporter_commit": _git_commit(), "flags": flags},
+    }
+    if x:
+        m["latent"] = {"num_thoughts": x["num_thoughts"], "thought_dim": x["thought_dim"],
+                       "default_temperature": x.get("default_temperature", 0.9), "span": "fixed"}
+        m["reasoning_modes"] = x.get("reasoning_modes", ["none", "explicit", "latent"])
+        m["default_reasoning_mode"] = x.get("default_reasoning_mode", "latent")
+    return m
+
+
+def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = False,
+              external: bool | None = None, flags: list | None = None) -> dict:
+    """Check and load src, write OUT atomically; returns the manifest. Raises HFError on bad input."""
+    t0 = time.time()
+    out = os.path.abspath(out)
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
+        raise HFError(out, "already exists and is not empty (pass --overwrite to replace it)")
+    hm = load_hf(src)  # every check runs before the first weight is read
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
+    os.chmod(tmp, 0o755)
+    try:
+        print(f"loaded {hm.hf_architecture} in {time.time() - t0:.1f} s; exporting graphs", file=sys.stderr, flush=True)
+        graphs = export_graphs(tmp, hm.model, hm.flow, hm.vae, stop_token_id=hm.special_tokens.get("eot", -1),
+                               step_format=((hm.extras or {}).get("thought_decoder") or {}).get("step_format", "{0} = {1}"),
+                               external=external)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
+        with open(os.path.join(tmp, "chat_template.jinja"), "w", encoding="utf-8") as f:
+            f.write(hm.chat_template)
+        m = manifest_for(hm, name or os.path.basename(out), graphs, flags or [])
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(m, f, indent=1)
+        del hm
+        old = None
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"exported to {out} in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
+    return m
