@@ -38,10 +38,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Fastify's own 503 while closing is not in the OpenAI shape; the routes refuse new work
     // themselves (serveState.draining is set before close) with 503 shutting_down + Retry-After.
     return503OnClosing: false,
-    // Unknown fields are ignored, "__proto__" and "constructor" too (the OpenAPI document allows
-    // any extra field): removed while parsing, so they can pollute nothing, instead of a 400.
-    onProtoPoisoning: "remove",
-    onConstructorPoisoning: "remove",
     clientErrorHandler: clientErrorHandler(record),
     frameworkErrors: frameworkErrorHandler(record),
     // A client that sends headers and then stalls its body (or connects and sends nothing) must
