@@ -82,6 +82,8 @@ export function describeServed(doc: Json, f: ServedFacts): Json {
   trajectories["maxItems"] = Math.min(trajectories["maxItems"] ?? Infinity, f.maxQueue);
 
   walk(schemas, (node) => {
+    // The JSON parser refuses "__proto__" anywhere in a body (prototype poisoning): 400.
+    if (node["type"] === "object" && node["properties"]) node["propertyNames"] = { not: { const: "__proto__" } };
     if (node["title"] === "TokenId") {
       node["maximum"] = f.vocabSize - 1;
       node["description"] = `A token id of the model's vocabulary (${f.vocabSize} tokens).`;
