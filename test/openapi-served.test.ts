@@ -109,6 +109,15 @@ describe("rules across fields", () => {
     assert.equal((await post("/v1/completions", { model: MODEL, prompt: "a", reasoning: null })).statusCode, 200);
   });
 
+  test("__proto__ is refused anywhere in a body, and the document says so on every object", async () => {
+    assert.deepEqual(schemas().ChatCompletionRequest.propertyNames, { not: { const: "__proto__" } });
+    assert.deepEqual(schemas().ChatCompletionRequest.properties.messages.items.propertyNames, { not: { const: "__proto__" } });
+    const payload = '{"model":"nfcot-trace-small","messages":[{"role":"user","content":"a","__proto__":{"x":1}}]}';
+    const res = await app.inject({ method: "POST", url: "/v1/chat/completions", payload, headers: { "content-type": "application/json" } });
+    assert.equal(res.statusCode, 400);
+    assert.equal(({} as Record<string, unknown>)["x"], undefined);
+  });
+
   test("streams: text/event-stream whose events carry the chunk schema as JSON, or [DONE]", () => {
     const media = doc.paths["/v1/chat/completions"].post.responses["200"].content["text/event-stream"];
     assert.deepEqual(media.itemSchema.properties.data.anyOf[0].contentSchema.anyOf[0], { $ref: "#/components/schemas/ChatCompletionChunk" });

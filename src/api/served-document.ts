@@ -82,6 +82,12 @@ export function describeServed(doc: Json, f: ServedFacts): Json {
   trajectories["maxItems"] = Math.min(trajectories["maxItems"] ?? Infinity, f.maxQueue);
 
   walk(schemas, (node) => {
+    // The JSON parser refuses "__proto__" anywhere in a body (prototype poisoning): 400. Extra
+    // fields are ignored, but they are JSON values without "__proto__" at any depth either.
+    if (node["type"] === "object" && node["properties"]) {
+      node["propertyNames"] = NO_PROTO_NAME;
+      node["additionalProperties"] ??= { $ref: "#/components/schemas/ExtraJsonValue" };
+    }
     if (node["title"] === "TokenId") {
       node["maximum"] = f.vocabSize - 1;
       node["description"] = `A token id of the model's vocabulary (${f.vocabSize} tokens).`;
@@ -90,8 +96,19 @@ export function describeServed(doc: Json, f: ServedFacts): Json {
       if (value && typeof value === "object" && (value as Json)["title"] === "ThoughtsInput") node[key] = thoughts(f);
     }
   });
+  schemas["ExtraJsonValue"] = {
+    title: "ExtraJsonValue",
+    description: "Any JSON value without an object key \"__proto__\" at any depth (an ignored extra field).",
+    anyOf: [
+      { type: ["string", "number", "boolean", "null"] },
+      { type: "array", items: { $ref: "#/components/schemas/ExtraJsonValue" } },
+      { type: "object", propertyNames: NO_PROTO_NAME, additionalProperties: { $ref: "#/components/schemas/ExtraJsonValue" } },
+    ],
+  };
   return doc;
 }
+
+const NO_PROTO_NAME = { not: { const: "__proto__" } };
 
 /** `n` is nullable (anyOf [integer, null]): the bound goes on the integer. */
 function setMaximum(schema: Json, max: number): void {
