@@ -34,6 +34,8 @@ export const ConfigSchema = Type.Object({
   readinessTimeoutMs: Int(1, 10_000),
   bodyLimit: Int(1024, 1024 * 1024),
   apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  // Empty: no admin routes at all (weight updates are off).
+  adminKey: Type.String({ default: "" }),
   corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   logLevel: Type.Union(
     ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l)),
@@ -64,6 +66,7 @@ const ENV: Record<Key, string> = {
   readinessTimeoutMs: "NFCOT_READINESS_TIMEOUT_MS",
   bodyLimit: "NFCOT_BODY_LIMIT",
   apiKeys: "NFCOT_API_KEYS",
+  adminKey: "NFCOT_ADMIN_KEY",
   corsOrigins: "NFCOT_CORS_ORIGINS",
   logLevel: "NFCOT_LOG_LEVEL",
 };
@@ -156,5 +159,5 @@ export function usage(): string {
 
 /** The config as logged at start: API keys are never printed. */
 export function redact(c: Config): Record<string, unknown> {
-  return { ...c, apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none" };
+  return { ...c, apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none", adminKey: c.adminKey ? "set" : "none" };
 }

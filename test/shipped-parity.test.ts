@@ -114,7 +114,7 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
 
       // The thought decoder, as the service runs it, reads the latent row's thoughts as PyTorch does.
       const latent = c.rows[0]!;
-      const decoded = await runner.decodeThoughts([thoughts[0]!.filter((t): t is Float32Array => t !== null)]);
+      const decoded = await runner.decodeThoughts([thoughts[0]!.filter((t) => t !== null) as Float32Array[]]);
       assert.deepEqual(decoded[0], latent.decoded_steps);
     } finally {
       await runner.close();

@@ -26,8 +26,10 @@ export function standInEngine(manifest: Manifest, modelDir: string): EngineClien
     special: { bos: st.bos, eos: st.eos, bot: st.bot, eot: st.eot, pad: st.pad },
     vocabSize: manifest.architecture.vocab_size,
     provider: "cpu",
+    weightsVersion: "v0",
+    hasFlow: manifest.graphs.flow_forward !== undefined && manifest.graphs.flow_inverse !== undefined,
   };
-  return { info, alive: false, inFlight: 0, stats: null } as unknown as EngineClient;
+  return { info, alive: false, inFlight: 0, stats: null, weightsVersion: "v0" } as unknown as EngineClient;
 }
 
 export async function generateOpenApiDocument(): Promise<unknown> {

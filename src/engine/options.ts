@@ -43,6 +43,10 @@ export interface ModelInfo {
   special: { bos: number; eos: number; bot: number; eot: number; pad: number };
   vocabSize: number;
   provider: ExecutionProvider;
+  /** The weights' version at start (later ones: EngineClient.weightsVersion). */
+  weightsVersion?: string;
+  /** Ships the shallow flow graphs (flow log-dets can be asked for). */
+  hasFlow?: boolean;
 }
 
 /** The engine's part of the server config. */

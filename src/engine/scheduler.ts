@@ -32,6 +32,9 @@ export class Scheduler {
   /** FCFS; preempted sequences go back to the front. */
   readonly waiting: Sequence[] = [];
   preemptions = 0;
+  /** Waiting sequences this says to hold are not admitted yet (those behind them may go): the
+   * engine holds requests for weights that are not serving yet. */
+  hold: (seq: Sequence) => boolean = () => false;
   private readonly live = new Map<string, Sequence>();
 
   constructor(
@@ -44,6 +47,11 @@ export class Scheduler {
     if (this.live.has(seq.id)) throw new Error(`duplicate sequence id ${seq.id}`);
     this.live.set(seq.id, seq);
     this.waiting.push(seq);
+  }
+
+  /** Every sequence not finished, running or waiting. */
+  get liveSequences(): IterableIterator<Sequence> {
+    return this.live.values();
   }
 
   get(id: string): Sequence | undefined {
@@ -112,7 +120,7 @@ export class Scheduler {
     this.rejectImpossible(out);
     for (let j = 0; j < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs; ) {
       const seq = this.waiting[j];
-      if (this.waitsForLeader(seq)) {
+      if (this.waitsForLeader(seq) || this.hold(seq)) {
         j++; // does not hold the queue: those behind it may go
         continue;
       }

@@ -6,6 +6,7 @@ import { Engine } from "./engine.ts";
 import type { EngineOptions, ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
+import { loadReplacement } from "./weights.ts";
 import type { EngineEvent, EngineRequest, StepRecord } from "./types.ts";
 
 /** The engine's thread: session.run blocks its thread, so it must not be the HTTP thread's. */
@@ -14,16 +15,24 @@ export type ToWorker =
   | { type: "add"; req: EngineRequest }
   | { type: "abort"; id: string }
   | { type: "decode"; reqId: number; thoughts: Float32Array[][] }
+  /** Weight update, step 1: load a model directory beside the serving one. */
+  | { type: "load"; reqId: number; modelDir: string }
+  /** Step 2 (sent after "loaded"; requests posted after it carry `version`): swap when drained. */
+  | { type: "arm"; reqId: number; version: string }
   | { type: "shutdown" };
 
 export type FromWorker =
   | { type: "ready"; info: ModelInfo }
   | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]>; steps: StepRecord[] }
   | { type: "decoded"; reqId: number; steps: number[][][] | null; error?: string }
+  | { type: "loaded"; reqId: number; error?: string }
+  | { type: "swapped"; reqId: number; version: string }
   | { type: "fatal"; message: string }
   | { type: "progress"; message: string };
 
 const port = parentPort!;
+/** The version the weights a server starts with are known by. */
+export const INITIAL_VERSION = "v0";
 const post = (m: FromWorker) => port.postMessage(m);
 
 async function main(): Promise<void> {
@@ -40,7 +49,11 @@ async function main(): Promise<void> {
   let pending: EngineEvent[] = [];
   const st = manifest.special_tokens;
   const maxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
-  const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e));
+  const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e), Date.now, INITIAL_VERSION);
+  // A weight update in progress: the loaded runner (between "loaded" and "arm") and who asked.
+  let staged: { reqId: number; runner: Runner; modelDir: string } | null = null;
+  let swapFor: { reqId: number; modelDir: string } | null = null;
+  let serving = { runner, modelDir: opts.modelDir };
   // Every step reports, even one without events (a prefill chunk), so stats and step metrics stay live.
   const flush = () => {
     post({ type: "events", events: pending, stats: engine.stats(), steps: engine.drainStepRecords() });
@@ -59,8 +72,24 @@ async function main(): Promise<void> {
     }
     else if (m.type === "abort") engine.abort(m.id);
     else if (m.type === "shutdown") stopping = true;
+    else if (m.type === "load") {
+      // Loads while the engine keeps stepping on the serving weights; a failure changes nothing.
+      loadReplacement(serving.runner, serving.modelDir, m.modelDir).then(
+        (r) => {
+          staged = { reqId: m.reqId, runner: r, modelDir: m.modelDir };
+          post({ type: "loaded", reqId: m.reqId });
+        },
+        (e: Error) => post({ type: "loaded", reqId: m.reqId, error: e.message }),
+      );
+    } else if (m.type === "arm") {
+      if (staged?.reqId === m.reqId) {
+        engine.armSwap(staged.runner, m.version);
+        swapFor = { reqId: m.reqId, modelDir: staged.modelDir };
+        staged = null;
+      }
+    }
     else if (m.type === "decode") {
-      runner.decodeThoughts(m.thoughts).then(
+      serving.runner.decodeThoughts(m.thoughts).then(
         (steps) => post({ type: "decoded", reqId: m.reqId, steps }),
         (e: Error) => post({ type: "decoded", reqId: m.reqId, steps: null, error: e.message }),
       );
@@ -85,10 +114,20 @@ async function main(): Promise<void> {
       special: st,
       vocabSize: manifest.architecture.vocab_size,
       provider: opts.provider,
+      weightsVersion: INITIAL_VERSION,
+      hasFlow: runner.hasFlow,
     },
   });
   flush();
   while (!stopping) {
+    const old = engine.swapIfReady();
+    if (old) {
+      serving = { runner: engine.currentRunner, modelDir: swapFor!.modelDir };
+      post({ type: "swapped", reqId: swapFor!.reqId, version: engine.version });
+      swapFor = null;
+      await old.close();
+      continue;
+    }
     if (!engine.hasWork) {
       await new Promise<void>((r) => (wake = r));
       wake = null;
@@ -104,7 +143,7 @@ async function main(): Promise<void> {
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise((r) => setImmediate(r));
   }
-  await runner.close();
+  await serving.runner.close();
   process.exit(0);
 }
 
