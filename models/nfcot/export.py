@@ -77,6 +77,36 @@ def example_backbone_inputs(c: ModelConfig, B=2, S=3, NB=4, MB=2, BS=4):
             torch.zeros(B, MB, dtype=torch.long), torch.arange(B * S))
 
 
+def export_backbone(out: str, model: NFCoTModel) -> None:
+    """backbone.onnx alone (what RL changes; export_weights reuses the other graphs)."""
+    _export(PagedBackbone(model), example_backbone_inputs(model.config), os.path.join(out, "backbone.onnx"), BACKBONE_IO,
+            {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "batch", 1: "seq"},
+             "is_thought": {0: "batch", 1: "seq"}, "positions": {0: "batch", 1: "seq"},
+             "past_lens": {0: "batch"}, "kv_pool": {0: "num_blocks", 4: "block_size"},
+             "block_tables": {0: "batch", 1: "max_blocks"}, "gather_index": {0: "num_outputs"},
+             "logits": {0: "num_outputs"}, "mu": {0: "num_outputs"}, "log_sigma": {0: "num_outputs"},
+             "new_kv": {2: "batch", 4: "seq"}})
+
+
+def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | None = None) -> None:
+    """A model directory that is `base_dir` with a new backbone: the flow, thought decoder,
+    tokenizer and template are copied unchanged (RL trains the backbone and its heads only).
+    Written to a temporary directory and renamed, so a reader never sees half of one."""
+    import shutil
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base_dir, tmp)
+    model.eval()
+    export_backbone(tmp, model)
+    if extra:
+        path = os.path.join(tmp, "manifest.json")
+        manifest = {**json.load(open(path)), **extra}
+        with open(path, "w") as f:
+            json.dump(manifest, f, indent=1)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+
+
 def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
                name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
     c = model.config
@@ -84,13 +114,7 @@ def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepV
     os.makedirs(out, exist_ok=True)
     model.eval()
     graphs = {}
-    _export(PagedBackbone(model), example_backbone_inputs(c), os.path.join(out, "backbone.onnx"), BACKBONE_IO,
-            {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "batch", 1: "seq"},
-             "is_thought": {0: "batch", 1: "seq"}, "positions": {0: "batch", 1: "seq"},
-             "past_lens": {0: "batch"}, "kv_pool": {0: "num_blocks", 4: "block_size"},
-             "block_tables": {0: "batch", 1: "max_blocks"}, "gather_index": {0: "num_outputs"},
-             "logits": {0: "num_outputs"}, "mu": {0: "num_outputs"}, "log_sigma": {0: "num_outputs"},
-             "new_kv": {2: "batch", 4: "seq"}})
+    export_backbone(out, model)
     graphs["backbone"] = {"file": "backbone.onnx", **BACKBONE_IO}
     ex = torch.zeros(2, c.num_thoughts, c.thought_dim)
     if flow is not None:
