@@ -33,6 +33,7 @@ export const WeightsStatus = Type.Object(
     model_dir: Type.String(),
     updates: Type.Integer({ description: "Successful updates since start." }),
     failed_updates: Type.Integer(),
+    in_progress: Type.Union([Type.String(), Type.Null()], { description: "The version an update in progress will serve." }),
     swap_ms: Type.Optional(Type.Number({ description: "From the request to the new weights serving (load + wait for the old weights' requests)." })),
   },
   { $id: "WeightsStatus", title: "WeightsStatus" },
@@ -66,6 +67,7 @@ export async function adminRoutes(app: FastifyInstance, opts: { adminKey: string
       model_dir: modelDir,
       updates: u.ok,
       failed_updates: u.failed,
+      in_progress: u.inProgress,
     };
   };
 
