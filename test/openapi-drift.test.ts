@@ -22,8 +22,10 @@ test("the document covers every route and names the NF-CoT extensions", async ()
   for (const path of api) assert.ok(doc.paths[path], `${path} is documented`);
   assert.ok(doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 0);
   const chatReq = doc.components.schemas.ChatCompletionRequest;
-  assert.deepEqual(Object.keys(chatReq.properties.reasoning.properties).sort(), ["latent_temperature", "mode", "return_thoughts"]);
-  assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), ["count", "decoded", "log_prob", "log_probs", "vectors"]);
+  assert.deepEqual(Object.keys(chatReq.properties.reasoning.properties).sort(), ["latent_temperature", "mode", "return_flow_log_det", "return_thoughts"]);
+  assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), [
+    "behaviour_log_prob", "behaviour_log_probs", "count", "decoded", "e_log_prob", "flow_log_det", "log_prob", "log_probs", "temperature", "vectors",
+  ]);
   assert.ok(doc.paths["/v1/chat/completions"].post.responses["400"]);
 });
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -34,6 +33,7 @@ from .export import export_weights
 from .generate import parse_answer
 from .grpo import group_advantages, grpo_loss, k3
 from .rl_client import Server
+from .serve_eval import evaluate
 from .rl_plot import plot_history
 from .rl_score import Trajectory, decode_vector, score
 from .task import is_train_source, sample_program, split
@@ -115,24 +115,6 @@ def kl_per_trajectory(s_new: dict, s_ref: dict, n: int) -> torch.Tensor:
     per_thought = k3(s_ref["thought_lpT"], s_new["thought_lpT"]).sum(1)
     tokens = k3(s_ref["token_lp"], s_new["token_lp"])
     return per_thought + torch.zeros(n, dtype=tokens.dtype, device=tokens.device).index_add(0, s_new["token_owner"], tokens)
-
-
-def evaluate(server: Server, progs, seed: int, samples: int = 4) -> dict:
-    """Validation accuracy through the server (greedy text): latent at T_z = 0, latent pass@1 at
-    the model's default T_z (mean over `samples` draws), explicit, none; and per program length."""
-    res: dict = {}
-    per_len: dict = {}
-    for key, mode, n, tz in (("latent_greedy", "latent", 1, 0.0), ("latent_sampled", "latent", samples, None),
-                             ("explicit", "explicit", 1, 0.0), ("none", "none", 1, 0.0)):
-        jobs = [dict(source=p.source(), mode=mode, n=n, seed=seed + i, text_temperature=0.0, max_tokens=128,
-                     latent_temperature=tz if tz is not None else 0.9, vectors=False) for i, p in enumerate(progs)]
-        outs = server.chat_many(jobs)
-        right = [sum(parse_answer(c["message"]["content"]) == p.answer for c in o["choices"]) / n for p, o in zip(progs, outs)]
-        res[key] = sum(right) / len(progs)
-        for p, r in zip(progs, right):
-            per_len.setdefault(str(len(p.steps)), {}).setdefault(key, []).append(r)
-    res["by_statements"] = {k: {m: sum(v) / len(v) for m, v in d.items()} for k, d in sorted(per_len.items())}
-    return res
 
 
 def git_commit() -> dict:
