@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   queue_full: { status: 429, type: "rate_limit_error" },
   request_timeout: { status: 408, type: "timeout_error" },
+  // nginx's 499: the client went away first. An abort (counted by finish reason), not a failure.
+  client_closed_request: { status: 499, type: "client_closed_request" },
   not_ready: { status: 503, type: "service_unavailable" },
   shutting_down: { status: 503, type: "service_unavailable" },
   engine_error: { status: 500, type: "server_error" },

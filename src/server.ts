@@ -6,6 +6,7 @@ import { engineOptionsFrom } from "./engine/options.ts";
 import { loadManifest } from "./model/manifest.ts";
 import { ModelTokenizer } from "./model/tokenizer.ts";
 import { drain, InFlightRequests } from "./ops/drain.ts";
+import { engineLog } from "./ops/engine-log.ts";
 import { startLoadingServer } from "./ops/loading-server.ts";
 
 /** Process entry: config, a loading-phase responder on the port, the engine worker, the app,
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   log.info({ modelDir: config.modelDir }, "loading the model");
   const manifest = loadManifest(config.modelDir);
   const tokenizer = new ModelTokenizer(config.modelDir, manifest);
-  const engine = await EngineClient.start(engineOptionsFrom(config), (msg) => log.info({ phase: "load" }, msg));
+  const engine = await EngineClient.start(engineOptionsFrom(config), engineLog(log));
   const inFlight = new InFlightRequests();
   engine.observe(inFlight);
   log.info(

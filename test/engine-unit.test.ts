@@ -2,38 +2,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Engine } from "../src/engine/engine.ts";
-import type { ForwardRow, Runner } from "../src/engine/runner.ts";
 import { Scheduler } from "../src/engine/scheduler.ts";
-import { THOUGHT } from "../src/engine/sequence.ts";
 import type { EngineEvent, GenerateRequest } from "../src/engine/types.ts";
 import { greedySampling } from "./helpers/factories.ts";
+import { D, K, SPECIAL, fakeRunner } from "./helpers/fake-runner.ts";
 
-// The engine's update logic with a fake runner (one layer under test): the fake's logits always
-// favour token (last input token + 1), and its NF head gives mu = 0.5, sigma = 1 everywhere.
-const V = 16;
-const D = 2;
-const K = 3;
-const SPECIAL = { eos: 15, bot: 14, pad: 0 };
-
-function fakeRunner(): Runner {
-  return {
-    vocabSize: V, thoughtDim: D, numThoughts: K,
-    async forward(rows: ForwardRow[]) {
-      const n = rows.reduce((s, r) => s + r.outputs.length, 0);
-      const logits = new Float32Array(n * V);
-      let o = 0;
-      for (const r of rows) {
-        for (const p of r.outputs) {
-          const last = r.tokens[p - r.start]!;
-          logits[o * V + (last === THOUGHT ? 5 : (last + 1) % V)] = 10;
-          o++;
-        }
-      }
-      return { logits, mu: new Float32Array(n * D).fill(0.5), logSigma: new Float32Array(n * D) };
-    },
-  } as unknown as Runner;
-}
-
+// The engine's update logic with a fake runner (helpers/fake-runner.ts: logits favour the last
+// input token + 1, mu = 0.5, sigma = 1).
 function makeEngine(events: EngineEvent[]) {
   const blocks = new BlockManager({ numBlocks: 32, blockSize: 4, enablePrefixCaching: true });
   const scheduler = new Scheduler({ maxNumSeqs: 8, maxNumBatchedTokens: 64 }, blocks);

@@ -276,3 +276,45 @@ test("no sequence is scheduled twice in a step and finished ones never appear", 
   assert.deepEqual(seqs.map((s) => s.status), ["finished", "finished", "finished", "finished"]);
   assert.equal(sched.hasWork, false);
 });
+
+test("a priority sequence (the readiness probe) runs in the next step, ahead of a backlog and beyond maxNumSeqs", () => {
+  const { sched } = makeScheduler({ maxNumSeqs: 2, maxNumBatchedTokens: 8 });
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((id) => makeSeq(id, range(1, 3)));
+  for (const s of [a!, b!, c!, d!]) sched.add(s);
+  let out = sched.schedule();
+  assert.deepEqual(plan(out), [["a", 0, 3], ["b", 0, 3]]);
+  sched.afterStep(out);
+  a!.appendToken(9);
+  b!.appendToken(9);
+  const probe = makeSeq("probe", [1], { priority: true });
+  const later = makeSeq("probe-2", [1], { priority: true });
+  sched.add(probe);
+  sched.add(later);
+  assert.deepEqual(ids(sched.waiting), ["probe", "probe-2", "c", "d"], "priority first, FIFO among themselves");
+  out = sched.schedule();
+  assert.deepEqual(plan(out), [["probe", 0, 1], ["probe-2", 0, 1], ["a", 3, 1], ["b", 3, 1]]);
+  assert.deepEqual(ids(sched.waiting), ["c", "d"], "the FCFS backlog still waits for a free slot");
+  sched.afterStep(out);
+  sched.finish(probe, "length");
+  sched.finish(later, "length");
+  assert.deepEqual(ids(sched.running), ["a", "b"], "the probes took no slot from the backlog for longer than their step");
+});
+
+test("a priority sequence short of blocks preempts the newest other sequence, and is never a victim itself", () => {
+  const { sched, bm } = makeScheduler({ numBlocks: 2, blockSize: 4 });
+  const a = makeSeq("a", range(1, 4));
+  const b = makeSeq("b", range(1, 4));
+  sched.add(a);
+  sched.add(b);
+  let out = sched.schedule();
+  sched.afterStep(out);
+  assert.equal(bm.numFreeBlocks, 0);
+  const probe = makeSeq("probe", [1], { priority: true });
+  sched.add(probe);
+  a.appendToken(9); // a needs a second block next: the pool has none
+  out = sched.schedule();
+  assert.deepEqual(ids(out.preempted), ["b", "a"], "b makes room for the probe, then a preempts itself");
+  assert.deepEqual(plan(out), [["probe", 0, 1]]);
+  assert.equal(probe.status, "running");
+  assert.deepEqual(ids(sched.waiting), ["a", "b"]);
+});

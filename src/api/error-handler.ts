@@ -70,7 +70,11 @@ export function sendError(reply: FastifyReply, err: ServeError): FastifyReply {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const serveErr = toServeError(err, { bodyLimit: app.config.bodyLimit });
-    if (serveErr.status >= 500) request.log.error({ err }, "request failed");
+    // A 503 (draining, loading) is expected and retryable: one warn line, no stack. A client that
+    // left first (499) is an abort, not a failure: one info line.
+    if (serveErr.status === 503) request.log.warn({ code: serveErr.code }, serveErr.message);
+    else if (serveErr.status === 499) request.log.info({ code: serveErr.code, statusCode: 499 }, serveErr.message);
+    else if (serveErr.status >= 500) request.log.error({ err }, "request failed");
     return sendError(reply, serveErr);
   });
   app.setNotFoundHandler((request, reply) =>

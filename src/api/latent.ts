@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { RequestAborted } from "../engine/client.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
 import { toTemplateMessages } from "./chat-completions.ts";
 import { WEIGHTS_VERSION_HEADER, requestId } from "./generation.ts";
@@ -31,6 +32,16 @@ function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): numbe
 }
 
 const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+
+/** An abort is not an engine failure: a client gone first is a 499 (logged as such, counted as an
+ * abort like chat's), the drain deadline a retryable 503 (another replica will score it). */
+function abortedScoring(app: FastifyInstance, clientGone: boolean): ServeError {
+  if (clientGone) return new ServeError("client_closed_request", "The client closed the connection before the trajectories were scored.");
+  if (app.serveState.draining) {
+    return new ServeError("shutting_down", "The server is shutting down: scoring was stopped at the drain deadline. Retry; another replica will serve it.", null, 5);
+  }
+  return new ServeError("engine_error", "The engine aborted the scoring request.");
+}
 
 export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentLogprobsRequest }>(
@@ -79,8 +90,11 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
 
       const baseId = requestId("score");
       const ids = jobs.map((_, i) => `${baseId}-${i}`);
+      let clientGone = false;
       reply.raw.once("close", () => {
-        if (!reply.raw.writableFinished) for (const id of ids) app.engine.abort(id);
+        if (reply.raw.writableFinished) return;
+        clientGone = true;
+        for (const id of ids) app.engine.abort(id);
       });
       let results;
       try {
@@ -91,6 +105,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
         );
       } catch (err) {
         for (const id of ids) app.engine.abort(id);
+        if (err instanceof RequestAborted) throw abortedScoring(app, clientGone);
         const code = (err as { code?: string }).code;
         throw new ServeError(code && isErrorCode(code) ? code : "engine_error", (err as Error).message);
       }

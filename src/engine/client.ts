@@ -5,6 +5,9 @@ import type { FromWorker, ToWorker } from "./worker.ts";
 
 type ScoreEvent = Extract<EngineEvent, { type: "score" }>;
 
+/** A scoring request ended by an abort (client gone, drain deadline), not by a failure. */
+export class RequestAborted extends Error {}
+
 /** A request's events, as an async iterator that ends after its finish or error event. */
 class EventChannel implements AsyncIterableIterator<EngineEvent> {
   private buf: EngineEvent[] = [];
@@ -66,6 +69,10 @@ export class WeightUpdateError extends Error {
   }
 }
 
+/** Where the engine's lines go (the server maps them onto its logger): load progress at info,
+ * sequences the engine failed at error, with the request ids in `fields`. */
+export type EngineLog = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+
 /** Sees every request and event on the HTTP thread (metrics hang off this, not off the routes). */
 export interface EngineObserver {
   onSubmit(req: GenerateRequest | ScoreRequest, atMs: number): void;
@@ -97,14 +104,14 @@ export class EngineClient {
   private constructor(
     private readonly worker: Worker,
     readonly info: ModelInfo,
-    private readonly log: (msg: string) => void,
+    private readonly log: EngineLog,
   ) {
     this.version = info.weightsVersion ?? "v0";
     worker.on("message", (m: FromWorker) => this.onMessage(m));
     worker.on("exit", () => {
       this.exited = true;
       const message = `the engine worker exited${this.fatal ? `: ${this.fatal}` : ""}`;
-      this.log(message);
+      this.log("error", message);
       const now = performance.now();
       for (const [id, ch] of this.channels) {
         const e: EngineEvent = { type: "error", id, code: "engine_error", message };
@@ -118,11 +125,12 @@ export class EngineClient {
     });
   }
 
-  static start(opts: EngineOptions, log: (msg: string) => void = () => {}): Promise<EngineClient> {
+  static start(opts: EngineOptions, log: EngineLog = () => {}): Promise<EngineClient> {
     const worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), { workerData: opts });
     return new Promise((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
-        if (m.type === "progress") log(m.message);
+        if (m.type === "progress") log("info", m.message, { phase: "load" });
+        else if (m.type === "log") log(m.level, m.message, m.fields);
         else if (m.type === "fatal") reject(new Error(m.message));
         else if (m.type === "ready") {
           worker.off("message", onMessage);
@@ -199,6 +207,7 @@ export class EngineClient {
     for await (const e of ch) {
       if (e.type === "score") result = e;
       else if (e.type === "error") throw Object.assign(new Error(e.message), { code: e.code });
+      else if (e.type === "finish" && e.reason === "abort" && !result) throw new RequestAborted(`scoring request ${req.id} was aborted`);
     }
     if (!result) throw new Error("scoring ended without a result");
     return result;
@@ -244,7 +253,7 @@ export class EngineClient {
     } else if (m.type === "fatal") {
       this.fatal = m.message;
     } else if (m.type === "progress") {
-      this.log(m.message);
+      this.log("info", m.message, { phase: "load" });
     } else if (m.type === "loaded") {
       const u = this.update;
       if (!u || u.reqId !== m.reqId) return;
@@ -265,6 +274,8 @@ export class EngineClient {
       this.update = null;
       this.updates.ok++;
       u.resolve({ version: m.version });
+    } else if (m.type === "log") {
+      this.log(m.level, m.message, m.fields);
     } else if (m.type === "decoded") {
       const d = this.decodes.get(m.reqId);
       this.decodes.delete(m.reqId);

@@ -1,8 +1,9 @@
 import type { BlockManager } from "./block-manager.ts";
 import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts";
 import { Rng } from "./rng.ts";
-import type { ForwardRow, Runner } from "./runner.ts";
+import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
 import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
+import { samplingProblem } from "./sampling-params.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence, THOUGHT } from "./sequence.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
@@ -16,6 +17,8 @@ export interface SpecialTokens {
   pad: number;
 }
 
+const isPriority = (seq: Sequence) => seq.request.kind === "generate" && seq.request.priority === true;
+
 /** Per-sequence sampling state the scheduler does not need to see. */
 interface GenState {
   rng: Rng;
@@ -23,6 +26,13 @@ interface GenState {
   text: IncrementalDetokenizer;
   stop: StopMatcher;
   latentSpans: number;
+}
+
+/** A sequence the engine failed alone, for the worker's error log. */
+export interface SequenceFailure {
+  id: string;
+  message: string;
+  stack: string | undefined;
 }
 
 interface ScoreState {
@@ -44,13 +54,16 @@ interface PendingSwap {
   version: string;
 }
 
-/** The engine step is three calls: schedule, run, update. */
+/** The engine step is three calls: schedule, run, update. A failure is kept to the sequences it
+ * belongs to: an error while sampling or updating one sequence fails that sequence alone, and a
+ * forward pass that throws is retried on halves of the batch until the rows that fail are alone. */
 export class Engine {
   private readonly gen = new Map<string, GenState>();
   private readonly scores = new Map<string, ScoreState>();
   private stepRecords: StepRecord[] = [];
   private flowJobs: FlowJob[] = [];
   private pending: PendingSwap | null = null;
+  private failures: SequenceFailure[] = [];
   private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
 
   constructor(
@@ -66,7 +79,9 @@ export class Engine {
     public version = "v0",
   ) {
     // Requests stamped with the incoming weights wait until the old weights' requests are done.
-    scheduler.hold = (seq) => this.pending !== null && seq.request.weightsVersion === this.pending.version;
+    // The readiness probe (priority) is never held: it runs on the weights serving, and the swap
+    // waits for it like for any request of the old weights.
+    scheduler.hold = (seq) => this.pending !== null && seq.request.weightsVersion === this.pending.version && !isPriority(seq);
   }
 
   /** Arms a weight swap: requests stamped `version` are held from now on; the swap itself happens
@@ -89,7 +104,7 @@ export class Engine {
   swapIfReady(): Runner | null {
     if (!this.pending) return null;
     const v = this.pending.version;
-    for (const seq of this.scheduler.liveSequences) if (seq.request.weightsVersion !== v) return null;
+    for (const seq of this.scheduler.liveSequences) if (seq.request.weightsVersion !== v || isPriority(seq)) return null;
     const old = this.runner;
     this.runner = this.pending.runner;
     this.version = v;
@@ -104,6 +119,19 @@ export class Engine {
 
   add(req: EngineRequest): void {
     const seq = new Sequence(req, this.now());
+    // Refused alone, before it holds anything: the API checks the same, so this is the backstop.
+    const problem = req.kind === "generate" ? samplingProblem(req.sampling, req.latent.temperature) : null;
+    if (problem) return this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
+    // A generation needs one position past its prompt; scoring needs its positions.
+    const needed = seq.numPositions + (req.kind === "generate" ? 1 : 0);
+    if (needed > this.maxContext) {
+      return this.emit({
+        type: "error",
+        id: req.id,
+        code: "context_length_exceeded",
+        message: `the sequence needs ${needed} positions but this engine serves at most ${this.maxContext} (the KV cache holds ${this.blocks.numBlocks * this.blocks.blockSize})`,
+      });
+    }
     if (req.kind === "generate") {
       const seen = new Set(req.promptIds);
       this.gen.set(req.id, {
@@ -140,9 +168,13 @@ export class Engine {
     }
     if (out.items.length > 0) {
       const rows = out.items.map((it) => this.row(it.seq, it.start, it.count));
-      const result = await this.runner.forward(rows);
+      const results = await this.forwardIsolating(rows);
+      // Before afterStep: a failed row's positions were never computed.
+      results.forEach((r, i) => {
+        if (r instanceof Error) this.fail(out.items[i]!.seq, r);
+      });
       this.scheduler.afterStep(out);
-      this.update(out, rows, result);
+      this.update(out, rows, results);
       await this.runFlowJobs();
       this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
       this.counters.lastBatchSequences = out.items.length;
@@ -159,12 +191,46 @@ export class Engine {
     return r;
   }
 
-  /** A step threw (a bug or a runtime failure): fail what was in flight, keep the process up. */
-  failAll(message: string): void {
+  /** Sequences failed alone since the last call (the worker logs them at error level). */
+  drainFailures(): SequenceFailure[] {
+    const f = this.failures;
+    this.failures = [];
+    return f;
+  }
+
+  /** A step threw outside any one sequence's work (a bug in scheduling, say): fail what was in
+   * flight, keep the process up. Returns the ids failed. */
+  failAll(message: string): string[] {
+    const ids: string[] = [];
     for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
       this.scheduler.abort(seq.id);
       this.emit({ type: "error", id: seq.id, code: "engine_error", message });
       this.forget(seq.id);
+      ids.push(seq.id);
+    }
+    return ids;
+  }
+
+  /** Fails one sequence: its blocks go back to the pool and its stream ends with an error event. */
+  private fail(seq: Sequence, err: unknown): void {
+    if (seq.isFinished) return;
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.scheduler.finish(seq, "abort");
+    this.emit({ type: "error", id: seq.id, code: "engine_error", message: `the engine failed this request: ${e.message}` });
+    this.failures.push({ id: seq.id, message: e.message, stack: e.stack });
+    this.forget(seq.id);
+  }
+
+  /** One forward pass for the rows; when it throws, the halves are run again (recursively), so
+   * only rows that fail on their own get an Error. Rerunning a row rewrites the same K/V slots
+   * from the same inputs, so a retry is idempotent. */
+  private async forwardIsolating(rows: ForwardRow[]): Promise<(RowOutput | Error)[]> {
+    try {
+      return splitOutput(rows, await this.runner.forward(rows), this.runner.vocabSize, this.runner.thoughtDim);
+    } catch (e) {
+      if (rows.length === 1) return [e instanceof Error ? e : new Error(String(e))];
+      const mid = rows.length >>> 1;
+      return [...(await this.forwardIsolating(rows.slice(0, mid))), ...(await this.forwardIsolating(rows.slice(mid)))];
     }
   }
 
@@ -179,41 +245,44 @@ export class Engine {
     return { tokens: seq.tokens.slice(start, end), thoughts: seq.thoughts.slice(start, end), start, blockTable: seq.blockTable, outputs };
   }
 
-  private update(out: SchedulerOutput, rows: ForwardRow[], r: { logits: Float32Array; mu: Float32Array; logSigma: Float32Array }): void {
+  private update(out: SchedulerOutput, rows: ForwardRow[], results: (RowOutput | Error)[]): void {
     const V = this.runner.vocabSize;
     const D = this.runner.thoughtDim;
-    let o = 0;
     out.items.forEach((it, i) => {
       const seq = it.seq;
-      const row = rows[i]!;
-      for (const p of row.outputs) {
-        const logits = r.logits.subarray(o * V, (o + 1) * V);
-        const mu = r.mu.subarray(o * D, (o + 1) * D);
-        const ls = r.logSigma.subarray(o * D, (o + 1) * D);
-        o++;
-        if (seq.isFinished) continue;
-        if (seq.request.kind === "score") this.scorePosition(seq, p, logits, mu, ls);
-        else this.sample(seq, seq.request, logits, mu, ls);
-      }
-      if (seq.request.kind === "score" && seq.numComputed === seq.numPositions && !seq.isFinished) {
-        const req = seq.request;
-        const st = this.scores.get(seq.id)!;
-        const result = (flowLogDet?: number) => {
-          this.emit({
-            type: "score",
-            id: seq.id,
-            thoughtLogProbs: st.thoughtLogProbs,
-            thoughtBehaviourLogProbs: st.thoughtBehaviourLogProbs,
-            answerLogprobs: st.answerLogprobs,
-            ...(flowLogDet !== undefined ? { flowLogDet } : {}),
-            weightsVersion: this.version,
-          });
-          this.scheduler.finish(seq, "stop");
-          this.finish(seq, "stop");
-        };
-        if (req.returnFlowLogDet && req.thoughts.length === this.runner.numThoughts) {
-          this.flowJobs.push({ seq, thoughts: req.thoughts, done: result });
-        } else result();
+      const r = results[i]!;
+      if (r instanceof Error || seq.isFinished) return;
+      try {
+        rows[i]!.outputs.forEach((p, o) => {
+          if (seq.isFinished) return;
+          const logits = r.logits.subarray(o * V, (o + 1) * V);
+          const mu = r.mu.subarray(o * D, (o + 1) * D);
+          const ls = r.logSigma.subarray(o * D, (o + 1) * D);
+          if (seq.request.kind === "score") this.scorePosition(seq, p, logits, mu, ls);
+          else this.sample(seq, seq.request, logits, mu, ls);
+        });
+        if (seq.request.kind === "score" && seq.numComputed === seq.numPositions && !seq.isFinished) {
+          const req = seq.request;
+          const st = this.scores.get(seq.id)!;
+          const result = (flowLogDet?: number) => {
+            this.emit({
+              type: "score",
+              id: seq.id,
+              thoughtLogProbs: st.thoughtLogProbs,
+              thoughtBehaviourLogProbs: st.thoughtBehaviourLogProbs,
+              answerLogprobs: st.answerLogprobs,
+              ...(flowLogDet !== undefined ? { flowLogDet } : {}),
+              weightsVersion: this.version,
+            });
+            this.scheduler.finish(seq, "stop");
+            this.finish(seq, "stop");
+          };
+          if (req.returnFlowLogDet && req.thoughts.length === this.runner.numThoughts) {
+            this.flowJobs.push({ seq, thoughts: req.thoughts, done: result });
+          } else result();
+        }
+      } catch (e) {
+        this.fail(seq, e);
       }
     });
   }
@@ -348,4 +417,17 @@ export class Engine {
       ...this.counters,
     };
   }
+}
+
+/** One row's head outputs: [outputs, vocab] logits and [outputs, thoughtDim] mu / log sigma. */
+type RowOutput = ForwardOutput;
+
+/** The batch's outputs cut into per-row views (no copies). */
+function splitOutput(rows: ForwardRow[], r: ForwardOutput, V: number, D: number): RowOutput[] {
+  let o = 0;
+  return rows.map((row) => {
+    const a = o;
+    o += row.outputs.length;
+    return { logits: r.logits.subarray(a * V, o * V), mu: r.mu.subarray(a * D, o * D), logSigma: r.logSigma.subarray(a * D, o * D) };
+  });
 }

@@ -1,4 +1,5 @@
 import type { Rng } from "./rng.ts";
+import { SamplingError } from "./sampling-error.ts";
 
 /** One latent thought drawn from the NF head, with its exact log-density. */
 export interface ThoughtSample {
@@ -45,6 +46,8 @@ export function sampleThought(
   const vector = new Float32Array(mu.length);
   for (let d = 0; d < mu.length; d++) {
     vector[d] = temperature > 0 ? mu[d] + Math.exp(logSigma[d]) * temperature * rng.normal() : mu[d];
+    // A non-finite thought would poison every later position of the sequence (and its logProb).
+    if (!Number.isFinite(vector[d])) throw new SamplingError(`thought dimension ${d} is not finite (mu ${mu[d]}, log sigma ${logSigma[d]})`);
   }
   return { vector, logProb: thoughtLogProb(vector, mu, logSigma), behaviourLogProb: behaviourLogProb(vector, mu, logSigma, temperature) };
 }

@@ -65,3 +65,10 @@ export function engineOptionsFrom(config: Config): EngineOptions {
     enablePrefixCaching: config.enablePrefixCaching,
   };
 }
+
+/** The context the server serves: the model's, lowered to what the KV pool holds, so that every
+ * admitted request can run to its end alone (preemption then guarantees it finishes): a pool
+ * smaller than one full context would otherwise fail requests mid-stream. */
+export function servedMaxContext(modelMaxContext: number, numBlocks: number, blockSize: number): number {
+  return Math.min(modelMaxContext, numBlocks * blockSize);
+}

@@ -1,4 +1,5 @@
 import type { Rng } from "./rng.ts";
+import { SamplingError } from "./sampling-error.ts";
 import type { SamplingParams, TopLogprob } from "./types.ts";
 
 /** What the penalties look at, kept by the caller per sequence. */
@@ -121,6 +122,7 @@ export function sampleToken(
   const logits = rawLogits.slice();
   if (banned) for (const id of banned) if (id >= 0 && id < logits.length) logits[id] = -Infinity;
   applyPenalties(logits, history, p);
+  if (!sanitizeLogits(logits)) throw new SamplingError("the model gave no finite logit for any allowed token");
 
   let tokenId: number;
   if (p.temperature <= 0) {
@@ -130,16 +132,39 @@ export function sampleToken(
     const probs = softmax(logits, p.temperature);
     applyTopP(probs, p.topP);
     applyMinP(probs, p.minP);
-    tokenId = draw(probs, rng.next());
+    // Greedy when rounding or extreme parameters leave no probability mass to draw from.
+    tokenId = draw(probs, rng.next()) ?? argmax(logits);
   }
 
-  const lse = logSumExp(rawLogits);
+  const raw = rawLogits.slice();
+  sanitizeLogits(raw);
+  const lse = logSumExp(raw);
   return {
     tokenId,
-    logprob: rawLogits[tokenId] - lse,
-    topLogprobs: p.logprobs ? topTokens(rawLogits, p.topLogprobs, lse) : [],
+    logprob: finiteLogprob(raw[tokenId] - lse),
+    topLogprobs: p.logprobs ? topTokens(raw, p.topLogprobs, lse) : [],
   };
 }
+
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** In place: NaN -> -Infinity (never chosen), +Infinity -> the largest float32 (an extreme
+ * penalty or temperature overflows to +Inf; Inf - Inf would be NaN in softmax), so every later
+ * stage sees ordered, finite-or-masked values. False when every token is masked. */
+export function sanitizeLogits(logits: Float32Array): boolean {
+  let any = false;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (Number.isNaN(x)) logits[i] = -Infinity;
+    else if (x === Infinity) logits[i] = FLOAT32_MAX;
+    if (logits[i] > -Infinity) any = true;
+  }
+  return any;
+}
+
+/** OpenAI's floor for log-probs of tokens the model rules out (JSON has no -Infinity). */
+const MIN_LOGPROB = -9999;
+const finiteLogprob = (x: number): number => (x > MIN_LOGPROB ? x : MIN_LOGPROB);
 
 /** Index of the largest logit, lowest id on ties; throws when every token is masked. */
 function argmax(logits: Float32Array): number {
@@ -151,7 +176,7 @@ function argmax(logits: Float32Array): number {
       best = i;
     }
   }
-  if (best < 0) throw new Error("sampler: every token is masked (-Infinity)");
+  if (best < 0) throw new SamplingError("every token is masked (-Infinity)");
   return best;
 }
 
@@ -162,10 +187,12 @@ function logSumExp(logits: Float32Array): number {
   return max + Math.log(sum);
 }
 
-/** Inverse-CDF draw over unnormalised probs: scaling u by the total is the renormalisation. */
-function draw(probs: Float64Array, u: number): number {
+/** Inverse-CDF draw over unnormalised probs: scaling u by the total is the renormalisation.
+ * Null when there is no mass to draw from (nothing left, or a non-finite total). */
+function draw(probs: Float64Array, u: number): number | null {
   let total = 0;
   for (let i = 0; i < probs.length; i++) total += probs[i];
+  if (!(total > 0 && Number.isFinite(total))) return null;
   const target = u * total;
   let cumulative = 0;
   let lastPositive = -1;
@@ -176,8 +203,7 @@ function draw(probs: Float64Array, u: number): number {
     if (cumulative > target) return i;
   }
   // Only reached when rounding leaves the running sum just under the target.
-  if (lastPositive < 0) throw new Error("sampler: no token left after filtering");
-  return lastPositive;
+  return lastPositive < 0 ? null : lastPositive;
 }
 
 /** The k-th largest value (1-based) by quickselect; reorders `values`. O(n), not a full sort. */
@@ -239,5 +265,5 @@ function topTokens(logits: Float32Array, n: number, lse: number): TopLogprob[] {
     if (ids.length === count) ids.pop();
     ids.splice(pos, 0, i);
   }
-  return ids.map((tokenId) => ({ tokenId, logprob: logits[tokenId] - lse }));
+  return ids.map((tokenId) => ({ tokenId, logprob: finiteLogprob(logits[tokenId] - lse) }));
 }

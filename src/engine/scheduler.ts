@@ -5,7 +5,8 @@ import type { FinishReason } from "./types.ts";
 /** Iteration-level continuous batching (vLLM v1 style): no prefill/decode phases. Each step has
  * a token budget; running sequences go first (a decode is 1 position, a long prompt is chunked),
  * then waiting ones are admitted FCFS. When blocks run out the newest running sequence is
- * preempted by recompute. The only place that changes a sequence's status. */
+ * preempted by recompute. Priority sequences (the readiness probe) go before all of that. The
+ * only place that changes a sequence's status. */
 
 export interface SchedulerConfig {
   maxNumSeqs: number;
@@ -46,7 +47,9 @@ export class Scheduler {
   add(seq: Sequence): void {
     if (this.live.has(seq.id)) throw new Error(`duplicate sequence id ${seq.id}`);
     this.live.set(seq.id, seq);
-    this.waiting.push(seq);
+    if (!isPriority(seq)) return void this.waiting.push(seq);
+    const firstOther = this.waiting.findIndex((s) => !isPriority(s));
+    this.waiting.splice(firstOther < 0 ? this.waiting.length : firstOther, 0, seq);
   }
 
   /** Every sequence not finished, running or waiting. */
@@ -88,6 +91,7 @@ export class Scheduler {
   schedule(): SchedulerOutput {
     const out: SchedulerOutput = { items: [], preempted: [], rejected: [] };
     let budget = this.config.maxNumBatchedTokens;
+    this.admitPriority(out);
 
     for (let i = 0; i < this.running.length && budget > 0; ) {
       const seq = this.running[i];
@@ -137,6 +141,27 @@ export class Scheduler {
     return out;
   }
 
+  /** Priority sequences are admitted first, outside maxNumSeqs and the FCFS order, preempting
+   * the newest other running sequence when blocks are short. They go to the front of `running`
+   * (FIFO among themselves), so the loop over running schedules them first and never picks them
+   * as a victim. */
+  private admitPriority(out: SchedulerOutput): void {
+    for (const seq of this.waiting.filter(isPriority)) {
+      while (!this.blocks.canAllocate(seq)) {
+        const victim = this.running.at(-1);
+        if (!victim || isPriority(victim)) break;
+        this.preempt(victim, out);
+      }
+      if (!this.blocks.canAllocate(seq)) continue;
+      this.blocks.allocate(seq);
+      remove(this.waiting, seq);
+      seq.setStatus("running");
+      seq.firstScheduledMs ??= this.now();
+      const firstOther = this.running.findIndex((s) => !isPriority(s));
+      this.running.splice(firstOther < 0 ? this.running.length : firstOther, 0, seq);
+    }
+  }
+
   afterStep(out: SchedulerOutput): void {
     for (const { seq, start, count } of out.items) {
       if (seq.status !== "running") continue; // aborted or finished while the step ran
@@ -166,7 +191,9 @@ export class Scheduler {
    * compute and would sit in running forever. */
   private rejectImpossible(out: SchedulerOutput): void {
     for (const seq of [...this.waiting]) {
-      const impossible = this.blocks.blocksFor(seq.numPositions + 1) > this.blocks.numBlocks;
+      // A generation computes one position past what it holds; scoring only its own positions.
+      const positions = seq.numPositions + (seq.request.kind === "generate" ? 1 : 0);
+      const impossible = this.blocks.blocksFor(positions) > this.blocks.numBlocks;
       if (impossible || seq.numPositions === 0) this.reject(seq, out);
     }
   }
@@ -183,3 +210,5 @@ function remove(queue: Sequence[], seq: Sequence): void {
   const i = queue.indexOf(seq);
   if (i >= 0) queue.splice(i, 1);
 }
+
+const isPriority = (seq: Sequence): boolean => seq.request.kind === "generate" && seq.request.priority === true;

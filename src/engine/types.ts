@@ -40,6 +40,9 @@ export interface GenerateRequest {
   leaderId: string | null;
   /** The weights that must run it (stamped by the client; absent: whatever is serving). */
   weightsVersion?: string;
+  /** Scheduled ahead of all other work, never preempted (the readiness probe: it must measure
+   * whether the engine can serve, not whether it is idle). Never set from a client request. */
+  priority?: boolean;
 }
 
 /** Teacher-forced scoring: prompt, then given thoughts (entered after the prompt), then answer. */

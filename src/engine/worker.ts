@@ -3,7 +3,7 @@ import { loadManifest } from "../model/manifest.ts";
 import { ModelTokenizer } from "../model/tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { Engine } from "./engine.ts";
-import type { EngineOptions, ModelInfo } from "./options.ts";
+import { servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
 import { loadReplacement } from "./weights.ts";
@@ -28,7 +28,8 @@ export type FromWorker =
   | { type: "loaded"; reqId: number; error?: string }
   | { type: "swapped"; reqId: number; version: string }
   | { type: "fatal"; message: string }
-  | { type: "progress"; message: string };
+  | { type: "progress"; message: string }
+  | { type: "log"; level: "warn" | "error"; message: string; fields: Record<string, unknown> };
 
 const port = parentPort!;
 /** The version the weights a server starts with are known by. */
@@ -48,7 +49,16 @@ async function main(): Promise<void> {
   const scheduler = new Scheduler({ maxNumSeqs: opts.maxNumSeqs, maxNumBatchedTokens: opts.maxNumBatchedTokens }, blocks);
   let pending: EngineEvent[] = [];
   const st = manifest.special_tokens;
-  const maxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
+  const modelMaxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
+  const maxContext = servedMaxContext(modelMaxContext, numBlocks, opts.blockSize);
+  if (maxContext < modelMaxContext) {
+    post({
+      type: "log",
+      level: "warn",
+      message: `the KV pool holds ${maxContext} positions, less than the model's context of ${modelMaxContext}: serving a max context of ${maxContext} (raise --kv-cache-bytes or --kv-cache-blocks to serve ${modelMaxContext})`,
+      fields: { phase: "load", maxContext, modelMaxContext, kvBlocks: numBlocks, blockSize: opts.blockSize },
+    });
+  }
   const engine = new Engine(runner, scheduler, blocks, tokenizer, st, maxContext, (e) => pending.push(e), Date.now, INITIAL_VERSION);
   // A weight update in progress: the loaded runner (between "loaded" and "arm") and who asked.
   let staged: { reqId: number; runner: Runner; modelDir: string } | null = null;
@@ -136,8 +146,18 @@ async function main(): Promise<void> {
     try {
       await engine.step();
     } catch (e) {
-      post({ type: "progress", message: `engine step failed: ${(e as Error).stack ?? e}` });
-      engine.failAll(`engine step failed: ${(e as Error).message}`);
+      const err = e as Error;
+      const requestIds = engine.failAll(`engine step failed: ${err.message}`);
+      post({ type: "log", level: "error", message: "engine step failed: every request in flight failed", fields: { requestIds, err: { message: err.message, stack: err.stack } } });
+    }
+    const failed = engine.drainFailures();
+    if (failed.length > 0) {
+      post({
+        type: "log",
+        level: "error",
+        message: `engine step failed for ${failed.length} request(s); they failed alone, the others go on`,
+        fields: { requestIds: failed.map((f) => f.id), err: { message: failed[0]!.message, stack: failed[0]!.stack }, errors: failed.map((f) => f.message) },
+      });
     }
     flush();
     // Let queued messages (new requests, aborts) in between steps.

@@ -6,8 +6,8 @@ import type { ReadinessProbe } from "./probe.ts";
 
 /** GET /health is liveness: the process answers and the engine worker is alive (a restart helps
  * only when it is not). GET /ready is readiness: the model is loaded, the server is not draining,
- * and a one-token generation finishes in time (a stalled engine takes the pod out of rotation
- * without restarting it). Both answer 503 in the OpenAI error shape, with Retry-After. */
+ * and a one-token generation, run ahead of queued work, finishes in time (a stalled engine takes
+ * the pod out of rotation without restarting it; a busy one stays in). Both answer 503 in the OpenAI error shape, with Retry-After. */
 
 export interface ServeFlags {
   ready: boolean;

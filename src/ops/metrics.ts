@@ -19,6 +19,7 @@ const ITERATION_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 81
 const THOUGHT_BUCKETS = [0, 1, 2, 4, 8, 16, 32, 64, 128];
 
 const FINISH_REASONS: FinishReason[] = ["stop", "length", "abort"];
+const CLIENT_CLOSED = "client_closed_request";
 
 /** What the observer remembers of a request between its submit and its finish. */
 interface Live {
@@ -121,7 +122,7 @@ export class ServeMetrics implements EngineObserver {
 
     // Zero series exist from the start, so rate() and absent() work before the first event.
     for (const r of FINISH_REASONS) this.success.inc({ finished_reason: r }, 0);
-    for (const code of Object.keys(ERROR_CODES)) this.failure.inc({ code }, 0);
+    for (const code of Object.keys(ERROR_CODES)) if (code !== CLIENT_CLOSED) this.failure.inc({ code }, 0);
 
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     // prom-client also exports these gauges under a _total name; promtool rejects gauges named
@@ -199,6 +200,9 @@ export class ServeMetrics implements EngineObserver {
 
   /** An HTTP request answered with an OpenAI error body (counted at the edge, by error.code). */
   recordFailure(code: string): void {
+    // A client that went away is an abort, counted as request_success_total{finished_reason="abort"}
+    // by the engine observer, as for chat.
+    if (code === CLIENT_CLOSED) return;
     this.failure.inc({ code });
   }
 

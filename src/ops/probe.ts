@@ -3,7 +3,8 @@ import type { EngineEvent, GenerateRequest } from "../engine/types.ts";
 import { greedySampling } from "../engine/sampling-params.ts";
 
 /** Readiness proves the model answers: a one-token greedy generation through the engine (queue,
- * scheduler, forward pass, sampler) must finish within a timeout. The result is cached briefly so
+ * scheduler, forward pass, sampler) must finish within a timeout. It is a priority request, run
+ * in the engine's next step ahead of any backlog, so a busy server stays ready. The result is cached briefly so
  * that frequent probes cost at most one tiny generation per second. */
 
 export const PROBE_ID_PREFIX = "nfcot-readiness-probe-";
@@ -80,6 +81,8 @@ export class ReadinessProbe {
       latent: { temperature: 0, returnVectors: false },
       choiceIndex: 0,
       leaderId: null,
+      // Ahead of user work: a busy engine that still steps is ready; only a stuck one is not.
+      priority: true,
     };
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { EngineClient } from "../../src/engine/client.ts";
+import { EngineClient, type EngineLog } from "../../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "../../src/engine/options.ts";
 import type { EngineEvent, GenerateRequest, ReasoningMode, SamplingParams } from "../../src/engine/types.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
@@ -22,8 +22,8 @@ export const TEST_PROGRAMS: TestProgram[] = readFileSync(
 export const manifest = loadManifest(SHIPPED_MODEL);
 export const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
 
-export function startEngine(over: Partial<EngineOptions> = {}): Promise<EngineClient> {
-  return EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir: SHIPPED_MODEL, threads: 1, ...over });
+export function startEngine(over: Partial<EngineOptions> = {}, log?: EngineLog): Promise<EngineClient> {
+  return EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir: SHIPPED_MODEL, threads: 1, ...over }, log);
 }
 
 export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {

@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app.ts";
 import { parseConfig, type Config } from "../../src/config.ts";
-import { EngineClient } from "../../src/engine/client.ts";
+import { EngineClient, type EngineLog } from "../../src/engine/client.ts";
 import { engineOptionsFrom } from "../../src/engine/options.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
@@ -23,10 +23,11 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 }
 
 /** Another app on the same engine (e.g. with API keys or a tiny queue), without a second worker. */
-export async function startAppOn(engine: EngineClient, overrides: Partial<Config> = {}): Promise<Omit<TestServer, "engine"> & { engine: EngineClient }> {
+/** `logger`: Fastify logger options (e.g. { level, stream } to capture lines); off by default. */
+export async function startAppOn(engine: EngineClient, overrides: Partial<Config> = {}, logger: object | false = false): Promise<Omit<TestServer, "engine"> & { engine: EngineClient }> {
   const config = testConfig(overrides);
   const manifest = loadManifest(config.modelDir);
-  const app = await buildApp({ config, engine, tokenizer: new ModelTokenizer(config.modelDir, manifest), manifest, logger: false });
+  const app = await buildApp({ config, engine, tokenizer: new ModelTokenizer(config.modelDir, manifest), manifest, logger });
   const sockets = new Set<Socket>();
   app.server.on("connection", (sock: Socket) => {
     sockets.add(sock);
@@ -51,11 +52,11 @@ export async function startAppOn(engine: EngineClient, overrides: Partial<Config
   return { url: `http://127.0.0.1:${port}`, app, engine, config, close };
 }
 
-export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startServer(overrides: Partial<Config> = {}, logs: { logger?: object; engineLog?: EngineLog } = {}): Promise<TestServer> {
   const config = testConfig(overrides);
-  const engine = await EngineClient.start(engineOptionsFrom(config));
+  const engine = await EngineClient.start(engineOptionsFrom(config), logs.engineLog);
   try {
-    const s = await startAppOn(engine, overrides);
+    const s = await startAppOn(engine, overrides, logs.logger ?? false);
     return {
       ...s,
       close: async () => {
