@@ -45,6 +45,9 @@ const ADMIN_ERRORS = {
   422: { description: "The model directory cannot replace the served model; the old weights keep serving", content: { "application/json": { schema: { $ref: "ErrorResponse#" } } } },
 };
 
+/** Route config: the API keys do not apply (route-based auth reads `access`); the admin key does. */
+const ADMIN_ROUTE_CONFIG = { ops: false, access: "public" } as const;
+
 export async function adminRoutes(app: FastifyInstance, opts: { adminKey: string }): Promise<void> {
   const key = Buffer.from(opts.adminKey);
   app.addHook("onRequest", async (request) => {
@@ -73,13 +76,17 @@ export async function adminRoutes(app: FastifyInstance, opts: { adminKey: string
 
   app.get(
     "/admin/weights",
-    { schema: { summary: "The weights version serving", tags: ["Admin"], response: { 200: { $ref: "WeightsStatus#" }, ...ADMIN_ERRORS } } },
+    {
+      config: ADMIN_ROUTE_CONFIG,
+      schema: { summary: "The weights version serving", tags: ["Admin"], response: { 200: { $ref: "WeightsStatus#" }, ...ADMIN_ERRORS } },
+    },
     async () => status(),
   );
 
   app.post<{ Body: WeightsUpdateRequest }>(
     "/admin/weights",
     {
+      config: ADMIN_ROUTE_CONFIG,
       schema: {
         summary: "Load new weights and swap them in without a restart",
         description:
