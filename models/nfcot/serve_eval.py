@@ -4,6 +4,7 @@ per program length; greedy text throughout. The RL trainer uses it on the valida
 before/after table of models/README.md comes from it on the test split.
 
   /usr/bin/python3 -m nfcot.serve_eval --server http://127.0.0.1:8000 --split test --count 1000 --samples 16
+  /usr/bin/python3 -m nfcot.serve_eval --compare before.json after.json      (a before/after table)
 """
 from __future__ import annotations
 
@@ -34,10 +35,26 @@ def evaluate(server: Server, progs, seed: int, samples: int = 4, temperature: fl
 
 
 
+MODES = (("none", "none"), ("explicit", "explicit"), ("latent_greedy", "latent, T_z = 0"), ("latent_sampled", "latent pass@1, T_z sampled"))
+
+
+def compare(before: dict, after: dict) -> str:
+    """A markdown table: each mode overall and per program length, before -> after."""
+    lens = sorted(before["by_statements"])
+    head = "| | " + " | ".join(["all"] + [f"{n} statements" for n in lens]) + " |"
+    rows = [head, "|---" * (len(lens) + 2) + "|"]
+    for key, label in MODES:
+        cells = [f"{before[key]:.3f} -> {after[key]:.3f}"]
+        cells += [f"{before['by_statements'][n][key]:.3f} -> {after['by_statements'][n][key]:.3f}" for n in lens]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> None:
     from .rl_client import Server
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", required=True)
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"), help="print the before/after table and exit")
+    ap.add_argument("--server")
     ap.add_argument("--split", default="validation", choices=["validation", "test"])
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=16, help="latent draws per program for pass@1 at --temperature")
@@ -45,6 +62,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.compare:
+        print(compare(*(json.load(open(p)) for p in args.compare)))
+        return
+    if not args.server:
+        ap.error("--server is required")
     server = Server(args.server)
     t0 = time.time()
     res = evaluate(server, split(args.split, args.count), args.seed, args.samples, args.temperature)
