@@ -61,6 +61,8 @@ test("a short GRPO run: log-probs agree with the server on every batch, each upd
   const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8"));
   assert.match(run.commit, /^[0-9a-f]{40}$/);
   assert.equal(run.args.group, 8);
+  assert.equal(run.args.admin_key, "***");
+  assert.ok(!JSON.stringify(run).includes(KEY), "the admin key is not written down");
   assert.ok(!existsSync(join(out, "weights", "run-00001")), "superseded weights are removed");
 
   // Resumed: continues at update 3 from the saved state and the weights the server serves.

@@ -192,8 +192,15 @@ def main(argv=None) -> None:
     else:
         torch.manual_seed(args.seed)
     run_name = os.path.basename(os.path.normpath(args.out))
+    # The admin key is a credential: never written down.
+    raw = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(raw):
+        if a == "--admin-key" and i + 1 < len(raw):
+            raw[i + 1] = "***"
+        elif a.startswith("--admin-key="):
+            raw[i] = "--admin-key=***"
     with open(os.path.join(args.out, "run.json"), "w") as f:
-        json.dump({"argv": sys.argv[1:] if argv is None else argv, "args": vars(args), **git_commit()}, f, indent=1)
+        json.dump({"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **git_commit()}, f, indent=1)
     val = split("validation", args.eval_count)
 
     def run_eval():
@@ -269,13 +276,13 @@ def main(argv=None) -> None:
             run_eval()
         save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
                                 "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": vars(args)})
+                                "args": {**vars(args), "admin_key": None}})
         plot_history(history, evals, os.path.join(args.out, "curve.png"))
     if not evals or evals[-1]["step"] != step:
         run_eval()
         save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
                                 "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": vars(args)})
+                                "args": {**vars(args), "admin_key": None}})
     plot_history(history, evals, os.path.join(args.out, "curve.png"))
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump({"history": history, "evals": evals, "best": best}, f, indent=1)

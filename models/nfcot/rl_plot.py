@@ -26,7 +26,7 @@ def plot_history(history: list[dict], evals: list[dict], path: str) -> None:
     ax2.set_xlabel("update")
     ax2.set_ylabel("validation accuracy")
     ax2.set_title("validation split")
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="center right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
