@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond npm: Debian's PyTorch (with OpenBLAS, ~7x faster
-# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test; Jinja2,
+# than the reference BLAS), ONNX and pytest for models/, matplotlib for the RL trainer's curve,
+# Prometheus for the metrics test; Jinja2,
 # and from PyPI safetensors and tokenizers; Schemathesis (the schema-driven fuzzer of
 # test/reliability/schema-fuzz.test.ts) in a virtual environment under the repository (.fuzz-venv,
 # ignored by git), pinned, apart from the system's Python.
@@ -9,6 +10,7 @@ need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
 # Jinja2 renders chat templates as the reference for the JS renderer (scripts/tokenizer-reference.py).
 /usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
+/usr/bin/python3 -c "import matplotlib" 2>/dev/null || need+=(python3-matplotlib)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)

@@ -3,6 +3,7 @@ import type { Config } from "./config.ts";
 import type { EngineClient } from "./engine/client.ts";
 import type { Manifest } from "./model/manifest.ts";
 import type { ModelTokenizer } from "./model/tokenizer.ts";
+import { adminRoutes } from "./api/admin.ts";
 import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
@@ -82,5 +83,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(modelsRoutes);
   await app.register(tokenizeRoutes);
   await app.register(latentRoutes);
+  // Off by default: without an admin key the admin routes do not exist (404).
+  if (config.adminKey) await app.register(adminRoutes, { adminKey: config.adminKey });
   return app;
 }

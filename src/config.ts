@@ -41,6 +41,8 @@ export const ConfigSchema = Type.Object({
   apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   publicDocs: Type.Boolean({ default: false }),
   publicTokenizer: Type.Boolean({ default: false }),
+  // Empty: no admin routes at all (weight updates are off).
+  adminKey: Type.String({ default: "" }),
   corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   logLevel: Type.Union(
     ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((l) => Type.Literal(l)),
@@ -75,6 +77,7 @@ const ENV: Record<Key, string> = {
   apiKeys: "NFCOT_API_KEYS",
   publicDocs: "NFCOT_PUBLIC_DOCS",
   publicTokenizer: "NFCOT_PUBLIC_TOKENIZER",
+  adminKey: "NFCOT_ADMIN_KEY",
   corsOrigins: "NFCOT_CORS_ORIGINS",
   logLevel: "NFCOT_LOG_LEVEL",
 };
@@ -177,5 +180,5 @@ export function apiKeysFromArgv(argv: string[]): boolean {
 
 /** The config as logged at start: API keys are never printed. */
 export function redact(c: Config): Record<string, unknown> {
-  return { ...c, apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none" };
+  return { ...c, apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none", adminKey: c.adminKey ? "set" : "none" };
 }

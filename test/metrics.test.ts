@@ -19,7 +19,7 @@ function finish(id: string, over: Partial<Extract<EngineEvent, { type: "finish" 
 }
 
 const token = (id: string): EngineEvent => ({ type: "token", id, tokenId: 7, text: "x" });
-const thought = (id: string, index: number): EngineEvent => ({ type: "thought", id, index, logProb: -1 });
+const thought = (id: string, index: number): EngineEvent => ({ type: "thought", id, index, logProb: -1, behaviourLogProb: null });
 
 function stats(over: Partial<EngineStats> = {}): EngineStats {
   return {
@@ -102,7 +102,7 @@ test("scoring: trajectories are counted at submit, and a scoring finish is no ge
   m.onSubmit(score("s-1", 6), 0);
   m.onSubmit(score("echo", 0), 0); // echo logprobs of /v1/completions: not a latent trajectory
   for (const id of ["s-0", "s-1", "echo"]) {
-    m.onEvent({ type: "score", id, thoughtLogProbs: [], answerLogprobs: [] }, 3);
+    m.onEvent({ type: "score", id, thoughtLogProbs: [], thoughtBehaviourLogProbs: [], answerLogprobs: [] }, 3);
     m.onEvent(finish(id, { promptTokens: 2 }), 3);
   }
   assert.equal(await value(m, "nfcot_latent_scoring_trajectories_total"), 2);

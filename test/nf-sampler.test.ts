@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it, test } from "node:test";
 
-import { sampleThought, thoughtLogProb } from "../src/engine/nf-sampler.ts";
+import { behaviourLogProb, sampleThought, thoughtLogProb } from "../src/engine/nf-sampler.ts";
 import { Rng } from "../src/engine/rng.ts";
 
 const MU = [0.5, -1, 2, 0, 3.25];
@@ -84,4 +84,17 @@ describe("sampleThought", () => {
       );
     });
   });
+});
+
+test("behaviourLogProb is the density at the sampling temperature, by hand; null at T_z = 0", () => {
+  // N(1; 0, 0.5^2) in one dimension: -0.5 * (1 / 0.5)^2 - log 0.5 - 0.5 log(2 pi).
+  const want = -2 + Math.log(2) - 0.5 * Math.log(2 * Math.PI);
+  assert.ok(Math.abs(behaviourLogProb([1], [0], [0], 0.5)! - want) < 1e-12);
+  // At T = 1 it is the model's density.
+  assert.equal(behaviourLogProb([0.3, -1], [0.1, 0.2], [-1, 0.5], 1), thoughtLogProb([0.3, -1], [0.1, 0.2], [-1, 0.5]));
+  assert.equal(behaviourLogProb([1], [0], [0], 0), null);
+  // sampleThought reports both, for the vector it stored.
+  const t = sampleThought([0, 0], [0, -1], 0.9, new Rng(5));
+  assert.equal(t.behaviourLogProb, behaviourLogProb(t.vector, [0, 0], [0, -1], 0.9));
+  assert.equal(t.logProb, thoughtLogProb(t.vector, [0, 0], [0, -1]));
 });

@@ -26,8 +26,10 @@ test("the document covers every route and names the NF-CoT extensions", async ()
   const chatReq = doc.components.schemas.ChatCompletionRequest;
   // reasoning: null is accepted, as OpenAI accepts null for optional fields.
   assert.deepEqual(chatReq.properties.reasoning.anyOf[1], { type: "null" });
-  assert.deepEqual(Object.keys(chatReq.properties.reasoning.anyOf[0].properties).sort(), ["latent_temperature", "mode", "return_thoughts"]);
-  assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), ["count", "decoded", "log_prob", "log_probs", "vectors"]);
+  assert.deepEqual(Object.keys(chatReq.properties.reasoning.anyOf[0].properties).sort(), ["latent_temperature", "mode", "return_flow_log_det", "return_thoughts"]);
+  assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), [
+    "behaviour_log_prob", "behaviour_log_probs", "count", "decoded", "e_log_prob", "flow_log_det", "log_prob", "log_probs", "temperature", "vectors",
+  ]);
   assert.ok(doc.paths["/v1/chat/completions"].post.responses["400"]);
 });
 

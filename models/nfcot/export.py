@@ -150,6 +150,30 @@ def gather_external_data(src: str, dst: str, location: str, threshold: int = 102
     onnx.save_model(proto, dst)
 
 
+def export_backbone(out: str, model: NFCoTModel) -> None:
+    """backbone.onnx alone (what RL changes; export_weights reuses the other graphs)."""
+    _export_backbone(out, model)
+
+
+def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | None = None) -> None:
+    """A model directory that is `base_dir` with a new backbone: the flow, thought decoder,
+    tokenizer and template are copied unchanged (RL trains the backbone and its heads only).
+    Written to a temporary directory and renamed, so a reader never sees half of one."""
+    import shutil
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base_dir, tmp)
+    model.eval()
+    export_backbone(tmp, model)
+    if extra:
+        path = os.path.join(tmp, "manifest.json")
+        manifest = {**json.load(open(path)), **extra}
+        with open(path, "w") as f:
+            json.dump(manifest, f, indent=1)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+
+
 def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
                   stop_token_id: int = tk.EOT, step_format: str = "{0} = {1}", external: bool | None = None) -> dict:
     """Every graph of the contract the model has: the backbone (text-only variant without the NF

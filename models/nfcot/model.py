@@ -108,7 +108,7 @@ def layer0_bias(c: ModelConfig, q_pos, k_pos, allowed):
         else:
             heads.append(allowed)
     ok = torch.stack(heads, 1)
-    bias = torch.zeros(B, c.num_heads, S, T).masked_fill(~ok, -1e9)
+    bias = torch.zeros(B, c.num_heads, S, T, device=allowed.device).masked_fill(~ok, -1e9)
     return bias.reshape(B, c.num_kv_heads, (c.num_heads // c.num_kv_heads) * S, T)
 
 
@@ -263,10 +263,10 @@ class NFCoTModel(nn.Module):
         allowed = causal[None, None]
         if key_mask is not None:
             allowed = allowed & key_mask[:, None, None, :].bool()
-        bias = torch.zeros(B, 1, S, T).masked_fill(~allowed, -1e9)
+        bias = torch.zeros(B, 1, S, T, device=h.device).masked_fill(~allowed, -1e9)
         bias = bias.repeat(1, 1, g, 1)  # rows follow q's (g, S) order
         # Key positions: real keys are contiguous positions, whatever the padding side.
-        k_pos = (key_mask.long().cumsum(1) - 1) if key_mask is not None else torch.arange(T)[None].expand(B, T)
+        k_pos = (key_mask.long().cumsum(1) - 1) if key_mask is not None else torch.arange(T, device=h.device)[None].expand(B, T)
         bias0 = layer0_bias(c, positions, k_pos, allowed[:, 0].expand(B, S, T))
         new_past = []
         for i, layer in enumerate(self.model.layers):

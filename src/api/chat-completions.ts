@@ -6,7 +6,10 @@ import {
   engineErrorToServeError,
   requestId,
   spanOf,
+  thoughtRecord,
   thoughtsSummary,
+  WEIGHTS_VERSION_HEADER,
+  type ThoughtRecord,
   timeoutError,
   usageOf,
   type FinishEvent,
@@ -26,6 +29,7 @@ import { encodeThought } from "./thoughts.ts";
 
 interface StreamContext {
   n: number;
+  temperature: number;
   includeUsage: boolean;
   returnThoughts: boolean;
 }
@@ -76,9 +80,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const timeoutMs = app.config.requestTimeoutMs;
       const run = new GenerationRun(app.engine, id, [{ promptIds, sampling }], n, latent, timeoutMs);
       run.abortOnClose(reply);
-      const head = { id, object: "chat.completion.chunk", created, model: app.modelName, system_fingerprint: fingerprint };
+      const weightsVersion = run.weightsVersion;
+      reply.header(WEIGHTS_VERSION_HEADER, weightsVersion);
+      const head = { id, object: "chat.completion.chunk", created, model: app.modelName, system_fingerprint: fingerprint, weights_version: weightsVersion };
       const ctx: StreamContext = {
         n,
+        temperature: latent.temperature,
         includeUsage: body.stream_options?.include_usage ?? false,
         returnThoughts: body.reasoning?.return_thoughts ?? false,
       };
@@ -92,12 +99,13 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         created,
         model: app.modelName,
         system_fingerprint: fingerprint,
+        weights_version: weightsVersion,
         choices: outs.map((c, i) => ({
           index: c.index,
           message: { role: "assistant", content: c.text, refusal: null },
           logprobs: logprobs ? { content: chatLogprobs(c.tokens, app.tokenizer), refusal: null } : null,
           finish_reason: c.finish?.reason ?? null,
-          thoughts: thoughtsSummary(c.thoughts, { vectors: ctx.returnThoughts, decoded: decoded[i] }),
+          thoughts: thoughtsSummary(c.thoughts, { vectors: ctx.returnThoughts, decoded: decoded[i], temperature: latent.temperature, flowLogDet: c.flowLogDet }),
         })),
         usage: usageOf(outs.map((c) => c.finish), n),
       };
@@ -118,7 +126,8 @@ async function* streamChat(
   const encode = chunkEncoder(head, ctx.includeUsage ? { usage: null } : {});
   const chunk = (index: number, fields: Record<string, unknown>) =>
     encode({ index, delta: {}, logprobs: null, finish_reason: null, ...fields });
-  const thoughts = run.requests.map((): { logProb: number; vector?: Float32Array }[] => []);
+  const thoughts = run.requests.map((): ThoughtRecord[] => []);
+  const flowLogDets = run.requests.map((): number | null => null);
   const finishes: (FinishEvent | null)[] = run.requests.map(() => null);
   for (let i = 0; i < run.requests.length; i++) yield chunk(i, { delta: { role: "assistant", content: "" } });
 
@@ -128,14 +137,21 @@ async function* streamChat(
       const lp = e.logprob === undefined ? null : { content: chatLogprobs([{ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] }], app.tokenizer), refusal: null };
       yield chunk(index, { delta: { content: e.text }, logprobs: lp });
     } else if (e.type === "thought") {
-      thoughts[index]!.push({ logProb: e.logProb, ...(e.vector ? { vector: e.vector } : {}) });
-      const thought = { index: e.index, log_prob: e.logProb, ...(e.vector && ctx.returnThoughts ? { vector: encodeThought(e.vector) } : {}) };
+      thoughts[index]!.push(thoughtRecord(e));
+      const thought = {
+        index: e.index,
+        log_prob: e.logProb,
+        behaviour_log_prob: e.behaviourLogProb,
+        ...(e.vector && ctx.returnThoughts ? { vector: encodeThought(e.vector) } : {}),
+      };
       yield chunk(index, { thought });
+    } else if (e.type === "flow") {
+      flowLogDets[index] = e.logDet;
     } else if (e.type === "finish") {
       finishes[index] = e;
       if (e.tail) yield chunk(index, { delta: { content: e.tail } });
       const [decoded] = await app.traceDecoder.decode([spanOf(thoughts[index]!)]);
-      const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded });
+      const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded, temperature: ctx.temperature, flowLogDet: flowLogDets[index] });
       yield chunk(index, { finish_reason: e.reason, thoughts: summary });
     } else if (e.type === "error") {
       throw engineErrorToServeError(e);

@@ -6,7 +6,10 @@ import {
   engineErrorToServeError,
   requestId,
   spanOf,
+  thoughtRecord,
   thoughtsSummary,
+  WEIGHTS_VERSION_HEADER,
+  type ThoughtRecord,
   timeoutError,
   usageOf,
   type FinishEvent,
@@ -105,10 +108,12 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const timeoutMs = app.config.requestTimeoutMs;
       const run = new GenerationRun(app.engine, id, prompted, n, latent, timeoutMs);
       run.abortOnClose(reply);
-      const head = { id, object: "text_completion", created, model: app.modelName, system_fingerprint: fingerprint };
+      const weightsVersion = run.weightsVersion;
+      reply.header(WEIGHTS_VERSION_HEADER, weightsVersion);
+      const head = { id, object: "text_completion", created, model: app.modelName, system_fingerprint: fingerprint, weights_version: weightsVersion };
       const promptOf = (choice: number) => prompts[Math.floor(choice / n)]!;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
-      const ctx = { head, n, echo, returnThoughts, logprobs: logprobs !== null, includeUsage: body.stream_options?.include_usage ?? false, promptOf };
+      const ctx = { head, n, echo, returnThoughts, temperature: latent.temperature, logprobs: logprobs !== null, includeUsage: body.stream_options?.include_usage ?? false, promptOf };
       if (body.stream) return sendEventStream(reply, streamCompletion(run, ctx, timeoutMs, app));
 
       const outs = await collectChoices(run, timeoutMs);
@@ -128,7 +133,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
             text: prefix + c.text,
             logprobs: lps,
             finish_reason: c.finish?.reason ?? null,
-            thoughts: thoughtsSummary(c.thoughts, { vectors: returnThoughts, decoded: decoded[i] }),
+            thoughts: thoughtsSummary(c.thoughts, { vectors: returnThoughts, decoded: decoded[i], temperature: latent.temperature, flowLogDet: c.flowLogDet }),
           };
         }),
         usage: usageOf(outs.map((c) => c.finish), n),
@@ -142,6 +147,7 @@ interface CompletionStreamContext {
   n: number;
   echo: boolean;
   returnThoughts: boolean;
+  temperature: number;
   logprobs: boolean;
   includeUsage: boolean;
   promptOf: (choice: number) => Prompt;
@@ -157,7 +163,8 @@ async function* streamCompletion(
   const chunk = (index: number, fields: Record<string, unknown>) =>
     encode({ index, text: "", logprobs: null, finish_reason: null, ...fields });
   const offsets = run.requests.map((_, i) => (ctx.echo ? ctx.promptOf(i).text.length : 0));
-  const thoughts = run.requests.map((): { logProb: number; vector?: Float32Array }[] => []);
+  const thoughts = run.requests.map((): ThoughtRecord[] => []);
+  const flowLogDets = run.requests.map((): number | null => null);
   const finishes: (FinishEvent | null)[] = run.requests.map(() => null);
   if (ctx.echo) {
     for (let i = 0; i < run.requests.length; i++) {
@@ -175,13 +182,15 @@ async function* streamCompletion(
       }
       yield chunk(index, { text: e.text, logprobs: lps });
     } else if (e.type === "thought") {
-      thoughts[index]!.push({ logProb: e.logProb, ...(e.vector ? { vector: e.vector } : {}) });
+      thoughts[index]!.push(thoughtRecord(e));
       const vector = e.vector && ctx.returnThoughts ? { vector: encodeThought(e.vector) } : {};
-      yield chunk(index, { thought: { index: e.index, log_prob: e.logProb, ...vector } });
+      yield chunk(index, { thought: { index: e.index, log_prob: e.logProb, behaviour_log_prob: e.behaviourLogProb, ...vector } });
+    } else if (e.type === "flow") {
+      flowLogDets[index] = e.logDet;
     } else if (e.type === "finish") {
       finishes[index] = e;
       const [decoded] = await app.traceDecoder.decode([spanOf(thoughts[index]!)]);
-      const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded });
+      const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded, temperature: ctx.temperature, flowLogDet: flowLogDets[index] });
       yield chunk(index, { text: e.tail, finish_reason: e.reason, thoughts: summary });
     } else if (e.type === "error") {
       throw engineErrorToServeError(e);

@@ -18,11 +18,24 @@ export interface TokenOut {
   top: TopLogprob[];
 }
 
+/** One sampled thought as the routes keep it. */
+export interface ThoughtRecord {
+  logProb: number;
+  behaviourLogProb: number | null;
+  vector?: Float32Array;
+}
+
+export function thoughtRecord(e: Extract<EngineEvent, { type: "thought" }>): ThoughtRecord {
+  return { logProb: e.logProb, behaviourLogProb: e.behaviourLogProb, ...(e.vector ? { vector: e.vector } : {}) };
+}
+
 export interface ChoiceOutput {
   index: number;
   text: string;
   tokens: TokenOut[]; // filled when logprobs were asked for
-  thoughts: { logProb: number; vector?: Float32Array }[];
+  thoughts: ThoughtRecord[];
+  /** The span's flow log-det, when asked for (flow event). */
+  flowLogDet: number | null;
   finish: FinishEvent | null;
 }
 
@@ -66,6 +79,11 @@ export class GenerationRun {
       return engine.generate(r);
     });
     if (timeoutMs > 0 && this.open.size > 0) this.timer = setTimeout(() => this.abort("timeout"), timeoutMs).unref();
+  }
+
+  /** The weights that run this request (the engine client stamps each request as it sends it). */
+  get weightsVersion(): string {
+    return this.requests.find((r) => r.weightsVersion !== undefined)?.weightsVersion ?? this.engine.weightsVersion;
   }
 
   /** Aborts the choices still running; their finish(abort) events still arrive, so readers end. */
@@ -141,14 +159,16 @@ export function timeoutError(ms: number): ServeError {
 
 /** Runs a request to the end; throws the first engine error, or 408 on timeout. */
 export async function collectChoices(run: GenerationRun, timeoutMs: number): Promise<ChoiceOutput[]> {
-  const out: ChoiceOutput[] = run.requests.map((_, index) => ({ index, text: "", tokens: [], thoughts: [], finish: null }));
+  const out: ChoiceOutput[] = run.requests.map((_, index) => ({ index, text: "", tokens: [], thoughts: [], flowLogDet: null, finish: null }));
   for await (const { choice, event: e } of run.events()) {
     const c = out[choice]!;
     if (e.type === "token") {
       c.text += e.text;
       if (e.logprob !== undefined) c.tokens.push({ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] });
     } else if (e.type === "thought") {
-      c.thoughts.push({ logProb: e.logProb, ...(e.vector ? { vector: e.vector } : {}) });
+      c.thoughts.push(thoughtRecord(e));
+    } else if (e.type === "flow") {
+      c.flowLogDet = e.logDet;
     } else if (e.type === "finish") {
       c.text += e.tail;
       c.finish = e;
@@ -164,23 +184,40 @@ export interface ThoughtsSummary {
   count: number;
   log_prob: number;
   log_probs: number[];
+  temperature: number;
+  behaviour_log_probs: (number | null)[];
+  behaviour_log_prob: number | null;
+  flow_log_det?: number;
+  e_log_prob?: number;
   vectors?: string[];
   decoded?: string;
 }
 
+/** log_probs are the model's T_z = 1 density; behaviour_log_probs the density at the T_z that
+ * drew them (what an importance ratio divides by); flow_log_det and e_log_prob when asked. */
 export function thoughtsSummary(
-  thoughts: { logProb: number; vector?: Float32Array }[],
-  opts: { vectors: boolean; decoded?: string | undefined },
+  thoughts: ThoughtRecord[],
+  opts: { vectors: boolean; decoded?: string | undefined; temperature: number; flowLogDet?: number | null },
 ): ThoughtsSummary {
   const logProbs = thoughts.map((t) => t.logProb);
+  const behaviour = thoughts.map((t) => t.behaviourLogProb);
+  const logProb = logProbs.reduce((s, x) => s + x, 0);
+  const flow = opts.flowLogDet ?? null;
   return {
     count: thoughts.length,
-    log_prob: logProbs.reduce((s, x) => s + x, 0),
+    log_prob: logProb,
     log_probs: logProbs,
+    temperature: opts.temperature,
+    behaviour_log_probs: behaviour,
+    behaviour_log_prob: behaviour.some((b) => b === null) ? null : behaviour.reduce((s: number, x) => s + x!, 0),
+    ...(flow !== null ? { flow_log_det: flow, e_log_prob: logProb + flow } : {}),
     ...(opts.vectors ? { vectors: thoughts.filter((t) => t.vector).map((t) => encodeThought(t.vector!)) } : {}),
     ...(opts.decoded !== undefined ? { decoded: opts.decoded } : {}),
   };
 }
+
+/** The response header naming the weights version (the body's weights_version). */
+export const WEIGHTS_VERSION_HEADER = "x-weights-version";
 
 /** A choice's thought vectors, or null when the engine did not return them all. */
 export function spanOf(thoughts: { vector?: Float32Array }[]): Float32Array[] | null {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { RequestAborted } from "../engine/client.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
 import { encodeChat } from "./chat-prompt.ts";
-import { requestId } from "./generation.ts";
+import { WEIGHTS_VERSION_HEADER, requestId } from "./generation.ts";
 import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
@@ -12,7 +12,8 @@ import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
 /** NF-CoT routes. POST /v1/latent/logprobs scores trajectories teacher-forced (one prefill each,
  * batched and prefix-cached by the engine's scheduler, like any prompt): the exact
  * log p(u_i | context) at T_z = 1 of each thought, the answer tokens' log-probs (EOS included),
- * and the policy log-prob. POST /v1/latent/decode turns thoughts into trace text. */
+ * and the policy log-prob; with latent_temperature, the behaviour density at that T_z beside it;
+ * with return_flow_log_det, the flow's log-det and log p(e | q). POST /v1/latent/decode turns thoughts into trace text. */
 
 function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): number[] {
   const bot = app.engine.info.special.bot!; // checkLatentAvailable ran: a latent model has one
@@ -78,6 +79,18 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
         return { thoughts, answerIds };
       });
       checkQueue(app, jobs.length, "trajectories");
+      const temperature = body.latent_temperature ?? 0;
+      const returnFlowLogDet = body.return_flow_log_det ?? false;
+      if (returnFlowLogDet && !info.hasFlow) {
+        throw new ServeError("invalid_request", "This model ships no shallow flow graphs: there is no flow log-det to return.", "return_flow_log_det");
+      }
+      if (returnFlowLogDet) {
+        jobs.forEach((j, i) => {
+          if (j.thoughts.length !== info.numThoughts) {
+            throw new ServeError("invalid_request", `The flow log-det needs a full span of ${info.numThoughts} thoughts.`, `trajectories[${i}].thoughts`);
+          }
+        });
+      }
 
       const baseId = requestId("score");
       const ids = jobs.map((_, i) => `${baseId}-${i}`);
@@ -90,7 +103,9 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       let results;
       try {
         results = await Promise.all(
-          jobs.map((j, i) => app.engine.score({ kind: "score", id: ids[i]!, promptIds, thoughts: j.thoughts, answerIds: j.answerIds })),
+          jobs.map((j, i) =>
+            app.engine.score({ kind: "score", id: ids[i]!, promptIds, thoughts: j.thoughts, answerIds: j.answerIds, temperature, returnFlowLogDet }),
+          ),
         );
       } catch (err) {
         for (const id of ids) app.engine.abort(id);
@@ -109,12 +124,17 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
           );
         }
       });
+      // One request's trajectories run under one weights version (the client stamps them together).
+      const weightsVersion = results[0]?.weightsVersion ?? app.engine.weightsVersion;
+      reply.header(WEIGHTS_VERSION_HEADER, weightsVersion);
       return {
         object: "list",
         model: app.modelName,
+        weights_version: weightsVersion,
         data: results.map((r, i) => {
           const thoughtLogProb = sum(r.thoughtLogProbs);
           const answerLogProb = sum(r.answerLogprobs.map((a) => a.logprob));
+          const behaviour = temperature > 0 ? r.thoughtBehaviourLogProbs.map((b) => b ?? Number.NaN) : null;
           return {
             index: i,
             thought_log_probs: r.thoughtLogProbs,
@@ -122,6 +142,14 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
             answer_logprobs: r.answerLogprobs.map((a) => ({ token: app.tokenizer.tokenText(a.tokenId), logprob: a.logprob })),
             answer_log_prob: answerLogProb,
             log_prob: thoughtLogProb + answerLogProb,
+            ...(behaviour
+              ? {
+                  thought_behaviour_log_probs: behaviour,
+                  thought_behaviour_log_prob: sum(behaviour),
+                  behaviour_log_prob: sum(behaviour) + answerLogProb,
+                }
+              : {}),
+            ...(r.flowLogDet !== undefined ? { flow_log_det: r.flowLogDet, e_log_prob: thoughtLogProb + r.flowLogDet } : {}),
           };
         }),
         usage: {

@@ -18,7 +18,7 @@ export function standInEngine(manifest: Manifest, modelDir: string): EngineClien
     hasThoughtDecoder: manifest.graphs.thought_decoder !== undefined,
     provider: "cpu",
   });
-  return { info, alive: false, inFlight: 0, stats: null } as unknown as EngineClient;
+  return { info: { ...info, weightsVersion: "v0", hasFlow: manifest.graphs.flow_forward !== undefined && manifest.graphs.flow_inverse !== undefined }, alive: false, inFlight: 0, stats: null, weightsVersion: "v0" } as unknown as EngineClient;
 }
 
 export async function generateOpenApiDocument(): Promise<unknown> {

@@ -20,8 +20,20 @@ export const ErrorResponse = Type.Object(
 export const ThoughtsSummary = Type.Object(
   {
     count: Type.Integer({ description: "Thoughts sampled (K per latent span)." }),
-    log_prob: Type.Number({ description: "Sum of log_probs: log p(u_1..K | q)." }),
-    log_probs: Type.Array(Type.Number(), { description: "Each thought's exact log p(u_i | context) at T_z = 1." }),
+    log_prob: Type.Number({ description: "Sum of log_probs: log p(u_1..K | q), the model's likelihood (T_z = 1)." }),
+    log_probs: Type.Array(Type.Number(), {
+      description: "Each thought's exact log p(u_i | context) = log N(u_i; mu_i, sigma_i^2): the model's density at T_z = 1, whatever T_z drew it (what /v1/latent/logprobs recomputes).",
+    }),
+    temperature: Type.Number({ description: "T_z the thoughts were drawn at." }),
+    behaviour_log_probs: Type.Array(Nullable(Type.Number()), {
+      description:
+        "Each thought's log-density under the distribution that actually drew it, N(mu_i, (T_z sigma_i)^2): the behaviour policy's log-prob for importance ratios. Null at T_z = 0 (u = mu: a point mass, no density).",
+    }),
+    behaviour_log_prob: Nullable(Type.Number({ description: "Sum of behaviour_log_probs (null at T_z = 0)." })),
+    flow_log_det: Type.Optional(
+      Type.Number({ description: "log |det dF/de| of the shallow flow at e = F^-1(u) for the K thoughts, when reasoning.return_flow_log_det." }),
+    ),
+    e_log_prob: Type.Optional(Type.Number({ description: "log p(e | q) = log_prob + flow_log_det: the likelihood in the flow's output space (T_z = 1)." })),
     vectors: Type.Optional(Type.Array(Type.String(), { description: "base64 little-endian float32, when reasoning.return_thoughts." })),
     decoded: Type.Optional(
       Type.String({ description: "The span's trace text from the model's thought decoder (models that ship one; full spans only)." }),
@@ -51,11 +63,16 @@ export const Usage = Type.Object(
   { $id: "Usage", title: "Usage" },
 );
 
+const WeightsVersion = Type.String({
+  description: "NF-CoT extension: the weights version that produced this response (also the X-Weights-Version header); changes with each POST /admin/weights.",
+});
+
 const Common = {
   id: Type.String(),
   created: Type.Integer(),
   model: Type.String(),
   system_fingerprint: Type.String(),
+  weights_version: Type.Optional(WeightsVersion),
 };
 
 export const ChatCompletion = Type.Object(
@@ -79,7 +96,8 @@ export const ChatCompletion = Type.Object(
 const StreamThought = Type.Object(
   {
     index: Type.Integer(),
-    log_prob: Type.Number(),
+    log_prob: Type.Number({ description: "log N(u; mu, sigma^2) (T_z = 1)." }),
+    behaviour_log_prob: Nullable(Type.Number({ description: "log N(u; mu, (T_z sigma)^2), the density that drew it; null at T_z = 0." })),
     vector: Type.Optional(Type.String()),
   },
   { description: "NF-CoT extension: one sampled thought. Its chunk has an empty delta, so SDKs ignore it." },
@@ -185,6 +203,15 @@ export const TrajectoryScore = Type.Object(
     }),
     answer_log_prob: Type.Number(),
     log_prob: Type.Number({ description: "thought_log_prob + answer_log_prob: the policy log-prob (Eq 3.4)." }),
+    thought_behaviour_log_probs: Type.Optional(
+      Type.Array(Nullable(Type.Number()), { description: "When latent_temperature > 0: log N(u_i; mu_i, (T_z sigma_i)^2), the density at the T_z that drew them." }),
+    ),
+    thought_behaviour_log_prob: Type.Optional(Type.Number()),
+    behaviour_log_prob: Type.Optional(
+      Type.Number({ description: "thought_behaviour_log_prob + answer_log_prob (answer tokens at text temperature 1)." }),
+    ),
+    flow_log_det: Type.Optional(Type.Number({ description: "When return_flow_log_det: log |det dF/de| at e = F^-1(u)." })),
+    e_log_prob: Type.Optional(Type.Number({ description: "thought_log_prob + flow_log_det: log p(e | q) (Eq 3.2)." })),
   },
   { $id: "TrajectoryScore", title: "TrajectoryScore" },
 );
@@ -195,6 +222,7 @@ export const LatentLogprobsResponse = Type.Object(
     model: Type.String(),
     data: Type.Array(Type.Ref("TrajectoryScore")),
     usage: Type.Object({ prompt_tokens: Type.Integer(), total_tokens: Type.Integer() }),
+    weights_version: WeightsVersion,
   },
   { $id: "LatentLogprobsResponse", title: "LatentLogprobsResponse" },
 );

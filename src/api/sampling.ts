@@ -46,11 +46,16 @@ export function toSampling(
  * thought decoder: every full span is decoded to its trace text. */
 export function toLatent(
   info: ModelInfo,
-  r: { latent_temperature?: number; return_thoughts?: boolean } | null | undefined,
+  r: { latent_temperature?: number; return_thoughts?: boolean; return_flow_log_det?: boolean } | null | undefined,
 ): LatentParams {
+  const flow = r?.return_flow_log_det ?? false;
+  if (flow && !info.hasFlow) {
+    throw new ServeError("invalid_request", "This model ships no shallow flow graphs: there is no flow log-det to return.", "reasoning.return_flow_log_det");
+  }
   return {
     temperature: r?.latent_temperature ?? info.defaultLatentTemperature,
     returnVectors: (r?.return_thoughts ?? false) || info.hasThoughtDecoder,
+    ...(flow ? { returnFlowLogDet: true } : {}),
   };
 }
 

@@ -30,6 +30,12 @@ export const LatentOptions = {
   return_thoughts: Type.Optional(
     Type.Boolean({ description: "Return each thought's vector (base64 of little-endian float32) in the choice's thoughts (and in stream thought chunks)." }),
   ),
+  return_flow_log_det: Type.Optional(
+    Type.Boolean({
+      description:
+        "Also return each full span's shallow-flow log |det dF/de| at e = F^-1(u) (thoughts.flow_log_det) and log p(e | q) = log p(u | q) + log |det| (thoughts.e_log_prob): the likelihood in the flow's output space. Models that ship the flow graphs.",
+    }),
+  ),
 };
 
 export const Reasoning = Type.Object(
@@ -165,6 +171,17 @@ export const LatentLogprobsRequest = Type.Object(
     messages: Type.Optional(Type.Array(ChatMessage, { minItems: 1, description: "Rendered with the chat template in latent mode (ends with <bot>)." })),
     prompt: Type.Optional(Type.String({ description: "Raw prompt text; <bot> is appended when it does not end with it." })),
     trajectories: Type.Array(Trajectory, { minItems: 1, maxItems: 1024 }),
+    latent_temperature: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 10,
+        description:
+          "T_z the thoughts were drawn at: adds each thought's behaviour log-density log N(u; mu, (T_z sigma)^2) beside the T_z = 1 one. Absent or 0: no behaviour fields (at T_z = 0, u = mu has no density).",
+      }),
+    ),
+    return_flow_log_det: Type.Optional(
+      Type.Boolean({ description: "Also return flow_log_det and e_log_prob (full spans of K thoughts; models that ship the flow graphs)." }),
+    ),
   },
   {
     $id: "LatentLogprobsRequest",

@@ -64,6 +64,13 @@ export class BlockManager {
     return this.refCounts[block];
   }
 
+  /** Forgets every prefix-cache entry (new weights: the cached K/V are stale). Blocks in use stay
+   * with their sequences; none of their full blocks is offered to the cache again. */
+  flushPrefixCache(): void {
+    this.cache.clear();
+    this.cached.fill(null);
+  }
+
   /** Whether a block currently holds a prefix-cache entry (for tests). */
   isCached(block: number): boolean {
     return this.cached[block] !== null;

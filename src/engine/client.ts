@@ -54,6 +54,21 @@ class EventChannel implements AsyncIterableIterator<EngineEvent> {
   }
 }
 
+export interface WeightUpdateResult {
+  version: string;
+}
+
+/** Why a weight update was refused: "conflict" (one in progress, or that version serves already),
+ * "model_load_failed" (the directory cannot be served), "engine_error" (the worker died). */
+export class WeightUpdateError extends Error {
+  constructor(
+    readonly code: "conflict" | "model_load_failed" | "engine_error",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Where the engine's lines go (the server maps them onto its logger): load progress at info,
  * sequences the engine failed at error, with the request ids in `fields`. */
 export type EngineLog = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
@@ -74,12 +89,24 @@ export class EngineClient {
   private exited = false;
   private fatal: string | null = null;
   private readonly observers: EngineObserver[] = [];
+  /** Stamped on every request sent: the weights that will run it. */
+  private version: string;
+  private updates = { ok: 0, failed: 0 };
+  private update: {
+    reqId: number;
+    version: string;
+    phase: "loading" | "armed";
+    resolve: (r: WeightUpdateResult) => void;
+    reject: (e: Error) => void;
+  } | null = null;
+  private nextUpdate = 0;
 
   private constructor(
     private readonly worker: Worker,
     readonly info: ModelInfo,
     private readonly log: EngineLog,
   ) {
+    this.version = info.weightsVersion ?? "v0";
     worker.on("message", (m: FromWorker) => this.onMessage(m));
     worker.on("exit", () => {
       this.exited = true;
@@ -93,6 +120,8 @@ export class EngineClient {
       }
       this.channels.clear();
       for (const d of this.decodes.values()) d.reject(new Error("the engine worker exited"));
+      this.update?.reject(new WeightUpdateError("engine_error", "the engine worker exited during the weight update"));
+      this.update = null;
     });
   }
 
@@ -131,7 +160,36 @@ export class EngineClient {
     return this.channels.size;
   }
 
+  /** The version requests sent now are stamped with (during an update: the incoming one). */
+  get weightsVersion(): string {
+    return this.version;
+  }
+
+  /** Weight updates so far, and the one in progress. */
+  get weightUpdates(): { ok: number; failed: number; inProgress: string | null } {
+    return { ...this.updates, inProgress: this.update?.version ?? null };
+  }
+
+  /** Loads `modelDir` beside the serving weights, then swaps it in between two engine steps once
+   * the requests sent before the swap was armed have finished under the old weights; requests
+   * sent after that wait for, and run under, the new ones. Resolves when the new weights serve.
+   * A refused load (missing or corrupt files, another architecture) rejects and changes nothing. */
+  updateWeights(modelDir: string, version: string): Promise<WeightUpdateResult> {
+    if (this.update) {
+      return Promise.reject(new WeightUpdateError("conflict", `a weight update to ${this.update.version} is in progress`));
+    }
+    if (version === this.version) {
+      return Promise.reject(new WeightUpdateError("conflict", `version ${version} is the one serving`));
+    }
+    const reqId = this.nextUpdate++;
+    return new Promise((resolve, reject) => {
+      this.update = { reqId, version, phase: "loading", resolve, reject };
+      this.send({ type: "load", reqId, modelDir });
+    });
+  }
+
   generate(req: GenerateRequest): AsyncIterableIterator<EngineEvent> {
+    req.weightsVersion ??= this.version;
     const ch = new EventChannel(() => this.abort(req.id));
     this.send({ type: "add", req });
     this.channels.set(req.id, ch);
@@ -140,6 +198,7 @@ export class EngineClient {
   }
 
   async score(req: ScoreRequest): Promise<ScoreEvent> {
+    req.weightsVersion ??= this.version;
     const ch = new EventChannel(() => this.abort(req.id));
     this.send({ type: "add", req });
     this.channels.set(req.id, ch);
@@ -195,6 +254,26 @@ export class EngineClient {
       this.fatal = m.message;
     } else if (m.type === "progress") {
       this.log("info", m.message, { phase: "load" });
+    } else if (m.type === "loaded") {
+      const u = this.update;
+      if (!u || u.reqId !== m.reqId) return;
+      if (m.error !== undefined) {
+        this.update = null;
+        this.updates.failed++;
+        u.reject(new WeightUpdateError("model_load_failed", m.error));
+        return;
+      }
+      // From here on every request sent is stamped with the new version; the worker sees this
+      // "arm" after every request sent before it, so those are the ones that finish on the old weights.
+      this.version = u.version;
+      u.phase = "armed";
+      this.send({ type: "arm", reqId: u.reqId, version: u.version });
+    } else if (m.type === "swapped") {
+      const u = this.update;
+      if (!u || u.reqId !== m.reqId) return;
+      this.update = null;
+      this.updates.ok++;
+      u.resolve({ version: m.version });
     } else if (m.type === "log") {
       this.log(m.level, m.message, m.fields);
     } else if (m.type === "decoded") {

@@ -1,5 +1,5 @@
 import type { BlockManager } from "./block-manager.ts";
-import { sampleThought, thoughtLogProb } from "./nf-sampler.ts";
+import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts";
 import { Rng } from "./rng.ts";
 import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
 import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
@@ -8,7 +8,7 @@ import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence, THOUGHT } from "./sequence.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, StepRecord } from "./types.ts";
+import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, ScoreRequest, StepRecord } from "./types.ts";
 
 
 export interface SpecialTokens {
@@ -20,6 +20,8 @@ export interface SpecialTokens {
   /** Ids the model can emit but the tokenizer has no token for (a padded embedding): never sampled. */
   neverSample?: readonly number[];
 }
+
+const isPriority = (seq: Sequence) => seq.request.kind === "generate" && seq.request.priority === true;
 
 /** Per-sequence sampling state the scheduler does not need to see. */
 interface GenState {
@@ -39,7 +41,21 @@ export interface SequenceFailure {
 
 interface ScoreState {
   thoughtLogProbs: number[];
+  thoughtBehaviourLogProbs: (number | null)[];
   answerLogprobs: { tokenId: number; logprob: number }[];
+}
+
+/** A finished latent span whose flow log-det was asked for: run after the step's update. */
+interface FlowJob {
+  seq: Sequence;
+  thoughts: Float32Array[];
+  done: (logDet: number) => void;
+}
+
+/** Weights loaded and waiting for the requests stamped with the serving version to finish. */
+interface PendingSwap {
+  runner: Runner;
+  version: string;
 }
 
 /** The engine step is three calls: schedule, run, update. A failure is kept to the sequences it
@@ -49,6 +65,8 @@ export class Engine {
   private readonly gen = new Map<string, GenState>();
   private readonly scores = new Map<string, ScoreState>();
   private stepRecords: StepRecord[] = [];
+  private flowJobs: FlowJob[] = [];
+  private pending: PendingSwap | null = null;
   private failures: SequenceFailure[] = [];
   private readonly eosIds: readonly number[];
   /** Banned at every text step: unsamplable ids, and pad unless it doubles as an eos (Qwen). */
@@ -56,7 +74,7 @@ export class Engine {
   private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
 
   constructor(
-    private readonly runner: Runner,
+    private runner: Runner,
     private readonly scheduler: Scheduler,
     private readonly blocks: BlockManager,
     private readonly detok: Detokenizer,
@@ -64,10 +82,45 @@ export class Engine {
     private readonly maxContext: number,
     private readonly emit: (e: EngineEvent) => void,
     private readonly now: () => number = Date.now,
+    /** The weights serving now (responses name it). */
+    public version = "v0",
   ) {
     this.eosIds = special.eosIds ?? [special.eos];
     const pad = special.pad !== undefined && !this.eosIds.includes(special.pad) ? [special.pad] : [];
     this.alwaysBanned = [...pad, ...(special.neverSample ?? [])];
+    // Requests stamped with the incoming weights wait until the old weights' requests are done.
+    // The readiness probe (priority) is never held: it runs on the weights serving, and the swap
+    // waits for it like for any request of the old weights.
+    scheduler.hold = (seq) => this.pending !== null && seq.request.weightsVersion === this.pending.version && !isPriority(seq);
+  }
+
+  /** Arms a weight swap: requests stamped `version` are held from now on; the swap itself happens
+   * in `swapIfReady` once nothing stamped otherwise is left. */
+  armSwap(runner: Runner, version: string): void {
+    if (this.pending) throw new Error(`a swap to ${this.pending.version} is already armed`);
+    this.pending = { runner, version };
+  }
+
+  get currentRunner(): Runner {
+    return this.runner;
+  }
+
+  get swapArmed(): boolean {
+    return this.pending !== null;
+  }
+
+  /** Between two steps: if every request for the old weights has finished, serve the new ones and
+   * flush the prefix cache (its KV came from the old weights). Returns the old runner to close. */
+  swapIfReady(): Runner | null {
+    if (!this.pending) return null;
+    const v = this.pending.version;
+    for (const seq of this.scheduler.liveSequences) if (seq.request.weightsVersion !== v || isPriority(seq)) return null;
+    const old = this.runner;
+    this.runner = this.pending.runner;
+    this.version = v;
+    this.pending = null;
+    this.blocks.flushPrefixCache();
+    return old;
   }
 
   get hasWork(): boolean {
@@ -101,7 +154,7 @@ export class Engine {
       // A prompt that ends in <BOT> (the chat template forces latent mode) opens a span at once.
       if (req.promptIds.at(-1) === this.special.bot) this.openLatentSpan(seq);
     } else {
-      this.scores.set(req.id, { thoughtLogProbs: [], answerLogprobs: [] });
+      this.scores.set(req.id, { thoughtLogProbs: [], thoughtBehaviourLogProbs: [], answerLogprobs: [] });
     }
     this.scheduler.add(seq);
   }
@@ -132,6 +185,7 @@ export class Engine {
       });
       this.scheduler.afterStep(out);
       this.update(out, rows, results);
+      await this.runFlowJobs();
       this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
       this.counters.lastBatchSequences = out.items.length;
       this.stepRecords.push({ ms: performance.now() - t0, positions: this.counters.lastBatchPositions, sequences: out.items.length });
@@ -218,10 +272,24 @@ export class Engine {
           else this.sample(seq, seq.request, logits, mu, ls);
         });
         if (seq.request.kind === "score" && seq.numComputed === seq.numPositions && !seq.isFinished) {
+          const req = seq.request;
           const st = this.scores.get(seq.id)!;
-          this.emit({ type: "score", id: seq.id, thoughtLogProbs: st.thoughtLogProbs, answerLogprobs: st.answerLogprobs });
-          this.scheduler.finish(seq, "stop");
-          this.finish(seq, "stop");
+          const result = (flowLogDet?: number) => {
+            this.emit({
+              type: "score",
+              id: seq.id,
+              thoughtLogProbs: st.thoughtLogProbs,
+              thoughtBehaviourLogProbs: st.thoughtBehaviourLogProbs,
+              answerLogprobs: st.answerLogprobs,
+              ...(flowLogDet !== undefined ? { flowLogDet } : {}),
+              weightsVersion: this.version,
+            });
+            this.scheduler.finish(seq, "stop");
+            this.finish(seq, "stop");
+          };
+          if (req.returnFlowLogDet && req.thoughts.length === this.runner.numThoughts) {
+            this.flowJobs.push({ seq, thoughts: req.thoughts, done: result });
+          } else result();
         }
       } catch (e) {
         this.fail(seq, e);
@@ -232,7 +300,11 @@ export class Engine {
   private scorePosition(seq: Sequence, p: number, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
     const st = this.scores.get(seq.id)!;
     const next = seq.tokens[p + 1]!;
-    if (next === THOUGHT) st.thoughtLogProbs.push(thoughtLogProb(seq.thoughts[p + 1]!, mu, ls));
+    if (next === THOUGHT) {
+      const u = seq.thoughts[p + 1]!;
+      st.thoughtLogProbs.push(thoughtLogProb(u, mu, ls));
+      st.thoughtBehaviourLogProbs.push(behaviourLogProb(u, mu, ls, (seq.request as ScoreRequest).temperature ?? 0));
+    }
     else st.answerLogprobs.push({ tokenId: next, logprob: logSoftmax(logits)[next]! });
   }
 
@@ -247,8 +319,14 @@ export class Engine {
         id: seq.id,
         index: seq.thoughtCount - 1,
         logProb: t.logProb,
+        behaviourLogProb: t.behaviourLogProb,
         ...(req.latent.returnVectors ? { vector: t.vector } : {}),
       });
+      if (seq.thoughtsLeft === 0 && req.latent.returnFlowLogDet && this.runner.hasFlow) {
+        const K = this.runner.numThoughts;
+        const span = seq.thoughts.slice(-K) as Float32Array[];
+        this.flowJobs.push({ seq, thoughts: span, done: (logDet) => this.emit({ type: "flow", id: seq.id, logDet }) });
+      }
     } else {
       // One latent span per answer: the model may open it, but not loop on it.
       const banned = [...this.alwaysBanned, ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : [])];
@@ -283,6 +361,29 @@ export class Engine {
     }
   }
 
+  /** The spans finished this step through the flow graphs, batched, on the same weights that drew
+   * them. A failure fails those sequences alone. */
+  private async runFlowJobs(): Promise<void> {
+    if (this.flowJobs.length === 0) return;
+    const jobs = this.flowJobs;
+    this.flowJobs = [];
+    let dets: number[];
+    try {
+      dets = await this.runner.flowLogDet(jobs.map((j) => j.thoughts));
+    } catch (e) {
+      for (const j of jobs) {
+        if (j.seq.isFinished) continue;
+        this.scheduler.finish(j.seq, "abort");
+        this.emit({ type: "error", id: j.seq.id, code: "engine_error", message: `the flow graphs failed: ${(e as Error).message}` });
+        this.forget(j.seq.id);
+      }
+      return;
+    }
+    jobs.forEach((j, i) => {
+      if (!j.seq.isFinished) j.done(dets[i]!);
+    });
+  }
+
   private openLatentSpan(seq: Sequence): void {
     seq.thoughtsLeft = this.runner.numThoughts;
     this.gen.get(seq.id)!.latentSpans++;
@@ -303,6 +404,7 @@ export class Engine {
       cachedTokens: seq.numCachedAtAdmission,
       queueTimeMs: start - seq.arrivalMs,
       tail,
+      weightsVersion: this.version,
     });
     this.counters.promptTokens += seq.promptLength;
     this.forget(seq.id);

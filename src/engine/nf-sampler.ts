@@ -6,6 +6,8 @@ export interface ThoughtSample {
   vector: Float32Array;
   /** log N(vector; mu, diag sigma^2) at T_z = 1, whatever temperature drew it. */
   logProb: number;
+  /** log N(vector; mu, diag (T_z sigma)^2): the density it was drawn from; null at T_z = 0. */
+  behaviourLogProb: number | null;
 }
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
@@ -47,5 +49,18 @@ export function sampleThought(
     // A non-finite thought would poison every later position of the sequence (and its logProb).
     if (!Number.isFinite(vector[d])) throw new SamplingError(`thought dimension ${d} is not finite (mu ${mu[d]}, log sigma ${logSigma[d]})`);
   }
-  return { vector, logProb: thoughtLogProb(vector, mu, logSigma) };
+  return { vector, logProb: thoughtLogProb(vector, mu, logSigma), behaviourLogProb: behaviourLogProb(vector, mu, logSigma, temperature) };
+}
+
+/** The density a thought was drawn from at temperature T: N(mu, (T sigma)^2), i.e. log sigma
+ * shifted by log T. Null at T = 0: every draw is u = mu, a point mass with no density. */
+export function behaviourLogProb(
+  u: ArrayLike<number>,
+  mu: ArrayLike<number>,
+  logSigma: ArrayLike<number>,
+  temperature: number,
+): number | null {
+  if (!(temperature > 0)) return null;
+  const logT = Math.log(temperature);
+  return thoughtLogProb(u, mu, Array.from(logSigma, (l) => l + logT));
 }

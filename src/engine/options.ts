@@ -47,6 +47,10 @@ export interface ModelInfo {
   eosTokenIds: number[];
   vocabSize: number;
   provider: ExecutionProvider;
+  /** The weights' version at start (later ones: EngineClient.weightsVersion). */
+  weightsVersion?: string;
+  /** Ships the shallow flow graphs (flow log-dets can be asked for). */
+  hasFlow?: boolean;
 }
 
 /** The engine's part of the server config. */

@@ -51,6 +51,8 @@ export class Runner {
     readonly options: RunnerOptions,
     private readonly backbone: ort.InferenceSession,
     private readonly decoder: ort.InferenceSession | null,
+    private readonly flow: { forward: ort.InferenceSession; inverse: ort.InferenceSession } | null,
+    pool?: Float32Array,
   ) {
     const a = manifest.architecture;
     this.vocabSize = a.vocab_size;
@@ -61,7 +63,10 @@ export class Runner {
     this.kvH = a.num_kv_heads;
     this.hd = a.head_dim;
     this.bs = options.blockSize;
-    this.pool = new Float32Array(options.numBlocks * this.blockFloats);
+    if (pool && pool.length !== options.numBlocks * this.blockFloats) {
+      throw new ModelLoadError(`the KV pool has ${pool.length} floats; this model needs ${options.numBlocks * this.blockFloats}`);
+    }
+    this.pool = pool ?? new Float32Array(options.numBlocks * this.blockFloats);
     // The pool is handed to onnxruntime zero-copy every step (serving-notes): one tensor object.
     this.poolTensor = new ort.Tensor("float32", this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
   }
@@ -76,7 +81,8 @@ export class Runner {
     return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * 4;
   }
 
-  static async create(manifest: Manifest, options: RunnerOptions): Promise<Runner> {
+  /** `pool`: an existing runner's KV pool to reuse (a weight update: same layout, no second pool). */
+  static async create(manifest: Manifest, options: RunnerOptions, pool?: Float32Array): Promise<Runner> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.provider],
       graphOptimizationLevel: options.graphOptimization,
@@ -105,7 +111,26 @@ export class Runner {
     };
     const backbone = await open(manifest.graphs.backbone);
     const decoder = manifest.graphs.thought_decoder ? await open(manifest.graphs.thought_decoder) : null;
-    return new Runner(manifest, options, backbone, decoder);
+    const { flow_forward: ff, flow_inverse: fi } = manifest.graphs;
+    const flow = ff && fi ? { forward: await open(ff), inverse: await open(fi) } : null;
+    return new Runner(manifest, options, backbone, decoder, flow, pool);
+  }
+
+  get hasFlow(): boolean {
+    return this.flow !== null;
+  }
+
+  /** Per span of K thoughts (flow space u): log |det dF/de| at e = F^-1(u), so that
+   * log p(e | q) = log p(u | q) + this (the method's Eq 3.2). */
+  async flowLogDet(batch: Float32Array[][]): Promise<number[]> {
+    if (!this.flow) throw new Error("this model ships no shallow flow graphs");
+    const K = this.numThoughts;
+    const D = this.thoughtDim;
+    const u = new Float32Array(batch.length * K * D);
+    batch.forEach((ts, b) => ts.forEach((t, k) => u.set(t, (b * K + k) * D)));
+    const inv = await this.flow.inverse.run({ u: new ort.Tensor("float32", u, [batch.length, K, D]) });
+    const fwd = await this.flow.forward.run({ e: inv["e"]! });
+    return Array.from(fwd["log_det"]!.data as Float32Array);
   }
 
   get hasThoughtDecoder(): boolean {
@@ -241,6 +266,8 @@ export class Runner {
   async close(): Promise<void> {
     await this.backbone.release();
     await this.decoder?.release();
+    await this.flow?.forward.release();
+    await this.flow?.inverse.release();
   }
 }
 

@@ -33,6 +33,9 @@ export class Scheduler {
   /** FCFS; preempted sequences go back to the front. */
   readonly waiting: Sequence[] = [];
   preemptions = 0;
+  /** Waiting sequences this says to hold are not admitted yet (those behind them may go): the
+   * engine holds requests for weights that are not serving yet. */
+  hold: (seq: Sequence) => boolean = () => false;
   private readonly live = new Map<string, Sequence>();
 
   constructor(
@@ -47,6 +50,11 @@ export class Scheduler {
     if (!isPriority(seq)) return void this.waiting.push(seq);
     const firstOther = this.waiting.findIndex((s) => !isPriority(s));
     this.waiting.splice(firstOther < 0 ? this.waiting.length : firstOther, 0, seq);
+  }
+
+  /** Every sequence not finished, running or waiting. */
+  get liveSequences(): IterableIterator<Sequence> {
+    return this.live.values();
   }
 
   get(id: string): Sequence | undefined {
@@ -116,7 +124,7 @@ export class Scheduler {
     this.rejectImpossible(out);
     for (let j = 0; j < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs; ) {
       const seq = this.waiting[j];
-      if (this.waitsForLeader(seq)) {
+      if (this.waitsForLeader(seq) || this.hold(seq)) {
         j++; // does not hold the queue: those behind it may go
         continue;
       }

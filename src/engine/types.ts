@@ -24,6 +24,8 @@ export interface SamplingParams {
 export interface LatentParams {
   temperature: number; // T_z; 0 gives u = mu
   returnVectors: boolean;
+  /** Run the flow on each finished span: log |det dF/de| at e = F^-1(u) (a "flow" event). */
+  returnFlowLogDet?: boolean;
 }
 
 export interface GenerateRequest {
@@ -36,6 +38,8 @@ export interface GenerateRequest {
   choiceIndex: number;
   /** Id of the request whose prompt this one shares; it waits until that prompt is cached. */
   leaderId: string | null;
+  /** The weights that must run it (stamped by the client; absent: whatever is serving). */
+  weightsVersion?: string;
   /** Scheduled ahead of all other work, never preempted (the readiness probe: it must measure
    * whether the engine can serve, not whether it is idle). Never set from a client request. */
   priority?: boolean;
@@ -48,6 +52,10 @@ export interface ScoreRequest {
   promptIds: number[];
   thoughts: Float32Array[];
   answerIds: number[];
+  /** T_z of the behaviour density to report beside the T_z = 1 one (absent or 0: none). */
+  temperature?: number;
+  returnFlowLogDet?: boolean;
+  weightsVersion?: string;
 }
 
 export type EngineRequest = GenerateRequest | ScoreRequest;
@@ -66,7 +74,18 @@ export type EngineEvent =
       logprob?: number;
       topLogprobs?: TopLogprob[];
     }
-  | { type: "thought"; id: string; index: number; logProb: number; vector?: Float32Array }
+  | {
+      type: "thought";
+      id: string;
+      index: number;
+      /** log N(u; mu, sigma^2): the model's density at T_z = 1. */
+      logProb: number;
+      /** log N(u; mu, (T_z sigma)^2): the density that drew it; null at T_z = 0 (u = mu, no density). */
+      behaviourLogProb: number | null;
+      vector?: Float32Array;
+    }
+  /** After a span's K-th thought, when asked: log |det dF/de| of the shallow flow at e = F^-1(u). */
+  | { type: "flow"; id: string; logDet: number }
   | {
       type: "finish";
       id: string;
@@ -77,12 +96,17 @@ export type EngineEvent =
       cachedTokens: number;
       queueTimeMs: number;
       tail: string; // text released at the end (held back earlier as a possible stop-string prefix)
+      weightsVersion?: string; // the weights that ran it
     }
   | {
       type: "score";
       id: string;
       thoughtLogProbs: number[];
+      /** At the request's temperature; null entries when it is 0 or absent. */
+      thoughtBehaviourLogProbs: (number | null)[];
       answerLogprobs: { tokenId: number; logprob: number }[];
+      flowLogDet?: number;
+      weightsVersion?: string;
     }
   | { type: "error"; id: string; code: string; message: string };
 

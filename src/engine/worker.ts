@@ -7,6 +7,7 @@ import { modelInfoFrom } from "./model-info.ts";
 import { servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
+import { loadReplacement } from "./weights.ts";
 import type { EngineEvent, EngineRequest, StepRecord } from "./types.ts";
 
 /** The engine's thread: session.run blocks its thread, so it must not be the HTTP thread's. */
@@ -15,17 +16,25 @@ export type ToWorker =
   | { type: "add"; req: EngineRequest }
   | { type: "abort"; id: string }
   | { type: "decode"; reqId: number; thoughts: Float32Array[][] }
+  /** Weight update, step 1: load a model directory beside the serving one. */
+  | { type: "load"; reqId: number; modelDir: string }
+  /** Step 2 (sent after "loaded"; requests posted after it carry `version`): swap when drained. */
+  | { type: "arm"; reqId: number; version: string }
   | { type: "shutdown" };
 
 export type FromWorker =
   | { type: "ready"; info: ModelInfo }
   | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]>; steps: StepRecord[] }
   | { type: "decoded"; reqId: number; steps: number[][][] | null; error?: string }
+  | { type: "loaded"; reqId: number; error?: string }
+  | { type: "swapped"; reqId: number; version: string }
   | { type: "fatal"; message: string }
   | { type: "progress"; message: string }
   | { type: "log"; level: "warn" | "error"; message: string; fields: Record<string, unknown> };
 
 const port = parentPort!;
+/** The version the weights a server starts with are known by. */
+export const INITIAL_VERSION = "v0";
 const post = (m: FromWorker) => port.postMessage(m);
 
 async function main(): Promise<void> {
@@ -52,7 +61,11 @@ async function main(): Promise<void> {
     });
   }
   const special = { ...st, eosIds: eosTokenIds(manifest), neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
-  const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e));
+  const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e), Date.now, INITIAL_VERSION);
+  // A weight update in progress: the loaded runner (between "loaded" and "arm") and who asked.
+  let staged: { reqId: number; runner: Runner; modelDir: string } | null = null;
+  let swapFor: { reqId: number; modelDir: string } | null = null;
+  let serving = { runner, modelDir: opts.modelDir };
   // Every step reports, even one without events (a prefill chunk), so stats and step metrics stay live.
   const flush = () => {
     post({ type: "events", events: pending, stats: engine.stats(), steps: engine.drainStepRecords() });
@@ -71,8 +84,24 @@ async function main(): Promise<void> {
     }
     else if (m.type === "abort") engine.abort(m.id);
     else if (m.type === "shutdown") stopping = true;
+    else if (m.type === "load") {
+      // Loads while the engine keeps stepping on the serving weights; a failure changes nothing.
+      loadReplacement(serving.runner, serving.modelDir, m.modelDir).then(
+        (r) => {
+          staged = { reqId: m.reqId, runner: r, modelDir: m.modelDir };
+          post({ type: "loaded", reqId: m.reqId });
+        },
+        (e: Error) => post({ type: "loaded", reqId: m.reqId, error: e.message }),
+      );
+    } else if (m.type === "arm") {
+      if (staged?.reqId === m.reqId) {
+        engine.armSwap(staged.runner, m.version);
+        swapFor = { reqId: m.reqId, modelDir: staged.modelDir };
+        staged = null;
+      }
+    }
     else if (m.type === "decode") {
-      runner.decodeThoughts(m.thoughts).then(
+      serving.runner.decodeThoughts(m.thoughts).then(
         (steps) => post({ type: "decoded", reqId: m.reqId, steps }),
         (e: Error) => post({ type: "decoded", reqId: m.reqId, steps: null, error: e.message }),
       );
@@ -83,10 +112,23 @@ async function main(): Promise<void> {
   post({
     type: "ready",
     // The served context: the model's, or less when the KV pool can't hold it.
-    info: { ...modelInfoFrom(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, hasThoughtDecoder: runner.hasThoughtDecoder, provider: opts.provider }), maxContext },
+    info: {
+      ...modelInfoFrom(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, hasThoughtDecoder: runner.hasThoughtDecoder, provider: opts.provider }),
+      maxContext,
+      weightsVersion: INITIAL_VERSION,
+      hasFlow: runner.hasFlow,
+    },
   });
   flush();
   while (!stopping) {
+    const old = engine.swapIfReady();
+    if (old) {
+      serving = { runner: engine.currentRunner, modelDir: swapFor!.modelDir };
+      post({ type: "swapped", reqId: swapFor!.reqId, version: engine.version });
+      swapFor = null;
+      await old.close();
+      continue;
+    }
     if (!engine.hasWork) {
       await new Promise<void>((r) => (wake = r));
       wake = null;
@@ -112,7 +154,7 @@ async function main(): Promise<void> {
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise((r) => setImmediate(r));
   }
-  await runner.close();
+  await serving.runner.close();
   process.exit(0);
 }
 

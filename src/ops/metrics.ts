@@ -61,6 +61,8 @@ export class ServeMetrics implements EngineObserver {
   private readonly scoringRequests: Counter;
   private readonly scoringTrajectories: Counter;
   private readonly latentSpan: Histogram;
+  private readonly weightUpdates: Counter<"result">;
+  private readonly weightsVersion: Gauge<"version">;
 
   constructor(modelName: string) {
     const registers = [this.registry];
@@ -103,6 +105,20 @@ export class ServeMetrics implements EngineObserver {
     this.scoringRequests = counter("latent_scoring_requests_total", "Latent scoring (POST /v1/latent/logprobs) requests answered successfully.");
     this.scoringTrajectories = counter("latent_scoring_trajectories_total", "Latent trajectories submitted for scoring.");
     this.latentSpan = histogram("latent_span_seconds", "Time from the first to the last thought of a latent span.", ITL_BUCKETS.concat([160, 640]));
+
+    this.weightUpdates = new Counter({
+      name: PREFIX + "weight_updates_total",
+      help: "Weight updates (POST /admin/weights): ok = swapped in, failed = refused, the old weights kept serving.",
+      labelNames: ["result"],
+      registers,
+    });
+    this.weightsVersion = new Gauge({
+      name: PREFIX + "weights_version_info",
+      help: "The weights version serving (label version; value 1).",
+      labelNames: ["version"],
+      registers,
+    });
+    for (const result of ["ok", "failed"]) this.weightUpdates.inc({ result }, 0);
 
     // Zero series exist from the start, so rate() and absent() work before the first event.
     for (const r of FINISH_REASONS) this.success.inc({ finished_reason: r }, 0);
@@ -188,6 +204,16 @@ export class ServeMetrics implements EngineObserver {
     // by the engine observer, as for chat.
     if (code === CLIENT_CLOSED) return;
     this.failure.inc({ code });
+  }
+
+  recordWeightUpdate(result: "ok" | "failed"): void {
+    this.weightUpdates.inc({ result });
+  }
+
+  /** One series: the version serving now. */
+  setWeightsVersion(version: string): void {
+    this.weightsVersion.reset();
+    this.weightsVersion.set({ version }, 1);
   }
 
   recordLatentScoringRequest(): void {

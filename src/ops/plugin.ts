@@ -38,6 +38,7 @@ const ops: FastifyPluginAsync<OpsOptions> = async (app: FastifyInstance, opts: O
   // Stand-in engines (route tests with fakes, the OpenAPI generator) have no observer hook.
   if (typeof opts.engine.observe === "function") opts.engine.observe(metrics);
   app.decorate("metrics", metrics);
+  metrics.setWeightsVersion(opts.engine.weightsVersion ?? "v0");
 
   const probe = new ReadinessProbe(opts.engine, opts.config.readinessTimeoutMs);
   await healthRoutes(app, { engine: opts.engine, state: opts.state, probe, modelName: opts.modelName });

@@ -41,6 +41,7 @@ export function fakeEngine(): FakeEngine {
   const engine = {
     info: base.info,
     alive: true,
+    weightsVersion: "v0",
     stats: null,
     get inFlight() {
       return fake.inFlight;
@@ -58,6 +59,8 @@ export function fakeEngine(): FakeEngine {
         type: "score" as const,
         id: req.id,
         thoughtLogProbs: req.thoughts.map(() => -1),
+        thoughtBehaviourLogProbs: req.thoughts.map(() => (req.temperature ? -2 : null)),
+        weightsVersion: "v0",
         answerLogprobs: req.answerIds.map((tokenId) => ({ tokenId, logprob: -0.5 })),
       };
     },

@@ -1,0 +1,293 @@
+"""GRPO on the program-tracing task with an execution reward, nfcot-serve as the rollout engine.
+
+Every rollout goes through the running server over HTTP (chat completions in latent mode, n = the
+group size, thoughts returned with their vectors and log-probs); the gradient comes from the
+PyTorch reference model. Before each update the trainer recomputes log p(thoughts, answer)
+teacher-forced and stops with a message if any trajectory differs from the server's numbers by
+more than --tol (the server would be sampling from other weights than the ones being trained).
+After each update it exports the new backbone and pushes it to the server (POST /admin/weights),
+so the next batch is sampled on-policy. Validation accuracy (never the test split) picks `best/`.
+
+  npm start -- --admin-key K &                        # the server, serving models/nfcot-trace-small
+  /usr/bin/python3 -m nfcot.rl --server http://127.0.0.1:8000 --admin-key K --out runs/rl1
+
+Resumable (rerun the same command: it continues from runs/rl1/state.pt and pushes its weights
+first); deterministic for a seed (programs and server sampling seeds derive from --seed and the step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from . import tokenizer as tk
+from .export import export_weights
+from .generate import parse_answer
+from .grpo import group_advantages, grpo_loss, k3
+from .rl_client import Server
+from .serve_eval import evaluate
+from .rl_plot import plot_history
+from .rl_score import Trajectory, decode_vector, score
+from .task import is_train_source, sample_program, split
+
+
+class LogProbMismatch(SystemExit):
+    pass
+
+
+def draw_prompts(seed: int, step: int, count: int, lengths: list[float] | None):
+    """The step's programs: training draws only (held-out bucket excluded), lengths weighted.
+    A fresh generator per step, so a resumed run draws what an uninterrupted one would."""
+    rng = random.Random(seed * 1_000_003 + step)
+    out = []
+    while len(out) < count:
+        p = sample_program(rng)
+        if not is_train_source(p.source()):
+            continue
+        if lengths is not None and rng.random() >= lengths[len(p.steps) - 2] / max(lengths):
+            continue
+        out.append(p)
+    return out
+
+
+def rollouts(server: Server, progs, args, step: int):
+    jobs = [dict(source=p.source(), mode="latent", n=args.group, seed=args.seed * 1_000_003 + step * 1_000 + i,
+                 latent_temperature=args.latent_temperature, text_temperature=args.text_temperature,
+                 max_tokens=args.max_tokens) for i, p in enumerate(progs)]
+    return server.chat_many(jobs)
+
+
+def to_trajectories(progs, responses, expected_version: str):
+    trajs, server_lp, rewards = [], [], []
+    for p, r in zip(progs, responses):
+        if r["weights_version"] != expected_version:
+            raise LogProbMismatch(f"the server answered with weights {r['weights_version']}, the trainer holds "
+                                  f"{expected_version}: another client changed its weights; stopping.")
+        prompt = tk.prompt_ids(p.source(), "latent")
+        row = []
+        for c in r["choices"]:
+            toks = c["logprobs"]["content"] if c["logprobs"] else []
+            answer = []
+            for t in toks:
+                if t["token"] not in tk.TOKEN_ID:
+                    raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
+                answer.append(tk.TOKEN_ID[t["token"]])
+            th = c["thoughts"]
+            trajs.append(Trajectory(prompt, np.stack([decode_vector(v) for v in th["vectors"]]), answer))
+            server_lp.append((th["log_prob"], th["behaviour_log_prob"], sum(t["logprob"] for t in toks)))
+            row.append(1.0 if parse_answer(c["message"]["content"]) == p.answer else 0.0)
+        rewards.append(row)
+    return trajs, torch.tensor(server_lp, dtype=torch.float64), torch.tensor(rewards, dtype=torch.float64)
+
+
+def check_agreement(s: dict, server_lp: torch.Tensor, tol: float, step: int, version: str) -> float:
+    """The recomputed log p(thoughts, answer), at T_z = 1 and at the sampling T_z, against the
+    server's, per trajectory. Returns the largest difference; raises past tol."""
+    ours = torch.stack([s["thought_lp1"].sum(1) + s["answer_lp"], s["thought_lpT"].sum(1) + s["answer_lp"]], 1).detach().cpu()
+    theirs = torch.stack([server_lp[:, 0] + server_lp[:, 2], server_lp[:, 1] + server_lp[:, 2]], 1)
+    diff = (ours - theirs).abs()
+    worst = float(diff.max())
+    if not worst <= tol:
+        i, j = divmod(int(diff.argmax()), 2)
+        what = ["log p(thoughts, answer) at T_z = 1", "the behaviour log p(thoughts, answer) at the sampling T_z"][j]
+        raise LogProbMismatch(
+            f"step {step}: log-prob mismatch on trajectory {i}: {what} is {float(theirs[i, j]):.6f} on the server "
+            f"(weights {version}) and {float(ours[i, j]):.6f} in PyTorch (|diff| {worst:.3g} > --tol {tol}). The server is "
+            f"not sampling from the weights being trained (another model directory, a push that did not land, "
+            f"or a numerics bug); stopping before the update.")
+    return worst
+
+
+def policy_terms(model, trajs, T, device):
+    s = score(model, trajs, T, device)
+    return s, s["thought_lpT"].sum(1) + s["answer_lp"]
+
+
+def kl_per_trajectory(s_new: dict, s_ref: dict, n: int) -> torch.Tensor:
+    per_thought = k3(s_ref["thought_lpT"], s_new["thought_lpT"]).sum(1)
+    tokens = k3(s_ref["token_lp"], s_new["token_lp"])
+    return per_thought + torch.zeros(n, dtype=tokens.dtype, device=tokens.device).index_add(0, s_new["token_owner"], tokens)
+
+
+def git_commit() -> dict:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def save_state(path: str, state: dict) -> None:
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", required=True, help="the running nfcot-serve, e.g. http://127.0.0.1:8000")
+    ap.add_argument("--admin-key", default=os.environ.get("NFCOT_ADMIN_KEY"), help="the server's --admin-key (or NFCOT_ADMIN_KEY)")
+    ap.add_argument("--init", default="nfcot-trace-small", help="model directory the server starts from (weights read from its ONNX)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=100, help="updates in all (a resumed run counts the ones done)")
+    ap.add_argument("--prompts", type=int, default=16, help="programs per batch")
+    ap.add_argument("--group", type=int, default=8, help="rollouts per program (GRPO group size)")
+    ap.add_argument("--latent-temperature", type=float, default=0.9)
+    ap.add_argument("--text-temperature", type=float, default=1.0, help="answer tokens are sampled from the policy at this temperature")
+    ap.add_argument("--max-tokens", type=int, default=8)
+    ap.add_argument("--lengths", default="1,1,2,4,8", help="weights of program lengths 2..6 (the train stream's); 'task' = the task's draw")
+    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--clip", type=float, default=0.2)
+    ap.add_argument("--kl-coef", type=float, default=0.0, help="weight of the KL term to the starting model (0: off)")
+    ap.add_argument("--inner-steps", type=int, default=1, help="gradient steps per batch (ratios leave 1 from the second)")
+    ap.add_argument("--max-grad-norm", type=float, default=1.0)
+    ap.add_argument("--tol", type=float, default=1e-3, help="largest allowed |server - PyTorch| log-prob per trajectory")
+    ap.add_argument("--eval-every", type=int, default=0, help="validation every N updates (0: only at the start and end)")
+    ap.add_argument("--eval-count", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: no limit)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.latent_temperature <= 0:
+        ap.error("--latent-temperature must be > 0: at T_z = 0 the thoughts have no density to train")
+    lengths = None if args.lengths == "task" else [float(x) for x in args.lengths.split(",")]
+    os.makedirs(os.path.join(args.out, "weights"), exist_ok=True)
+    from .onnx_weights import load_model_dir
+
+    server = Server(args.server, args.admin_key)
+    model, _, _, _ = load_model_dir(args.init)
+    ref = None
+    if args.kl_coef > 0:
+        ref, _, _, _ = load_model_dir(args.init)
+        ref.to(args.device).eval()
+    model.to(args.device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    state_path = os.path.join(args.out, "state.pt")
+    history: list[dict] = []
+    evals: list[dict] = []
+    step = 0
+    version = server.weights()["version"]
+    weights_dir = args.init
+    best = {"step": 0, "latent_greedy": -1.0, "dir": args.init}
+    if os.path.exists(state_path):
+        st = torch.load(state_path, map_location=args.device)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, history, evals, best = st["step"], st["history"], st["evals"], st["best"]
+        version, weights_dir = st["version"], st["weights_dir"]
+        if server.weights()["version"] != version:
+            print(f"resuming at update {step}: pushing {weights_dir} as {version}", flush=True)
+            server.push(os.path.abspath(weights_dir), version)
+    else:
+        torch.manual_seed(args.seed)
+    run_name = os.path.basename(os.path.normpath(args.out))
+    # The admin key is a credential: never written down.
+    raw = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(raw):
+        if a == "--admin-key" and i + 1 < len(raw):
+            raw[i + 1] = "***"
+        elif a.startswith("--admin-key="):
+            raw[i] = "--admin-key=***"
+    with open(os.path.join(args.out, "run.json"), "w") as f:
+        json.dump({"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **git_commit()}, f, indent=1)
+    val = split("validation", args.eval_count)
+
+    def run_eval():
+        t = time.time()
+        e = {"step": step, "version": version, **evaluate(server, val, args.seed)}
+        evals.append(e)
+        print(f"eval @ {step} ({version}, {time.time() - t:.0f}s): validation latent T_z=0 {e['latent_greedy']:.3f} | "
+              f"latent pass@1 {e['latent_sampled']:.3f} | explicit {e['explicit']:.3f} | none {e['none']:.3f}", flush=True)
+        if e["latent_greedy"] > best["latent_greedy"]:
+            best.update(step=step, latent_greedy=e["latent_greedy"], dir=weights_dir)
+            if os.path.abspath(weights_dir) != os.path.abspath(args.init):
+                dst = os.path.join(args.out, "best")
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(weights_dir, dst)
+
+    if not evals:
+        run_eval()
+    t_start = time.time()
+    while step < args.steps:
+        if args.time_budget and time.time() - t_start > args.time_budget * 60:
+            print(f"time budget of {args.time_budget} min spent", flush=True)
+            break
+        t0 = time.time()
+        progs = draw_prompts(args.seed, step, args.prompts, lengths)
+        responses = rollouts(server, progs, args, step)
+        t_roll = time.time() - t0
+        trajs, server_lp, rewards = to_trajectories(progs, responses, version)
+        t1 = time.time()
+        model.train()
+        s, logp = policy_terms(model, trajs, args.latent_temperature, args.device)
+        worst = check_agreement(s, server_lp, args.tol, step, version)
+        adv = group_advantages(rewards).reshape(-1).to(args.device)
+        logp_old = logp.detach()
+        s_ref = None
+        if ref is not None:
+            with torch.no_grad():
+                s_ref = score(ref, trajs, args.latent_temperature, args.device)
+        stats = {}
+        update = bool((adv != 0).any()) or ref is not None
+        for inner in range(args.inner_steps if update else 0):
+            if inner > 0:
+                s, logp = policy_terms(model, trajs, args.latent_temperature, args.device)
+            kl = kl_per_trajectory(s, s_ref, len(trajs)) if s_ref is not None else None
+            loss, stats = grpo_loss(logp, logp_old, adv, args.clip, kl, args.kl_coef)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            opt.step()
+        t_upd = time.time() - t1
+        step += 1
+        t2 = time.time()
+        if update:
+            version = f"{run_name}-{step:05d}"
+            new_dir = os.path.join(args.out, "weights", version)
+            export_weights(args.init, model.cpu(), new_dir, {"rl": {"step": step, "version": version, "init": os.path.abspath(args.init)}})
+            model.to(args.device)
+            server.push(os.path.abspath(new_dir), version)
+            old = weights_dir
+            weights_dir = new_dir
+            if os.path.dirname(os.path.abspath(old)) == os.path.abspath(os.path.join(args.out, "weights")):
+                shutil.rmtree(old, ignore_errors=True)
+        t_push = time.time() - t2
+        pass_at_g = float((rewards.max(1).values > 0).double().mean())
+        signal = int((rewards.std(1) > 0).sum())
+        h = {"step": step, "reward": float(rewards.mean()), "pass_at_group": pass_at_g, "groups_with_signal": signal,
+             "kl": stats.get("kl", 0.0), "ratio": stats.get("ratio", 1.0), "clipped": stats.get("clipped", 0.0),
+             "max_logprob_diff": worst, "rollout_s": t_roll, "update_s": t_upd, "push_s": t_push, "version": version}
+        history.append(h)
+        print(f"update {step} | reward {h['reward']:.3f} | accuracy {h['reward']:.3f} (pass@{args.group} {pass_at_g:.3f}, "
+              f"{signal}/{len(progs)} groups with signal) | KL {h['kl']:.2e} | ratio {h['ratio']:.3f} | "
+              f"|server - torch| {worst:.1e} | rollout {t_roll:.1f}s update {t_upd:.1f}s push {t_push:.1f}s | {version}", flush=True)
+        if args.eval_every and step % args.eval_every == 0:
+            run_eval()
+        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
+                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
+                                "args": {**vars(args), "admin_key": None}})
+        plot_history(history, evals, os.path.join(args.out, "curve.png"))
+    if not evals or evals[-1]["step"] != step:
+        run_eval()
+        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
+                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
+                                "args": {**vars(args), "admin_key": None}})
+    plot_history(history, evals, os.path.join(args.out, "curve.png"))
+    with open(os.path.join(args.out, "history.json"), "w") as f:
+        json.dump({"history": history, "evals": evals, "best": best}, f, indent=1)
+    print(f"done: {step} updates; best validation latent T_z=0 {best['latent_greedy']:.3f} at update {best['step']} ({best['dir']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
