@@ -14,6 +14,18 @@ export interface RunnerOptions {
   graphOptimization: "disabled" | "basic" | "extended" | "all";
   numBlocks: number;
   blockSize: number;
+  /** Write onnxruntime's per-op profile (JSON) with this file prefix (bench/step-profile.ts). */
+  profileFilePrefix?: string;
+}
+
+/** Where a forward pass's wall time went, summed since the runner started (ms). */
+export interface RunnerTiming {
+  forwards: number;
+  runs: number;
+  feedMs: number; // building the input tensors in JS
+  runMs: number; // inside session.run (onnxruntime, plus its setImmediate hop and output copies)
+  writeKvMs: number; // copying the new K/V into the pool
+  forwardMs: number; // the whole forward() call
 }
 
 /** One sequence's slice of a step: positions [start, start + tokens.length). */
@@ -45,6 +57,7 @@ export class Runner {
   private readonly hd: number;
   private readonly bs: number;
   private readonly poolTensor: ort.Tensor;
+  readonly timing: RunnerTiming = { forwards: 0, runs: 0, feedMs: 0, runMs: 0, writeKvMs: 0, forwardMs: 0 };
 
   private constructor(
     readonly manifest: Manifest,
@@ -83,6 +96,7 @@ export class Runner {
       ...(options.threads > 0 ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
       // Spinning burns a core between steps for no latency gain on small graphs (serving-notes).
       extra: { session: { intra_op: { allow_spinning: "0" } } },
+      ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     };
     const open = async (spec: GraphSpec) => {
       const path = join(options.modelDir, spec.file);
@@ -115,6 +129,16 @@ export class Runner {
   /** Runs the rows (grouped so decode steps are not padded to a prefill chunk's length) and
    * writes each new position's K/V into its block. */
   async forward(rows: ForwardRow[]): Promise<ForwardOutput> {
+    const t0 = performance.now();
+    try {
+      return await this.forwardRows(rows);
+    } finally {
+      this.timing.forwards++;
+      this.timing.forwardMs += performance.now() - t0;
+    }
+  }
+
+  private async forwardRows(rows: ForwardRow[]): Promise<ForwardOutput> {
     const single = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length === 1);
     const multi = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length > 1);
     // The common step (all decode, or one prefill): the graph's outputs are already in row order.
@@ -146,6 +170,7 @@ export class Runner {
   }
 
   private async runGroup(rows: ForwardRow[]) {
+    const t0 = performance.now();
     const B = rows.length;
     const S = Math.max(...rows.map((r) => r.tokens.length));
     const MB = Math.max(1, ...rows.map((r) => Math.ceil(r.start / this.bs)));
@@ -184,8 +209,15 @@ export class Runner {
       block_tables: new ort.Tensor("int64", tables, [B, MB]),
       gather_index: new ort.Tensor("int64", BigInt64Array.from(gather), [gather.length]),
     };
+    const t1 = performance.now();
     const out = await this.backbone.run(feeds);
+    const t2 = performance.now();
     this.writeKv(rows, out["new_kv"]!.data as Float32Array, S);
+    const tm = this.timing;
+    tm.runs++;
+    tm.feedMs += t1 - t0;
+    tm.runMs += t2 - t1;
+    tm.writeKvMs += performance.now() - t2;
     return {
       logits: out["logits"]!.data as Float32Array,
       mu: this.thoughtIO ? (out["mu"]!.data as Float32Array) : new Float32Array(0),
@@ -236,6 +268,11 @@ export class Runner {
         }),
       ),
     );
+  }
+
+  /** Ends onnxruntime's profile (written to profileFilePrefix_<time>.json). */
+  endProfiling(): void {
+    this.backbone.endProfiling();
   }
 
   async close(): Promise<void> {
