@@ -7,6 +7,7 @@ need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+/usr/bin/python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)  # the onnxruntime venv below
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -15,4 +16,12 @@ fi
 # safetensors (the Hugging Face loader, models/nfcot/hf.py) is not packaged by Debian 12: from PyPI.
 /usr/bin/python3 -c "import safetensors" 2>/dev/null || \
   /usr/bin/python3 -m pip install -q --break-system-packages "safetensors>=0.4,<1"
+# onnxruntime's quantizers (nfcot/quantize.py, `nfcot.export --weights`) need onnx >= 1.16 and numpy 2,
+# which Debian's torch 1.13 / onnx 1.12 cannot share a process with: their own venv, onnxruntime
+# pinned to the version onnxruntime-node runs (package.json), so the graphs it writes load there.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/models/.venv-ort"
+if ! "$VENV/bin/python" -c "import onnxruntime.quantization.matmul_nbits_quantizer, onnxruntime.transformers.float16" 2>/dev/null; then
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "onnxruntime==1.30.0" "onnx>=1.17,<1.24" "onnx-ir>=0.1,<2" "ml_dtypes>=0.5" "sympy>=1.12"
+fi
 echo "test dependencies ready"
