@@ -8,6 +8,7 @@ import { Runner } from "../src/engine/runner.ts";
 import { loadManifest } from "../src/model/manifest.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
 import { MODELS_DIR, SHIPPED_MODEL } from "./helpers/python.ts";
+import { confidentFlips as flips, relErr } from "./helpers/compare-logits.ts";
 
 /** The shipped model at each weight precision (nfcot/quantize.py, onnxruntime's quantizers, run in
  * the venv scripts/test-deps.sh makes) against its float32 graph, teacher-forced on explicit
@@ -40,41 +41,6 @@ async function forwardAll(dir: string): Promise<Outputs> {
   })));
   await runner.close();
   return { logits: out.logits, mu: out.mu };
-}
-
-function relErr(got: Float32Array, want: Float32Array): number {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    d = Math.max(d, Math.abs(got[i]! - want[i]!));
-    s = Math.max(s, Math.abs(want[i]!));
-  }
-  return d / s;
-}
-
-/** Share of positions whose greedy token changes, among those where the float32 model is
- * confident (top-1 probability >= 0.9: the trace and the answer; a program's random names and
- * constants are near-uniform guesses whose argmax means nothing). */
-function flips(got: Float32Array, want: Float32Array, V: number): number {
-  const argmax = (x: Float32Array, o: number) => {
-    let b = 0;
-    for (let v = 1; v < V; v++) if (x[o + v]! > x[o + b]!) b = v;
-    return b;
-  };
-  const topProb = (x: Float32Array, o: number, b: number) => {
-    let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(x[o + v]! - x[o + b]!);
-    return 1 / z;
-  };
-  let n = 0;
-  let changed = 0;
-  for (let i = 0; i < want.length / V; i++) {
-    const w = argmax(want, i * V);
-    if (topProb(want, i * V, w) < 0.9) continue;
-    n++;
-    if (argmax(got, i * V) !== w) changed++;
-  }
-  return changed / n;
 }
 
 const ref = forwardAll(SHIPPED_MODEL);

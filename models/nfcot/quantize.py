@@ -4,7 +4,7 @@ Runs in the onnxruntime venv (models/.venv-ort, made by scripts/test-deps.sh: on
 quantizers need a newer onnx and numpy than Debian's torch 1.13 works with); `nfcot.export
 --weights` calls it after writing the float32 graphs. Imports no torch.
 
-  models/.venv-ort/bin/python -m nfcot.quantize MODEL_DIR --weights int8 [--keep nf_head,thought_proj]
+  models/.venv-ort/bin/python -m nfcot.quantize MODEL_DIR --weights int8 [--keep nf_head,thought_proj] [--kv-dtype float16]
 
 - fp16: every float32 weight and activation of the backbone in float16
   (onnxruntime.transformers.float16), graph inputs and outputs stay float32 (the runner's
@@ -29,6 +29,7 @@ import re
 import sys
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
+KV_DTYPES = ("float32", "float16")
 DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "int8", "int4": "int4"}
 # The NF head and the thought projection decide every latent thought; they are small.
 DEFAULT_KEEP = ("nf_head", "thought_proj")
@@ -63,11 +64,16 @@ def quantize_model(model, weights: str, keep, block: int = BLOCK, symmetric: boo
     return q.model.model
 
 
-def quantize_dir(model_dir: str, weights: str, keep=DEFAULT_KEEP) -> dict:
-    """Rewrites MODEL_DIR/backbone.onnx at the given precision and records it in the manifest."""
+def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dtype: str = "float32") -> dict:
+    """Rewrites MODEL_DIR/backbone.onnx at the given weight precision and KV cache dtype and
+    records both in the manifest."""
     import onnx
     import onnxruntime
 
+    from .kv_dtype import kv_to_float16
+
+    if kv_dtype not in KV_DTYPES:
+        raise ValueError(f"--kv-dtype must be one of {', '.join(KV_DTYPES)}, got {kv_dtype!r}")
     if weights not in WEIGHTS:
         raise ValueError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     bad = [k for k in keep if k not in GROUPS]
@@ -81,10 +87,21 @@ def quantize_dir(model_dir: str, weights: str, keep=DEFAULT_KEEP) -> dict:
     with open(mpath) as f:
         manifest = json.load(f)
     spec = manifest["graphs"]["backbone"]
+    have = manifest.get("weights", {}).get("dtype", "float32")
+    if weights != "fp32" and have != "float32":
+        raise ValueError(f"{model_dir}: the backbone's weights are already {have}; quantize a float32 export")
+    if manifest["kv_cache"]["dtype"] == "float16" and weights != "fp32":
+        raise ValueError(f"{model_dir}: quantize the weights before switching the KV cache to float16")
     path = os.path.join(model_dir, spec["file"])
     model = onnx.load(path)
     kept = kept_nodes(model.graph, keep) if weights != "fp32" else []
     out = quantize_model(model, weights, keep)
+    if kv_dtype == "float16":
+        out = kv_to_float16(out)
+        manifest["kv_cache"]["dtype"] = "float16"
+        for x in spec["inputs"] + spec["outputs"]:
+            if x["name"] in ("kv_pool", "new_kv"):
+                x["dtype"] = "float16"
     tmp = path + ".partial"
     external = "external_data" in spec
     if external:
@@ -96,12 +113,16 @@ def quantize_dir(model_dir: str, weights: str, keep=DEFAULT_KEEP) -> dict:
     else:
         onnx.save_model(out, tmp)
     os.replace(tmp, path)
+    if weights == "fp32":
+        with open(mpath, "w") as f:
+            json.dump(manifest, f, indent=1)
+        return manifest
     ops = sorted({n.op_type for n in out.graph.node if n.op_type in ("MatMulNBits", "MatMul")})
     manifest["weights"] = {
         "dtype": DTYPE[weights],
         "tool": f"onnxruntime {onnxruntime.__version__}",
         **({"block_size": BLOCK, "symmetric": True, "op": "MatMulNBits"} if weights in ("int8", "int4") else {}),
-        "kept_float32": sorted(set(keep)) if weights != "fp32" else [],
+        "kept_float32": sorted(set(keep)),
         "kept_nodes": len(kept),
         "ops": ops,
     }
@@ -113,18 +134,23 @@ def quantize_dir(model_dir: str, weights: str, keep=DEFAULT_KEEP) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir")
-    ap.add_argument("--weights", required=True, choices=WEIGHTS)
+    ap.add_argument("--weights", default="fp32", choices=WEIGHTS, help="fp32: leave the weights as they are")
+    ap.add_argument("--kv-dtype", default="float32", choices=KV_DTYPES,
+                    help="float16: the KV pool in float16 (nfcot/kv_dtype.py), half the memory per block")
     ap.add_argument("--keep", default=",".join(DEFAULT_KEEP),
                     help=f"MatMul groups kept float32, comma separated ('' for none); default {','.join(DEFAULT_KEEP)}")
     args = ap.parse_args(argv)
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # the quantizer logs every node it skips
     keep = tuple(k for k in args.keep.split(",") if k)
     try:
-        m = quantize_dir(args.model_dir, args.weights, keep)
+        m = quantize_dir(args.model_dir, args.weights, keep, args.kv_dtype)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
-    print(f"{args.model_dir}: backbone weights {m['weights']['dtype']} (kept float32: {', '.join(keep) or 'none'})")
+    w = m.get("weights", {}).get("dtype", "float32")
+    print(f"{args.model_dir}: backbone weights {w}"
+          + (f" (kept float32: {', '.join(m['weights']['kept_float32']) or 'none'})" if w not in ("float32", "float16") else "")
+          + f", KV cache {m['kv_cache']['dtype']}")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,12 @@ export interface ForwardOutput {
 
 export class ModelLoadError extends Error {}
 
+/** The KV pool's storage: float16 values are kept as their bits (Node 20 has no Float16Array). */
+export type KvPool = Float32Array | Uint16Array;
+
 export class Runner {
-  readonly pool: Float32Array;
+  readonly pool: KvPool;
+  readonly kvDtype: "float32" | "float16";
   readonly vocabSize: number;
   readonly thoughtDim: number;
   readonly numThoughts: number;
@@ -74,19 +78,21 @@ export class Runner {
     this.kvH = a.num_kv_heads;
     this.hd = a.head_dim;
     this.bs = options.blockSize;
-    this.pool = new Float32Array(options.numBlocks * this.blockFloats);
+    this.kvDtype = manifest.kv_cache.dtype;
+    const n = options.numBlocks * this.blockFloats;
+    this.pool = this.kvDtype === "float16" ? new Uint16Array(n) : new Float32Array(n);
     // The pool is handed to onnxruntime zero-copy every step (serving-notes): one tensor object.
-    this.poolTensor = new ort.Tensor("float32", this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
+    this.poolTensor = new ort.Tensor(this.kvDtype, this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
   }
 
-  /** Floats in one block: [L, 2, kvH, blockSize, headDim]. */
+  /** Values in one block: [L, 2, kvH, blockSize, headDim]. */
   get blockFloats(): number {
     return this.L * 2 * this.kvH * this.bs * this.hd;
   }
 
   static bytesPerBlock(m: Manifest, blockSize: number): number {
     const a = m.architecture;
-    return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * 4;
+    return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * (m.kv_cache.dtype === "float16" ? 2 : 4);
   }
 
   static async create(manifest: Manifest, options: RunnerOptions): Promise<Runner> {
@@ -212,7 +218,7 @@ export class Runner {
     const t1 = performance.now();
     const out = await this.backbone.run(feeds);
     const t2 = performance.now();
-    this.writeKv(rows, out["new_kv"]!.data as Float32Array, S);
+    this.writeKv(rows, out["new_kv"]!.data as KvPool, S);
     const tm = this.timing;
     tm.runs++;
     tm.feedMs += t1 - t0;
@@ -225,8 +231,8 @@ export class Runner {
     };
   }
 
-  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :]. */
-  private writeKv(rows: ForwardRow[], kv: Float32Array, S: number): void {
+  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :] (same dtype: a plain copy). */
+  private writeKv(rows: ForwardRow[], kv: KvPool, S: number): void {
     const { L, kvH, hd, bs } = this;
     const B = rows.length;
     rows.forEach((r, b) => {
@@ -240,7 +246,7 @@ export class Runner {
             for (let h = 0; h < kvH; h++) {
               const src = ((((l * 2 + k) * B + b) * kvH + h) * S + s) * hd;
               const dst = ((((block * L + l) * 2 + k) * kvH + h) * bs + slot) * hd;
-              this.pool.set(kv.subarray(src, src + hd), dst);
+              (this.pool as Float32Array).set(kv.subarray(src, src + hd) as Float32Array, dst);
             }
           }
         }
