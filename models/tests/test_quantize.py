@@ -13,8 +13,7 @@ MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _ops(path):
-    # Op types are plain strings in the protobuf; Debian's onnx 1.12 cannot parse the
-    # com.microsoft domain's opset import, so no onnx.load here.
+    # Op types are plain strings in the protobuf.
     return open(path, "rb").read()
 
 
@@ -52,3 +51,13 @@ def test_missing_venv_is_named_before_any_export(tmp_path):
     assert "run `npm run test:deps`" in r.stderr
     assert not os.path.exists(tmp_path / "m")
     assert ORT_VENV.endswith(".venv-ort")
+
+
+def test_export_float16_kv(tmp_path):
+    out = str(tmp_path / "m")
+    main(["--preset", "tiny", "--out", out, "--kv-dtype", "float16"])
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["kv_cache"]["dtype"] == "float16"
+    io = {x["name"]: x["dtype"] for x in m["graphs"]["backbone"]["inputs"] + m["graphs"]["backbone"]["outputs"]}
+    assert io["kv_pool"] == io["new_kv"] == "float16" and io["logits"] == "float32"
+    assert "weights" not in m  # float32 weights: the exporter's manifest as it was
