@@ -14,6 +14,8 @@ export interface RunnerOptions {
   graphOptimization: "disabled" | "basic" | "extended" | "all";
   numBlocks: number;
   blockSize: number;
+  /** Intra-op threads spin between kernels (default false: bench/session-options.ts measures both). */
+  spinning?: boolean;
   /** Write onnxruntime's per-op profile (JSON) with this file prefix (bench/step-profile.ts). */
   profileFilePrefix?: string;
 }
@@ -101,7 +103,7 @@ export class Runner {
       graphOptimizationLevel: options.graphOptimization,
       ...(options.threads > 0 ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
       // Spinning burns a core between steps for no latency gain on small graphs (serving-notes).
-      extra: { session: { intra_op: { allow_spinning: "0" } } },
+      extra: { session: { intra_op: { allow_spinning: options.spinning ? "1" : "0" } } },
       ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     };
     const open = async (spec: GraphSpec) => {
