@@ -113,6 +113,8 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
     else:
         onnx.save_model(out, tmp)
     os.replace(tmp, path)
+    for f in [path] + ([os.path.join(model_dir, spec["external_data"])] if external else []):
+        os.chmod(f, 0o644)  # onnx writes external data 0600; the server may run as another user
     if weights == "fp32":
         with open(mpath, "w") as f:
             json.dump(manifest, f, indent=1)
