@@ -109,7 +109,7 @@ async function viaHttp(url: string, round: number): Promise<Result> {
 const server = await startServer({ kvCacheBlocks: 0, threads: Number(args.threads), maxNumSeqs: Math.max(64, C), maxQueue: Math.max(256, 4 * C) });
 try {
   const tok = server.app.tokenizer;
-  const prompts = programs.map((p) => tok.encode(tok.renderChat([{ role: "user", content: p }], "latent")));
+  const prompts = programs.map((p) => tok.encodeChat([{ role: "user", content: p }], { mode: "latent" }));
   console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
   await engineDirect(server.engine, prompts, 0);

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond npm: Debian's PyTorch (with OpenBLAS, ~7x faster
-# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test; safetensors
-# from PyPI.
+# than the reference BLAS), ONNX and pytest for models/, Prometheus for the metrics test; Jinja2,
+# and from PyPI safetensors and tokenizers.
 set -euo pipefail
 need=()
 /usr/bin/python3 -c "import torch, onnx, pytest, numpy" 2>/dev/null || need+=(python3-torch libopenblas0-pthread python3-onnx python3-pytest python3-numpy)
+# Jinja2 renders chat templates as the reference for the JS renderer (scripts/tokenizer-reference.py).
+/usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 /usr/bin/python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)  # the onnxruntime venv below
@@ -16,6 +18,9 @@ fi
 # safetensors (the Hugging Face loader, models/nfcot/hf.py) is not packaged by Debian 12: from PyPI.
 /usr/bin/python3 -c "import safetensors" 2>/dev/null || \
   /usr/bin/python3 -m pip install -q --break-system-packages "safetensors>=0.4,<1"
+# Hugging Face's tokenizers (not packaged by Debian): the reference for the JS tokenizer.
+/usr/bin/python3 -c "import tokenizers" 2>/dev/null || \
+  /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
 # onnxruntime's quantizers (nfcot/quantize.py, `nfcot.export --weights`) need onnx >= 1.16 and numpy 2,
 # which Debian's torch 1.13 / onnx 1.12 cannot share a process with: their own venv, onnxruntime
 # pinned to the version onnxruntime-node runs (package.json), so the graphs it writes load there.

@@ -95,6 +95,7 @@ function convert(key: Key, raw: string): unknown {
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const raw: Partial<Record<Key, unknown>> = {};
   const byFlag = new Map(Object.keys(ENV).map((k) => [flagName(k), k as Key]));
+  byFlag.set("--model", "modelDir"); // vLLM's spelling (`vllm serve --model DIR`)
   const source: Partial<Record<Key, string>> = {};
   for (const k of Object.keys(ENV) as Key[]) {
     const v = env[ENV[k]];
@@ -150,7 +151,8 @@ export function usage(): string {
     "usage: npm start -- [options]\n\noptions (flag, environment variable, default):\n" +
     (Object.keys(ENV) as Key[])
       .map((k) => `  ${flagName(k).padEnd(26)} ${ENV[k].padEnd(30)} ${JSON.stringify(props[k].default)}`)
-      .join("\n")
+      .join("\n") +
+    "\n  --model is --model-dir."
   );
 }
 

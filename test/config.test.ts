@@ -146,3 +146,8 @@ describe("the server process", () => {
     assert.match(r.stderr, /^nfcot-serve failed to start: .*\/nonexistent\/model/m);
   });
 });
+
+test("--model (vLLM's spelling) sets the model directory", () => {
+  assert.equal(parseConfig(["--model", "/tmp/qwen3"], {}).modelDir, "/tmp/qwen3");
+  assert.equal(parseConfig(["--model=/tmp/q"], {}).modelDir, "/tmp/q");
+});

@@ -42,6 +42,7 @@ const VARIANTS: Variant[] = [
   { arch: "qwen3", flags: [], what: "Qwen3, q/k norm, head dim 32, tied" },
   { arch: "qwen3", flags: ["--extras", "--external-data", "--shards", "3", "--dtype", "bfloat16"],
     what: "Qwen3 with NF-CoT extras, external data, 3 bf16 shards" },
+  { arch: "nfcot-trace", flags: ["--extras"], what: "our own model (positional heads) converted by nfcot.hf_write" },
 ];
 
 for (const v of VARIANTS) {
@@ -57,6 +58,7 @@ for (const v of VARIANTS) {
       assert.deepEqual(m.reasoning_modes, latent ? ["none", "explicit", "latent"] : ["none"]);
       assert.deepEqual(m.eos_token_ids, [3, 5]);
       assert.equal(m.special_tokens.bos, v.arch.startsWith("qwen") ? undefined : 2);
+      if (v.arch === "nfcot-trace") assert.deepEqual(m.architecture.positional_heads, [1, 2, 3]);
       const spec = m.graphs.backbone;
       assert.equal(spec.inputs.some((x: { name: string }) => x.name === "thought_inputs"), latent);
       const session = await ort.InferenceSession.create(join(dir, "out", spec.file));

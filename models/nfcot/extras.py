@@ -77,23 +77,27 @@ def modules(x: dict, vocab_size: int):
     return flow, vae
 
 
-def expected(model, flow, vae) -> dict[str, tuple]:
-    out = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith(("thought_proj.", "nf_head."))}
+def expected(c, flow, vae) -> dict[str, tuple]:
+    """Tensor names and shapes of nfcot.safetensors for model config c and the extra modules."""
+    H, D = c.hidden_size, c.thought_dim
+    out = {"thought_proj.0.weight": (H, D), "thought_proj.0.bias": (H,), "thought_proj.2.weight": (H, H),
+           "thought_proj.2.bias": (H,), "nf_head.weight": (2 * D, H), "nf_head.bias": (2 * D,)}
     for prefix, mod in (("flow.", flow), ("vae.", vae)):
         if mod is not None:
             out.update({prefix + k: tuple(v.shape) for k, v in mod.state_dict().items()})
     return out
 
 
-def check(d: str, x: dict, model):
-    """Build the extra modules and check nfcot.safetensors against them (names, shapes, dtypes)."""
+def check(d: str, x: dict, c):
+    """Build the extra modules and check nfcot.safetensors against them (names, shapes, dtypes)
+    for model config c, before the model is allocated."""
     from .hf import check_tensors, index_tensors
-    flow, vae = modules(x, model.config.vocab_size)
-    if vae is not None and vae.vocab != model.config.vocab_size:
+    flow, vae = modules(x, c.vocab_size)
+    if vae is not None and vae.vocab != c.vocab_size:
         raise _err(CONFIG, f"thought_decoder vocab_size {vae.vocab} differs from config.json vocab_size "
-                   f"{model.config.vocab_size} (its logits are over the model's tokens)")
+                   f"{c.vocab_size} (its logits are over the model's tokens)")
     where = index_tensors(d, [TENSORS])
-    want = expected(model, flow, vae)
+    want = expected(c, flow, vae)
     try:
         check_tensors(where, want, tied=False)
     except ValueError as e:

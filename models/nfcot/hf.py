@@ -141,17 +141,30 @@ def weight_files(d: str) -> list[str]:
     return files
 
 
-def expected_shapes(model: torch.nn.Module) -> dict[str, tuple]:
-    """Names and shapes the checkpoint must provide (lm_head only when untied)."""
-    out = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if model.config.tie_embeddings:
-        out.pop("lm_head.weight")
+def backbone_shapes(c: ModelConfig) -> dict[str, tuple]:
+    """Names and shapes model.safetensors must hold for config c (lm_head only when untied),
+    worked out from the config so a bad checkpoint is refused before the model is allocated
+    (tests/test_hf.py checks this equals NFCoTModel's own state dict)."""
+    H, hd, V, I = c.hidden_size, c.head_dim, c.vocab_size, c.intermediate_size
+    q, kv = c.num_heads * hd, c.num_kv_heads * hd
+    out = {"model.embed_tokens.weight": (V, H), "model.norm.weight": (H,)}
+    for i in range(c.num_layers):
+        p = f"model.layers.{i}."
+        out.update({p + "self_attn.q_proj.weight": (q, H), p + "self_attn.k_proj.weight": (kv, H),
+                    p + "self_attn.v_proj.weight": (kv, H), p + "self_attn.o_proj.weight": (H, q),
+                    p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H),
+                    p + "mlp.down_proj.weight": (H, I), p + "input_layernorm.weight": (H,),
+                    p + "post_attention_layernorm.weight": (H,)})
+        if c.qkv_bias:
+            out.update({p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
+                        p + "self_attn.v_proj.bias": (kv,)})
+        if c.o_bias:
+            out[p + "self_attn.o_proj.bias"] = (H,)
+        if c.qk_norm:
+            out.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})
+    if not c.tie_embeddings:
+        out["lm_head.weight"] = (V, H)
     return out
-
-
-def backbone_names(model: NFCoTModel) -> dict[str, tuple]:
-    """Backbone + LM head tensors (what model.safetensors holds; the extras hold the rest)."""
-    return {k: s for k, s in expected_shapes(model).items() if k.startswith(("model.", "lm_head."))}
 
 
 def index_tensors(d: str, files: list[str]) -> dict[str, tuple[str, tuple, str]]:
@@ -168,10 +181,10 @@ def index_tensors(d: str, files: list[str]) -> dict[str, tuple[str, tuple, str]]
     return where
 
 
-def check_tensors(where: dict, want: dict, tied: bool) -> None:
+def check_tensors(where: dict, want: dict, tied: bool, source: str = SINGLE) -> None:
     for name, shape in want.items():
         if name not in where:
-            raise HFError("model.safetensors", f"tensor {name} is missing" + ("" if name != "lm_head.weight" else
+            raise HFError(source, f"tensor {name} is missing" + ("" if name != "lm_head.weight" else
                           " (config.json: tie_word_embeddings is false)"))
         f, got, dtype = where[name]
         if got != shape:
@@ -216,7 +229,7 @@ def load_tensors(module: torch.nn.Module, d: str, where: dict, names: list[str],
         with safe_open(os.path.join(d, f), framework="pt") as st:
             for n in ns:
                 t = st.get_tensor(rename(n))
-                params[n].data.copy_(t.to(torch.float32))
+                params[n].data.copy_(t)  # converts bf16 / fp16 in place: no float32 temporary
                 del t
                 prog.add(params[n].numel() * params[n].element_size())
 
@@ -318,13 +331,13 @@ def load_hf(d: str, with_weights: bool = True) -> HFModel:
             raise HFError("generation_config.json", f"{k} = {v} is outside the vocabulary (0..{c.vocab_size - 1})")
     files = weight_files(d)
     where = index_tensors(d, files)
-    model = NFCoTModel(c, init=False).eval()
-    want = backbone_names(model)
-    check_tensors(where, want, c.tie_embeddings)
+    want = backbone_shapes(c)
+    check_tensors(where, want, c.tie_embeddings, INDEX if files != [SINGLE] else SINGLE)
     flow = vae = None
     if xcfg:
         st.update(ex.span_tokens(d, xcfg))
-        flow, vae, xwhere, xwant = ex.check(d, xcfg, model)
+        flow, vae, xwhere, xwant = ex.check(d, xcfg, c)
+    model = NFCoTModel(c, init=False).eval()
     if with_weights:
         load_tensors(model, d, where, list(want), "loading weights")
         if xcfg:

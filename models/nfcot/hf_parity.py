@@ -54,7 +54,8 @@ def decode_case(model, seed: int, lengths=(11, 7), prefill=(5, 3)) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", choices=sorted(TINY), required=True)
+    ap.add_argument("--arch", choices=sorted(TINY) + ["nfcot-trace"], required=True,
+                    help="nfcot-trace: our own model (fresh random weights) converted with nfcot.hf_write")
     ap.add_argument("--work", required=True, help="folder for hf/, out/ and case.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shards", type=int, default=1)
@@ -66,7 +67,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     hf, out = os.path.join(args.work, "hf"), os.path.join(args.work, "out")
-    write_tiny(hf, args.arch, args.seed, args.shards, getattr(torch, args.dtype), args.extras)
+    if args.arch == "nfcot-trace":
+        from . import tokenizer as tk
+        from .hf_write import write_hf
+        from .parity import fresh_model
+        model, flow, vae = fresh_model(args.seed)
+        write_hf(hf, model, flow, vae, tokenizer_json=tk.tokenizer_json(), tokenizer_config=tk.tokenizer_config(),
+                 eos_ids=[tk.EOS, tk.EOT], bos_id=tk.BOS, dtype=getattr(torch, args.dtype), shards=args.shards)
+    else:
+        write_tiny(hf, args.arch, args.seed, args.shards, getattr(torch, args.dtype), args.extras)
     manifest = export_hf(hf, out, external=True if args.external_data else None)
     hm = load_hf(hf)
     ref = hm.model  # the reference: the project's PyTorch model on the same weights

@@ -237,10 +237,18 @@ class NFCoTModel(nn.Module):
         """Final norm, then logits and NF parameters at the given hidden states (None, None for a
         model without the NF head)."""
         x = self.model.norm(h)
+        logits = self.logits(x)
         if not self.config.latent:
-            return self.lm_head(x), None, None
+            return logits, None, None
         mu, log_sigma = self.nf_head(x).chunk(2, -1)
-        return self.lm_head(x), mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        return logits, mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+
+    def logits(self, x):
+        if not self.config.tie_embeddings:
+            return self.lm_head(x)
+        # (W x^T)^T rather than x W^T: the ONNX exporter folds W^T into a second copy of the
+        # embedding (622 MB at Qwen3-0.6B's size); this way the graph reads the one embedding.
+        return torch.matmul(self.lm_head.weight, x.transpose(-1, -2)).transpose(-1, -2)
 
     def forward(self, input_ids, thoughts, is_thought, positions, key_mask=None, past=None, taps=None):
         # thoughts / is_thought are ignored (may be None) for a model without NF-CoT heads.

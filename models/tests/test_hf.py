@@ -42,6 +42,17 @@ def test_loader_round_trips_every_family(tmp_path, arch, shards, dtype):
     assert ("bos" in hm.special_tokens) == (not arch.startswith("qwen"))
 
 
+@pytest.mark.parametrize("arch", ["llama", "llama-tied", "qwen2", "qwen3"])
+def test_shapes_worked_out_from_the_config_are_the_models_own(arch):
+    from nfcot.hf import backbone_shapes
+    from nfcot.hf_fixture import tiny_model
+    model, _, _ = tiny_model(arch)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        del own["lm_head.weight"]
+    assert backbone_shapes(model.config) == own
+
+
 def test_llama3_rope_scaling_changes_only_long_wavelengths(tmp_path):
     from nfcot.model import rope_inv_freq
     model, _, _ = write_tiny(str(tmp_path), "llama")

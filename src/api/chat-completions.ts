@@ -1,5 +1,4 @@
 import type { FastifyInstance } from "fastify";
-import type { ChatMessage as TemplateMessage } from "../model/tokenizer.ts";
 import { ServeError } from "../errors.ts";
 import {
   GenerationRun,
@@ -13,23 +12,16 @@ import {
   type FinishEvent,
 } from "./generation.ts";
 import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
+import { encodeChat } from "./chat-prompt.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
-import type { ChatCompletionRequest, ChatMessage } from "./schemas.ts";
+import type { ChatCompletionRequest } from "./schemas.ts";
 import { SSE_DONE, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
 import { encodeThought } from "./thoughts.ts";
 
 /** POST /v1/chat/completions: messages through the chat template (in the requested reasoning
  * mode), n choices, streamed or whole, with the NF-CoT `thoughts` of each choice. */
-
-/** Text parts are joined; null content (assistant turns with tool calls) is empty. */
-export function toTemplateMessages(messages: ChatMessage[]): TemplateMessage[] {
-  return messages.map((m) => ({
-    role: m.role as TemplateMessage["role"],
-    content: m.content === null ? "" : typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join(""),
-  }));
-}
 
 interface StreamContext {
   n: number;
@@ -72,7 +64,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       if ((body.top_logprobs ?? 0) > 0 && !body.logprobs) {
         throw new ServeError("invalid_request", "logprobs must be true when top_logprobs is set.", "top_logprobs");
       }
-      const promptIds = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), mode));
+      const promptIds = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined });
       const requested = body.max_completion_tokens ?? body.max_tokens;
       const maxTokens = budgetMaxTokens(info, promptIds, requested, "messages");
       checkQueue(app, n, "n");

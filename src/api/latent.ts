@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ServeError, isErrorCode } from "../errors.ts";
-import { toTemplateMessages } from "./chat-completions.ts";
+import { encodeChat } from "./chat-prompt.ts";
 import { requestId } from "./generation.ts";
 import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
@@ -21,7 +21,7 @@ function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): numbe
     if (!app.engine.info.reasoningModes.includes("latent")) {
       throw new ServeError("invalid_request", "This model has no latent reasoning mode.", "model");
     }
-    const ids = app.tokenizer.encode(app.tokenizer.renderChat(toTemplateMessages(body.messages), "latent"));
+    const ids = encodeChat(app, body.messages, { mode: "latent" });
     // The template opens the latent span itself; a template that does not is a model bug.
     return ids.at(-1) === bot ? ids : [...ids, bot];
   }

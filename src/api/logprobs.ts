@@ -2,7 +2,7 @@ import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { TokenOut } from "./generation.ts";
 
 /** Token log-probs in the two OpenAI shapes: chat (`logprobs.content[]`) and legacy completions
- * (parallel arrays). A token's string is its vocabulary entry. */
+ * (parallel arrays). A token's string is its text (ModelTokenizer.tokenText), its bytes the exact bytes. */
 
 export interface ChatTokenLogprob {
   token: string;
@@ -11,21 +11,13 @@ export interface ChatTokenLogprob {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
-const bytesOf = (s: string) => Array.from(Buffer.from(s, "utf8"));
-
 export function chatLogprobs(tokens: TokenOut[], tok: ModelTokenizer): ChatTokenLogprob[] {
-  return tokens.map((t) => {
-    const token = tok.tokenText(t.tokenId);
-    return {
-      token,
-      logprob: t.logprob,
-      bytes: bytesOf(token),
-      top_logprobs: t.top.map((x) => {
-        const s = tok.tokenText(x.tokenId);
-        return { token: s, logprob: x.logprob, bytes: bytesOf(s) };
-      }),
-    };
-  });
+  return tokens.map((t) => ({
+    token: tok.tokenText(t.tokenId),
+    logprob: t.logprob,
+    bytes: tok.tokenBytes(t.tokenId),
+    top_logprobs: t.top.map((x) => ({ token: tok.tokenText(x.tokenId), logprob: x.logprob, bytes: tok.tokenBytes(x.tokenId) })),
+  }));
 }
 
 export interface CompletionLogprobs {

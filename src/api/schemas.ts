@@ -50,11 +50,26 @@ const maxTokens = (minimum: number) =>
 
 const TextPart = Type.Object({ type: Type.Literal("text"), text: Type.String() }, { title: "TextContentPart" });
 
+const ChatTemplateKwargs = Type.Record(Type.String(), Type.Unknown(), {
+  description: "Extension (as vLLM): extra variables for the model's chat template, e.g. {\"enable_thinking\": false} for Qwen3.",
+});
+
 export const ChatMessage = Type.Object(
   {
     role: Type.Union(["system", "developer", "user", "assistant", "tool"].map((r) => Type.Literal(r))),
     content: Nullable(Type.Union([Type.String(), Type.Array(TextPart)])),
     name: Type.Optional(Type.String()),
+    tool_call_id: Type.Optional(Type.String({ description: "A tool message: the call it answers (passed to the chat template)." })),
+    tool_calls: Type.Optional(
+      Type.Array(
+        Type.Object({
+          id: Type.String(),
+          type: Type.Literal("function"),
+          function: Type.Object({ name: Type.String(), arguments: Type.String() }),
+        }),
+        { description: "An assistant message's earlier tool calls (passed to the chat template)." },
+      ),
+    ),
   },
   { title: "ChatMessage" },
 );
@@ -69,6 +84,7 @@ export const ChatCompletionRequest = Type.Object(
     logprobs: Opt(Type.Boolean({ description: "Log-probabilities of the text tokens (EOS excluded)." })),
     top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20 })),
     reasoning: Type.Optional(Reasoning),
+    chat_template_kwargs: Type.Optional(ChatTemplateKwargs),
   },
   { $id: "ChatCompletionRequest", title: "ChatCompletionRequest" },
 );
@@ -145,6 +161,7 @@ export const TokenizeRequest = Type.Object(
     messages: Type.Optional(Type.Array(ChatMessage, { minItems: 1 })),
     reasoning_mode: Type.Optional(ReasoningMode),
     add_generation_prompt: Type.Optional(Type.Boolean({ default: true })),
+    chat_template_kwargs: Type.Optional(ChatTemplateKwargs),
     return_token_strs: Type.Optional(Type.Boolean()),
   },
   { $id: "TokenizeRequest", title: "TokenizeRequest", description: "Give prompt (raw text) or messages (chat template)." },

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
-import { toTemplateMessages } from "./chat-completions.ts";
+import { encodeChat } from "./chat-prompt.ts";
 import { checkModel } from "./guards.ts";
 import { ERROR_RESPONSES } from "./response-schemas.ts";
 import type { DetokenizeRequest, TokenizeRequest } from "./schemas.ts";
@@ -26,10 +26,9 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
         throw new ServeError("invalid_request", "Give exactly one of prompt and messages.", hasPrompt ? "messages" : "prompt");
       }
       const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
-      const text = hasPrompt
-        ? body.prompt!
-        : app.tokenizer.renderChat(toTemplateMessages(body.messages!), mode, body.add_generation_prompt ?? true);
-      const tokens = app.tokenizer.encode(text);
+      const tokens = hasPrompt
+        ? app.tokenizer.encode(body.prompt!)
+        : encodeChat(app, body.messages!, { mode, addGenerationPrompt: body.add_generation_prompt ?? true, kwargs: body.chat_template_kwargs });
       return {
         count: tokens.length,
         max_model_len: app.engine.info.maxContext,

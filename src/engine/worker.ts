@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const opts = workerData as EngineOptions;
   post({ type: "progress", message: `reading ${opts.modelDir}/manifest.json` });
   const manifest = loadManifest(opts.modelDir);
-  const tokenizer = new ModelTokenizer(opts.modelDir, manifest);
+  const tokenizer = new ModelTokenizer(opts.modelDir, manifest, { chat: false });
   const perBlock = Runner.bytesPerBlock(manifest, opts.blockSize);
   const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor(opts.kvCacheBytes / perBlock));
   post({ type: "progress", message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)` });

@@ -83,6 +83,7 @@ export const ManifestSchema = Type.Object({
   ),
 });
 export type Manifest = Static<typeof ManifestSchema>;
+export type ReasoningMode = Manifest["default_reasoning_mode"];
 
 export class ManifestError extends Error {}
 

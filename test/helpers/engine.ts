@@ -32,7 +32,7 @@ export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {
 
 let counter = 0;
 export function request(source: string, mode: ReasoningMode, over: Partial<GenerateRequest> = {}, s: Partial<SamplingParams> = {}): GenerateRequest {
-  const promptIds = tokenizer.encode(tokenizer.renderChat([{ role: "user", content: source }], mode));
+  const promptIds = tokenizer.encodeChat([{ role: "user", content: source }], { mode });
   return {
     kind: "generate", id: `t${counter++}`, promptIds, sampling: sampling(s),
     latent: { temperature: 0.9, returnVectors: false }, choiceIndex: 0, leaderId: null, ...over,

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import OpenAI from "openai";
+import type { ModelTokenizer } from "../src/model/tokenizer.ts";
+import { spawnSync } from "node:child_process";
+import { PYTHON } from "./helpers/python.ts";
+import { QWEN3_TOKENIZER_DIR, qwen3Tokenizer } from "./helpers/qwen3-tokenizer.ts";
+import { startServer, type TestServer } from "./helpers/server.ts";
+import { postJson } from "./helpers/sse.ts";
+
+/** Bring your own model, end to end: a tiny random-weight Qwen3-shaped checkpoint with Qwen3's
+ * real tokenizer, chat template and 151,936-row embedding (test/helpers/qwen3_tiny.py), exported
+ * by `nfcot.export --hf` and served by the real engine over HTTP. Random weights say nothing
+ * about answers: these check prompts (against Python's tokenization), streaming, the padded
+ * embedding, eos ids and the byte-level logprobs. */
+
+const SCRIPT = fileURLToPath(new URL("./helpers/qwen3_tiny.py", import.meta.url));
+const ref = JSON.parse(readFileSync(fileURLToPath(new URL("./fixtures/qwen3-tokenizer.json", import.meta.url)), "utf8"));
+let work: string;
+let s: TestServer;
+let client: OpenAI;
+let tok: ModelTokenizer;
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), "qwen3-tiny-"));
+  const r = spawnSync(PYTHON, [SCRIPT, QWEN3_TOKENIZER_DIR, work], { encoding: "utf8", timeout: 300_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  s = await startServer({ modelDir: join(work, "out") });
+  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  tok = qwen3Tokenizer(join(work, "out"));
+});
+after(async () => {
+  await s?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const MODEL = "qwen3-tiny-random";
+const thinkingOff = ref.chats.find((c: { name: string }) => c.name === "multi-turn, enable_thinking false");
+
+describe("a Qwen3-shaped model exported from Hugging Face", () => {
+  test("/v1/models: text only, and why", async () => {
+    const m = (await client.models.list()).data[0] as unknown as { id: string; nfcot: { latent_available: boolean; reasoning_modes: string[] } };
+    assert.equal(m.id, MODEL);
+    assert.equal(m.nfcot.latent_available, false);
+    assert.deepEqual(m.nfcot.reasoning_modes, ["none"]);
+  });
+
+  test("chat prompts are Python's tokenization of Jinja2's rendering (chat_template_kwargs reach the template)", async () => {
+    const body = { model: MODEL, messages: thinkingOff.messages, chat_template_kwargs: thinkingOff.kwargs };
+    const t = await (await postJson(`${s.url}/tokenize`, body)).json();
+    assert.deepEqual(t.tokens, thinkingOff.ids);
+    const c = await client.chat.completions.create({ ...body, max_tokens: 4, temperature: 0 } as never) as OpenAI.ChatCompletion;
+    assert.equal(c.usage!.prompt_tokens, thinkingOff.ids.length);
+    // Without the kwarg the template leaves the empty think block out: a different prompt.
+    const on = await (await postJson(`${s.url}/tokenize`, { model: MODEL, messages: thinkingOff.messages })).json();
+    assert.equal(on.tokens.length, thinkingOff.ids.length - 4); // "<think>\n\n</think>\n\n"
+  });
+
+  test("greedy chat: the stream adds up to the whole answer, never a split character; logprob bytes are exact", async () => {
+    const req = { model: MODEL, messages: [{ role: "user" as const, content: "Hello 你好 😀" }], temperature: 0, max_tokens: 40 };
+    const whole = await client.chat.completions.create({ ...req, logprobs: true });
+    const content = whole.choices[0]!.message.content!;
+    assert.equal(whole.choices[0]!.finish_reason, "length");
+    const lp = whole.choices[0]!.logprobs!.content!;
+    assert.equal(lp.length, 40);
+    assert.equal(Buffer.from(lp.flatMap((t) => t.bytes!)).toString("utf8"), content);
+    const deltas: string[] = [];
+    let finish: string | null = null;
+    for await (const chunk of await client.chat.completions.create({ ...req, stream: true })) {
+      const c = chunk.choices[0];
+      if (c?.delta?.content) deltas.push(c.delta.content);
+      if (c?.finish_reason) finish = c.finish_reason;
+    }
+    assert.equal(finish, "length");
+    assert.equal(deltas.join(""), content);
+    for (const d of deltas) assert.ok(!d.includes("\uFFFD") || content.includes("\uFFFD"), JSON.stringify(d));
+  });
+
+  test("sampled completions (n = 3, seeded): streams match; every token has a text (none of the 267 padded ids)", async () => {
+    const prompt = ref.corpus[0].text;
+    const req = { model: MODEL, prompt, temperature: 1.5, max_tokens: 48, seed: 9, n: 3, logprobs: 1 };
+    const whole = await client.completions.create(req);
+    const streamed = new Map<number, string>();
+    for await (const chunk of await client.completions.create({ ...req, stream: true })) {
+      for (const c of chunk.choices) streamed.set(c.index, (streamed.get(c.index) ?? "") + c.text);
+    }
+    for (const c of whole.choices) {
+      assert.equal(streamed.get(c.index), c.text);
+      const tokens = c.logprobs!.tokens!;
+      assert.ok(tokens.length > 0);
+      // A sampled id without a token would have the empty string as its text and no bytes.
+      assert.ok(tokens.every((t) => t.length > 0), JSON.stringify(tokens));
+    }
+  });
+
+  test("chat_template_kwargs may not override what the server sets", async () => {
+    const res = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "x" }], chat_template_kwargs: { add_generation_prompt: false } });
+    assert.equal(res.status, 400);
+    const e = (await res.json()).error;
+    assert.equal(e.param, "chat_template_kwargs.add_generation_prompt");
+  });
+});
