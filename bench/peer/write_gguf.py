@@ -29,6 +29,7 @@ TYPES = {"F32": gguf.GGMLQuantizationType.F32, "Q8_0": gguf.GGMLQuantizationType
 FTYPE = {"F32": gguf.LlamaFileType.ALL_F32, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
          "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
 MATMUL = re.compile(r"/(?:mlp/)?(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)(?:_(\d+))?/MatMul$")
+NORM = re.compile(r"^/(input_layernorm|post_attention_layernorm|q_norm|k_norm)(?:_(\d+))?/Mul_1$")
 GGUF_NAME = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
              "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
 
@@ -48,16 +49,19 @@ def weights_of(model_dir: str, manifest: dict) -> dict:
             out[f"blk.{int(m.group(2) or 0)}.{GGUF_NAME[m.group(1)]}.weight"] = arr(consts[0]).T.copy()
         elif "lm_head" in n.name:
             out["output.weight"] = arr(consts[0]).T.copy()
-    for name in init:
-        m = re.match(r"m\.model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$", name)
-        if m:
+    # Norm weights by the node that applies them (torch may share one initializer between equal
+    # tensors, e.g. all-ones norms of a random model, so initializer names do not say the layer).
+    for n in model.graph.node:
+        consts = [x for x in n.input if x in init]
+        m = NORM.search(n.name)
+        if n.op_type == "Mul" and consts and m:
             kind = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-                    "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}[m.group(2)]
-            out[f"blk.{m.group(1)}.{kind}.weight"] = arr(name)
+                    "q_norm": "attn_q_norm", "k_norm": "attn_k_norm"}[m.group(1)]
+            out[f"blk.{int(m.group(2) or 0)}.{kind}.weight"] = arr(consts[0])
+        elif n.op_type == "Mul" and consts and n.name == "/norm/Mul_1":
+            out["output_norm.weight"] = arr(consts[0])
     out["token_embd.weight"] = arr("m.model.embed_tokens.weight")
-    out["output_norm.weight"] = arr("m.model.norm.weight")
-    if "output.weight" not in out:  # tied embeddings
-        out["output.weight"] = out["token_embd.weight"]
+    # A tied LM head with no weight of its own: llama.cpp then reads token_embd (F32, as ours).
     return out
 
 
@@ -75,7 +79,7 @@ def write(model_dir: str, out: str, qtype: str) -> None:
     arch = "qwen3" if a.get("family") == "qwen3" else "llama"
     L, H, kvH, hd, V = a["num_layers"], a["num_heads"], a["num_kv_heads"], a["head_dim"], a["vocab_size"]
     w = weights_of(model_dir, manifest)
-    expected = 3 + L * (9 + (2 if arch == "qwen3" else 0))
+    expected = 2 + ("output.weight" in w) + L * (9 + (2 if arch == "qwen3" else 0))
     if len(w) != expected:
         raise SystemExit(f"found {len(w)} tensors in {model_dir}, expected {expected} for {arch}")
     g = gguf.GGUFWriter(out, arch)
