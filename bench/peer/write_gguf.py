@@ -38,6 +38,10 @@ def weights_of(model_dir: str, manifest: dict) -> dict:
     """{gguf tensor name: float32 array [out, in] or [n]} from backbone.onnx."""
     model = onnx.load(os.path.join(model_dir, manifest["graphs"]["backbone"]["file"]))
     init = {i.name: i for i in model.graph.initializer}
+    # torch shares equal initializers (all-ones norms of a random model) through Identity nodes.
+    for n in model.graph.node:
+        if n.op_type == "Identity" and n.input[0] in init:
+            init[n.output[0]] = init[n.input[0]]
     arr = lambda name: numpy_helper.to_array(init[name]).astype(np.float32)  # noqa: E731
     out = {}
     for n in model.graph.node:
@@ -49,8 +53,7 @@ def weights_of(model_dir: str, manifest: dict) -> dict:
             out[f"blk.{int(m.group(2) or 0)}.{GGUF_NAME[m.group(1)]}.weight"] = arr(consts[0]).T.copy()
         elif "lm_head" in n.name:
             out["output.weight"] = arr(consts[0]).T.copy()
-    # Norm weights by the node that applies them (torch may share one initializer between equal
-    # tensors, e.g. all-ones norms of a random model, so initializer names do not say the layer).
+    # Norm weights by the node that applies them (with shared initializers a name may not say the layer).
     for n in model.graph.node:
         consts = [x for x in n.input if x in init]
         m = NORM.search(n.name)
