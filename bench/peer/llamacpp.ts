@@ -102,7 +102,8 @@ function llamaEngine(gguf: string): Map<number, number> {
   const ctx = maxB * (P + G) + 64;
   const out = execFileSync(join(BIN, "llama-batched-bench"), [
     "-m", gguf, "-c", String(ctx), "-b", "2048", "-ub", "512", "-npp", String(P), "-ntg", String(G),
-    "-npl", batches.join(","), "-t", String(T), "-tb", String(T), "-ctk", llamaKv, "-ctv", llamaKv, "--no-warmup",
+    // The first row of a run is cold (no warm-up flag in this tool): run the first size twice, keep the last.
+    "-npl", [batches[0], ...batches].join(","), "-t", String(T), "-tb", String(T), "-ctk", llamaKv, "-ctv", llamaKv,
   ], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const res = new Map<number, number>();
   for (const line of out.split("\n")) {
