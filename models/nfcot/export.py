@@ -111,17 +111,44 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None) 
         return {"file": "backbone.onnx", **io}
     # torch writes a graph past 2 GB as one file per tensor: export into a scratch folder, then
     # gather every weight into one backbone.onnx.data (onnxruntime resolves it beside the model).
-    import onnx
     import shutil
     raw = os.path.join(out, ".raw")
     os.makedirs(raw, exist_ok=True)
     _export(module, args, os.path.join(raw, "backbone.onnx"), io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
-    proto = onnx.load(os.path.join(raw, "backbone.onnx"))
+    gather_external_data(os.path.join(raw, "backbone.onnx"), path, "backbone.onnx.data")
     shutil.rmtree(raw)
-    onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="backbone.onnx.data", size_threshold=1024)
-    del proto
     return {"file": "backbone.onnx", "external_data": "backbone.onnx.data", **io}
+
+
+def gather_external_data(src: str, dst: str, location: str, threshold: int = 1024) -> None:
+    """Rewrite the ONNX model src (inline weights, or torch's one file per tensor beside it) as dst
+    with every initializer of threshold bytes or more in one file `location` beside dst. Tensors
+    are copied one at a time (onnx.load + save_model would hold every weight in memory at once)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+    proto = onnx.load(src, load_external_data=False)
+    base = os.path.dirname(src)
+    with open(os.path.join(os.path.dirname(dst), location), "wb") as f:
+        for t in proto.graph.initializer:
+            if uses_external_data(t):
+                info = {e.key: e.value for e in t.external_data}
+                with open(os.path.join(base, info["location"]), "rb") as g:
+                    g.seek(int(info.get("offset", 0)))
+                    buf = g.read(int(info["length"])) if "length" in info else g.read()
+            elif len(t.raw_data) >= threshold:
+                buf = t.raw_data
+            else:
+                continue
+            offset = f.tell()
+            f.write(buf)
+            del buf
+            t.ClearField("raw_data")
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", location), ("offset", str(offset)), ("length", str(f.tell() - offset))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+    onnx.save_model(proto, dst)
 
 
 def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,

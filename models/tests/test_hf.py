@@ -208,3 +208,25 @@ def test_a_trainer_checkpoint_converts_through_hf_write(tmp_path):
         assert torch.equal(hm.model.state_dict()[k], v), k
     for k, v in vae.state_dict().items():
         assert torch.equal(hm.vae.state_dict()[k], v), k
+
+
+def test_weights_in_one_file_per_tensor_are_gathered_into_one_data_file(tmp_path):
+    # torch writes a graph past 2 GB as one file per tensor; gather_external_data makes it one file.
+    import onnx
+    from onnx import numpy_helper
+    from nfcot.export import gather_external_data
+    write_tiny(str(tmp_path / "hf"), "qwen3")
+    hf_export.export_hf(str(tmp_path / "hf"), str(tmp_path / "out"))
+    want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "out" / "backbone.onnx")).graph.initializer}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    onnx.save_model(onnx.load(str(tmp_path / "out" / "backbone.onnx")), str(raw / "m.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=256)
+    assert len(os.listdir(raw)) > 10
+    (tmp_path / "dst").mkdir()
+    gather_external_data(str(raw / "m.onnx"), str(tmp_path / "dst" / "m.onnx"), "m.onnx.data")
+    assert sorted(os.listdir(tmp_path / "dst")) == ["m.onnx", "m.onnx.data"]
+    got = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "dst" / "m.onnx")).graph.initializer}
+    assert got.keys() == want.keys()
+    for k in want:
+        assert (got[k] == want[k]).all(), k
