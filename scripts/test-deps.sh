@@ -31,4 +31,12 @@ fi
 # Hugging Face's tokenizers (not packaged by Debian): the reference for the JS tokenizer.
 /usr/bin/python3 -c "import tokenizers" 2>/dev/null || \
   /usr/bin/python3 -m pip install -q --break-system-packages "tokenizers>=0.20"
+# onnxruntime's quantizers (nfcot/quantize.py, `nfcot.export --weights`) need onnx >= 1.16 and numpy 2,
+# which Debian's torch 1.13 / onnx 1.12 cannot share a process with: their own venv, onnxruntime
+# pinned to the version onnxruntime-node runs (package.json), so the graphs it writes load there.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/models/.venv-ort"
+if ! "$VENV/bin/python" -c "import onnxruntime.quantization.matmul_nbits_quantizer, onnxruntime.transformers.float16" 2>/dev/null; then
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "onnxruntime==1.30.0" "onnx>=1.17,<1.24" "onnx-ir>=0.1,<2" "ml_dtypes>=0.5" "sympy>=1.12"
+fi
 echo "test dependencies ready"

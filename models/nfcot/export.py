@@ -3,6 +3,7 @@
   /usr/bin/python3 -m nfcot.export --checkpoint runs/small/ckpt.pt --out nfcot-trace-small
   /usr/bin/python3 -m nfcot.export --preset bench --out presets/bench     (random weights, ~75M)
   /usr/bin/python3 -m nfcot.export --hf HF_DIR --out OUT                  (Llama / Qwen2 / Qwen3, nfcot/hf.py)
+  ... --weights fp16|int8|int4 [--keep GROUPS] [--kv-dtype float16]   (nfcot/quantize.py)
 """
 from __future__ import annotations
 
@@ -259,7 +260,17 @@ def main(argv=None) -> None:
     ap.add_argument("--name")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", help="JSON file merged into the manifest (evaluation results, task)")
+    ap.add_argument("--weights", choices=("fp32", "fp16", "int8", "int4"), default="fp32",
+                    help="backbone weight precision, made by onnxruntime's quantizers (nfcot/quantize.py)")
+    ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
+                                   "(default nf_head,thought_proj; '' for none)")
+    ap.add_argument("--kv-dtype", choices=("float32", "float16"), default="float32",
+                    help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)
+    if args.keep is not None and args.weights in ("fp32", "fp16"):
+        ap.error("--keep applies to --weights int8 / int4 only")
+    if args.weights != "fp32" or args.kv_dtype != "float32":
+        ort_python()  # fail before exporting when the quantizer's venv is missing
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.hf:
@@ -273,6 +284,7 @@ def main(argv=None) -> None:
             raise SystemExit(2)
         print(f"exported {m['name']} ({m['source']['hf_architecture']}, "
               f"{'with NF-CoT extras' if 'latent' in m else 'text only'}) to {args.out}: {', '.join(m['graphs'])}")
+        requantize(args.out, args.weights, args.keep, args.kv_dtype)
         return
     extra = json.load(open(args.extra)) if args.extra else {}
     if args.checkpoint:
@@ -290,6 +302,32 @@ def main(argv=None) -> None:
     m = export_dir(args.out, model, flow, vae, name, extra)
     n = sum(p.numel() for p in model.parameters())
     print(f"exported {m['name']} ({n:,} backbone parameters) to {args.out}: {', '.join(m['graphs'])}")
+    requantize(args.out, args.weights, args.keep, args.kv_dtype)
+
+
+# onnxruntime's quantizers need onnx >= 1.16 and numpy 2, which Debian's torch 1.13 and onnx 1.12
+# cannot share a process with: they run in their own venv (scripts/test-deps.sh makes it).
+ORT_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-ort")
+
+
+def ort_python() -> str:
+    exe = os.environ.get("NFCOT_ORT_PYTHON") or os.path.join(ORT_VENV, "bin", "python")
+    if not os.path.exists(exe):
+        raise SystemExit(f"error: --weights needs onnxruntime's quantizers in {exe}: run `npm run test:deps` "
+                         "(scripts/test-deps.sh makes models/.venv-ort) or set NFCOT_ORT_PYTHON")
+    return exe
+
+
+def requantize(out: str, weights: str, keep: str | None, kv_dtype: str = "float32") -> None:
+    """Rewrites OUT's backbone at the given precision (nfcot/quantize.py in the onnxruntime venv)."""
+    if weights == "fp32" and kv_dtype == "float32":
+        return
+    import subprocess
+    cmd = [ort_python(), "-m", "nfcot.quantize", out, "--weights", weights, "--kv-dtype", kv_dtype]
+    cmd += [] if keep is None else ["--keep", keep]
+    r = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if r.returncode != 0:
+        raise SystemExit(f"error: quantizing {out} to {weights} failed (exit {r.returncode})")
 
 
 if __name__ == "__main__":

@@ -122,9 +122,10 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    h = x.shape[-1] // 2
-    return torch.cat([-x[..., h:], x[..., :h]], -1)
+def rotate_half(x: torch.Tensor, half: int) -> torch.Tensor:
+    # half is the config's head_dim // 2, a Python int: traced from x.shape it would cost the
+    # exported graph a Shape, Gather, Div and Unsqueeze per call (2 calls per layer, every step).
+    return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 
 class Attention(nn.Module):
@@ -140,10 +141,12 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(hd, c.rms_eps)
             self.k_norm = RMSNorm(hd, c.rms_eps)
 
-    def qkv(self, x, cos, sin):
-        """q [B, kvH, g*S, hd] grouped by kv head (query-major inside a group), k, v [B, kvH, S, hd]."""
+    def qkv(self, x, cos, sin, B=None, S=None):
+        """q [B, kvH, g*S, hd] grouped by kv head (query-major inside a group), k, v [B, kvH, S, hd].
+        B, S: the caller's (traced once per graph rather than once per layer)."""
         c = self.c
-        B, S, _ = x.shape
+        if B is None:
+            B, S, _ = x.shape
         hd, kvh, g = c.head_dim, c.num_kv_heads, c.num_heads // c.num_kv_heads
         q = self.q_proj(x).view(B, S, c.num_heads, hd)
         k = self.k_proj(x).view(B, S, kvh, hd)
@@ -152,8 +155,8 @@ class Attention(nn.Module):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, S, kvh, hd).transpose(1, 2)
         cos, sin = cos[:, None], sin[:, None]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = q * cos + rotate_half(q, hd // 2) * sin
+        k = k * cos + rotate_half(k, hd // 2) * sin
         return q.reshape(B, kvh, g * S, hd), k, v
 
     def out(self, attn, B, S):

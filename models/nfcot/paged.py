@@ -52,7 +52,7 @@ class PagedBackbone(nn.Module):
         news = []
         for l, layer in enumerate(m.model.layers):
             a = layer.self_attn
-            q, k, v = a.qkv(layer.input_layernorm(h), cos, sin)               # q [B, kvH, gS, hd]
+            q, k, v = a.qkv(layer.input_layernorm(h), cos, sin, B, S)         # q [B, kvH, gS, hd]
             Kb, Vb = pf[base + 2 * l], pf[base + 2 * l + 1]                    # [B, MB, kvH, BS, hd]
             s_past = torch.matmul(q.unsqueeze(1), Kb.transpose(-1, -2))        # [B, MB, kvH, gS, BS]
             s_past = s_past.permute(0, 2, 3, 1, 4).reshape(B, kvh, g * S, T) * scale

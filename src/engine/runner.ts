@@ -14,6 +14,20 @@ export interface RunnerOptions {
   graphOptimization: "disabled" | "basic" | "extended" | "all";
   numBlocks: number;
   blockSize: number;
+  /** Intra-op threads spin between kernels (default false: bench/session-options.ts measures both). */
+  spinning?: boolean;
+  /** Write onnxruntime's per-op profile (JSON) with this file prefix (bench/step-profile.ts). */
+  profileFilePrefix?: string;
+}
+
+/** Where a forward pass's wall time went, summed since the runner started (ms). */
+export interface RunnerTiming {
+  forwards: number;
+  runs: number;
+  feedMs: number; // building the input tensors in JS
+  runMs: number; // inside session.run (onnxruntime, plus its setImmediate hop and output copies)
+  writeKvMs: number; // copying the new K/V into the pool
+  forwardMs: number; // the whole forward() call
 }
 
 /** One sequence's slice of a step: positions [start, start + tokens.length). */
@@ -33,8 +47,12 @@ export interface ForwardOutput {
 
 export class ModelLoadError extends Error {}
 
+/** The KV pool's storage: float16 values are kept as their bits (Node 20 has no Float16Array). */
+export type KvPool = Float32Array | Uint16Array;
+
 export class Runner {
-  readonly pool: Float32Array;
+  readonly pool: KvPool;
+  readonly kvDtype: "float32" | "float16";
   readonly vocabSize: number;
   readonly thoughtDim: number;
   readonly numThoughts: number;
@@ -45,6 +63,7 @@ export class Runner {
   private readonly hd: number;
   private readonly bs: number;
   private readonly poolTensor: ort.Tensor;
+  readonly timing: RunnerTiming = { forwards: 0, runs: 0, feedMs: 0, runMs: 0, writeKvMs: 0, forwardMs: 0 };
 
   private constructor(
     readonly manifest: Manifest,
@@ -52,7 +71,7 @@ export class Runner {
     private readonly backbone: ort.InferenceSession,
     private readonly decoder: ort.InferenceSession | null,
     private readonly flow: { forward: ort.InferenceSession; inverse: ort.InferenceSession } | null,
-    pool?: Float32Array,
+    pool?: KvPool,
   ) {
     const a = manifest.architecture;
     this.vocabSize = a.vocab_size;
@@ -63,32 +82,35 @@ export class Runner {
     this.kvH = a.num_kv_heads;
     this.hd = a.head_dim;
     this.bs = options.blockSize;
-    if (pool && pool.length !== options.numBlocks * this.blockFloats) {
-      throw new ModelLoadError(`the KV pool has ${pool.length} floats; this model needs ${options.numBlocks * this.blockFloats}`);
+    this.kvDtype = manifest.kv_cache.dtype;
+    const n = options.numBlocks * this.blockFloats;
+    if (pool && (pool.length !== n || (pool instanceof Uint16Array) !== (this.kvDtype === "float16"))) {
+      throw new ModelLoadError(`the KV pool has ${pool.length} ${pool instanceof Uint16Array ? "float16" : "float32"} values; this model needs ${n} ${this.kvDtype}`);
     }
-    this.pool = pool ?? new Float32Array(options.numBlocks * this.blockFloats);
+    this.pool = pool ?? (this.kvDtype === "float16" ? new Uint16Array(n) : new Float32Array(n));
     // The pool is handed to onnxruntime zero-copy every step (serving-notes): one tensor object.
-    this.poolTensor = new ort.Tensor("float32", this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
+    this.poolTensor = new ort.Tensor(this.kvDtype, this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
   }
 
-  /** Floats in one block: [L, 2, kvH, blockSize, headDim]. */
+  /** Values in one block: [L, 2, kvH, blockSize, headDim]. */
   get blockFloats(): number {
     return this.L * 2 * this.kvH * this.bs * this.hd;
   }
 
   static bytesPerBlock(m: Manifest, blockSize: number): number {
     const a = m.architecture;
-    return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * 4;
+    return a.num_layers * 2 * a.num_kv_heads * blockSize * a.head_dim * (m.kv_cache.dtype === "float16" ? 2 : 4);
   }
 
   /** `pool`: an existing runner's KV pool to reuse (a weight update: same layout, no second pool). */
-  static async create(manifest: Manifest, options: RunnerOptions, pool?: Float32Array): Promise<Runner> {
+  static async create(manifest: Manifest, options: RunnerOptions, pool?: KvPool): Promise<Runner> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.provider],
       graphOptimizationLevel: options.graphOptimization,
       ...(options.threads > 0 ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
       // Spinning burns a core between steps for no latency gain on small graphs (serving-notes).
-      extra: { session: { intra_op: { allow_spinning: "0" } } },
+      extra: { session: { intra_op: { allow_spinning: options.spinning ? "1" : "0" } } },
+      ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     };
     const open = async (spec: GraphSpec) => {
       const path = join(options.modelDir, spec.file);
@@ -140,6 +162,16 @@ export class Runner {
   /** Runs the rows (grouped so decode steps are not padded to a prefill chunk's length) and
    * writes each new position's K/V into its block. */
   async forward(rows: ForwardRow[]): Promise<ForwardOutput> {
+    const t0 = performance.now();
+    try {
+      return await this.forwardRows(rows);
+    } finally {
+      this.timing.forwards++;
+      this.timing.forwardMs += performance.now() - t0;
+    }
+  }
+
+  private async forwardRows(rows: ForwardRow[]): Promise<ForwardOutput> {
     const single = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length === 1);
     const multi = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length > 1);
     // The common step (all decode, or one prefill): the graph's outputs are already in row order.
@@ -171,6 +203,7 @@ export class Runner {
   }
 
   private async runGroup(rows: ForwardRow[]) {
+    const t0 = performance.now();
     const B = rows.length;
     const S = Math.max(...rows.map((r) => r.tokens.length));
     const MB = Math.max(1, ...rows.map((r) => Math.ceil(r.start / this.bs)));
@@ -209,8 +242,15 @@ export class Runner {
       block_tables: new ort.Tensor("int64", tables, [B, MB]),
       gather_index: new ort.Tensor("int64", BigInt64Array.from(gather), [gather.length]),
     };
+    const t1 = performance.now();
     const out = await this.backbone.run(feeds);
-    this.writeKv(rows, out["new_kv"]!.data as Float32Array, S);
+    const t2 = performance.now();
+    this.writeKv(rows, out["new_kv"]!.data as KvPool, S);
+    const tm = this.timing;
+    tm.runs++;
+    tm.feedMs += t1 - t0;
+    tm.runMs += t2 - t1;
+    tm.writeKvMs += performance.now() - t2;
     return {
       logits: out["logits"]!.data as Float32Array,
       mu: this.thoughtIO ? (out["mu"]!.data as Float32Array) : new Float32Array(0),
@@ -218,8 +258,8 @@ export class Runner {
     };
   }
 
-  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :]. */
-  private writeKv(rows: ForwardRow[], kv: Float32Array, S: number): void {
+  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :] (same dtype: a plain copy). */
+  private writeKv(rows: ForwardRow[], kv: KvPool, S: number): void {
     const { L, kvH, hd, bs } = this;
     const B = rows.length;
     rows.forEach((r, b) => {
@@ -233,7 +273,7 @@ export class Runner {
             for (let h = 0; h < kvH; h++) {
               const src = ((((l * 2 + k) * B + b) * kvH + h) * S + s) * hd;
               const dst = ((((block * L + l) * 2 + k) * kvH + h) * bs + slot) * hd;
-              this.pool.set(kv.subarray(src, src + hd), dst);
+              (this.pool as Float32Array).set(kv.subarray(src, src + hd) as Float32Array, dst);
             }
           }
         }
@@ -261,6 +301,11 @@ export class Runner {
         }),
       ),
     );
+  }
+
+  /** Ends onnxruntime's profile (written to profileFilePrefix_<time>.json). */
+  endProfiling(): void {
+    this.backbone.endProfiling();
   }
 
   async close(): Promise<void> {

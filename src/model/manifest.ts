@@ -58,7 +58,11 @@ export const ManifestSchema = Type.Object({
   eos_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
   reasoning_modes: Type.Array(Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")])),
   default_reasoning_mode: Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")]),
-  kv_cache: Type.Object({ dtype: Type.Literal("float32"), layout: Type.Array(Type.Union([Type.String(), Type.Integer()])) }),
+  /** float16: the pool is half the memory; the graph casts what it reads (models/nfcot/kv_dtype.py). */
+  kv_cache: Type.Object({
+    dtype: Type.Union([Type.Literal("float32"), Type.Literal("float16")]),
+    layout: Type.Array(Type.Union([Type.String(), Type.Integer()])),
+  }),
   tokenizer: Type.String(),
   tokenizer_config: Type.String(),
   chat_template: Type.String(),
@@ -104,6 +108,11 @@ export function loadManifest(dir: string): Manifest {
     throw new ManifestError(`${path}: num_heads ${a.num_heads} is not a multiple of num_kv_heads ${a.num_kv_heads}`);
   }
   checkLatent(m, path);
+  for (const t of [...m.graphs.backbone.inputs, ...m.graphs.backbone.outputs]) {
+    if ((t.name === "kv_pool" || t.name === "new_kv") && t.dtype !== m.kv_cache.dtype) {
+      throw new ManifestError(`${path}: graphs.backbone ${t.name} is ${t.dtype} but kv_cache.dtype is ${m.kv_cache.dtype}`);
+    }
+  }
   const V = a.vocab_size;
   for (const [k, id] of Object.entries(m.special_tokens)) {
     if (id !== undefined && id >= V) throw new ManifestError(`${path}: special_tokens.${k} ${id} is outside the vocabulary (vocab_size ${V})`);

@@ -1,0 +1,80 @@
+/**
+ * Two model directories of the same shape (an old and a new export of the graph, or two
+ * precisions) side by side: decode steps of the bare runner, interleaved rounds, medians, and
+ * each graph's node count after onnxruntime's optimizations (the fixed per-step cost of a small
+ * model is mostly per-node overhead: bench/step-profile.ts).
+ *
+ *   npx tsx bench/graph-ab.ts --a DIR_A --b DIR_B [--batches 1,32] [--steps 64] [--rounds 5] [--threads 2]
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import ort from "onnxruntime-node";
+import { Runner, type ForwardRow } from "../src/engine/runner.ts";
+import { loadManifest } from "../src/model/manifest.ts";
+
+const { values } = parseArgs({
+  options: {
+    a: { type: "string" },
+    b: { type: "string" },
+    batches: { type: "string", default: "1,32" },
+    steps: { type: "string", default: "64" },
+    rounds: { type: "string", default: "5" },
+    threads: { type: "string", default: "2" },
+  },
+});
+if (!values.a || !values.b) throw new Error("--a DIR and --b DIR are required");
+const dirs = [values.a, values.b];
+const steps = Number(values.steps);
+const batches = values.batches!.split(",").map(Number);
+const maxB = Math.max(...batches);
+const P = 32;
+const perSeq = Math.ceil((P + steps + 2) / 16);
+
+/** Nodes left after onnxruntime's optimizations: it writes the optimized graph, we count NodeProto
+ * op_type fields the cheap way (each node's op type is one length-prefixed string, field 4). */
+async function optimizedNodes(dir: string): Promise<number> {
+  const m = loadManifest(dir);
+  const tmp = mkdtempSync(join(tmpdir(), "graph-ab-"));
+  const out = join(tmp, "opt.onnx");
+  const s = await ort.InferenceSession.create(join(dir, m.graphs.backbone.file), { graphOptimizationLevel: "all", optimizedModelFilePath: out, logSeverityLevel: 3 });
+  await s.release();
+  const ops = new Set(["MatMul", "Add", "Mul", "Reshape", "Transpose", "Gather", "Concat", "Unsqueeze", "Slice", "Shape", "Softmax", "Neg",
+    "Div", "Sub", "Where", "Equal", "Cast", "Expand", "ReduceSum", "FusedMatMul", "SimplifiedLayerNormalization", "QuickGelu", "Gemm",
+    "MatMulNBits", "Sigmoid", "ConstantOfShape", "Range", "Less", "Not", "And", "Trilu", "Tile", "Clip", "Squeeze", "SkipSimplifiedLayerNormalization"]);
+  const buf = readFileSync(out);
+  rmSync(tmp, { recursive: true, force: true });
+  let n = 0;
+  // NodeProto.op_type is field 4 (tag 0x22) followed by a one-byte length and the name.
+  for (let i = 0; i + 2 < buf.length; i++) {
+    if (buf[i] !== 0x22) continue;
+    const len = buf[i + 1]!;
+    if (len < 2 || len > 40 || i + 2 + len > buf.length) continue;
+    if (ops.has(buf.toString("latin1", i + 2, i + 2 + len))) n++;
+  }
+  return n;
+}
+
+const runners = await Promise.all(dirs.map((d) => Runner.create(loadManifest(d), { modelDir: d, provider: "cpu", threads: Number(values.threads), graphOptimization: "all", numBlocks: maxB * perSeq + 8, blockSize: 16 })));
+async function msPerStep(r: Runner, B: number): Promise<number> {
+  const V = r.vocabSize;
+  const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
+  await r.forward(tables.map((t, b) => ({ tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))), thoughts: Array(P).fill(null), start: 0, blockTable: t, outputs: [P - 1] })));
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await r.forward(tables.map((t, b): ForwardRow => ({ tokens: [3 + ((b + s) % (V - 3))], thoughts: [null], start: P + s, blockTable: t, outputs: [P + s] })));
+  return (performance.now() - t0) / steps;
+}
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const nodes = await Promise.all(dirs.map(optimizedNodes));
+console.log(`A ${dirs[0]} (${nodes[0]} nodes after optimization), B ${dirs[1]} (${nodes[1]} nodes); ${values.threads} threads; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+console.log("| batch | A ms/step | B ms/step | A / B (> 1: B faster) |");
+console.log("|---|---|---|---|");
+for (const B of batches) {
+  for (const r of runners) await msPerStep(r, B);
+  const t: number[][] = [[], []];
+  for (let k = 0; k < Number(values.rounds); k++) for (let i = 0; i < 2; i++) t[i]!.push(await msPerStep(runners[i]!, B));
+  const [a, b] = t.map(median) as [number, number];
+  console.log(`| ${B} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)} |`);
+}
+for (const r of runners) await r.close();

@@ -1,0 +1,63 @@
+"""`nfcot.export --weights`: the export CLI hands the graph to onnxruntime's quantizers (in the
+venv scripts/test-deps.sh makes) and records the precision in the manifest."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nfcot.export import ORT_VENV, main
+
+MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ops(path):
+    # Op types are plain strings in the protobuf.
+    return open(path, "rb").read()
+
+
+@pytest.mark.parametrize("weights,dtype", [("int4", "int4"), ("int8", "int8"), ("fp16", "float16")])
+def test_export_weights(tmp_path, weights, dtype):
+    out = str(tmp_path / "m")
+    main(["--preset", "tiny", "--out", out, "--weights", weights])
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["weights"]["dtype"] == dtype
+    assert m["weights"]["tool"].startswith("onnxruntime ")
+    assert (b"MatMulNBits" in _ops(os.path.join(out, "backbone.onnx"))) == (weights != "fp16")
+    if weights != "fp16":
+        assert m["weights"]["kept_float32"] == ["nf_head", "thought_proj"]
+        assert m["weights"]["block_size"] == 32
+
+
+def test_export_keep_none_quantizes_the_heads_too(tmp_path):
+    out = str(tmp_path / "m")
+    main(["--preset", "tiny", "--out", out, "--weights", "int4", "--keep", ""])
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["weights"]["kept_float32"] == [] and m["weights"]["kept_nodes"] == 0
+
+
+def test_keep_is_refused_for_float_weights(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--out", str(tmp_path / "m"), "--weights", "fp16", "--keep", "lm_head"])
+    assert "--keep applies to --weights int8 / int4 only" in capsys.readouterr().err
+
+
+def test_missing_venv_is_named_before_any_export(tmp_path):
+    env = {**os.environ, "NFCOT_ORT_PYTHON": str(tmp_path / "nope" / "python")}
+    r = subprocess.run([sys.executable, "-m", "nfcot.export", "--preset", "tiny", "--out", str(tmp_path / "m"),
+                        "--weights", "int8"], cwd=MODELS, env=env, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "run `npm run test:deps`" in r.stderr
+    assert not os.path.exists(tmp_path / "m")
+    assert ORT_VENV.endswith(".venv-ort")
+
+
+def test_export_float16_kv(tmp_path):
+    out = str(tmp_path / "m")
+    main(["--preset", "tiny", "--out", out, "--kv-dtype", "float16"])
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["kv_cache"]["dtype"] == "float16"
+    io = {x["name"]: x["dtype"] for x in m["graphs"]["backbone"]["inputs"] + m["graphs"]["backbone"]["outputs"]}
+    assert io["kv_pool"] == io["new_kv"] == "float16" and io["logits"] == "float32"
+    assert "weights" not in m  # float32 weights: the exporter's manifest as it was
