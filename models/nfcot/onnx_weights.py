@@ -6,11 +6,12 @@ decoder, so the PyTorch reference can be compared against the shipped graphs.
 
 Initializers the exporter kept under their module names (`m.model.norm.weight`) map directly.
 Others were constant-folded into anonymous ones (`onnx::MatMul_2243`, a Linear weight transposed
-for MatMul). Those are matched by position: a probe export of the same architecture, with every
-parameter set to distinct random values, tells which parameter (as is, or transposed) each
-anonymous initializer use is, in graph node order; the shipped graph's anonymous uses in the same
-order then hold those parameters. Anonymous constants that are no parameter (none in the shipped
-graphs today) must equal the probe's, so the graphs are the same program.
+for MatMul). Those are matched by where they are used: a probe export of the same architecture,
+with every parameter set to distinct random values, tells which parameter (as is, or transposed)
+feeds each (node name, input slot); node names follow the module path (`/mlp/down_proj_7/MatMul`),
+so they survive exporter changes elsewhere in the graph (a leaner rotary, a tied LM head), which
+graph order does not. Sites the probe has no parameter at are constants, not weights, and skipped;
+a parameter the graphs do not hold is an error in load_model_dir.
 """
 from __future__ import annotations
 
@@ -38,15 +39,15 @@ def _named(name: str) -> bool:
     return not name.startswith("onnx::")
 
 
-def _uses(graph) -> list[tuple[str, np.ndarray]]:
-    """Initializers in the order graph nodes consume them (a shared one once per use)."""
+def _uses(graph) -> list[tuple[tuple[str, int], str, np.ndarray]]:
+    """(site, initializer, value) for each use: site = (consuming node's name, input slot)."""
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     # The exporter stores parameters of equal value once (a fresh model's RMSNorm weights are all
     # ones) and names the others by Identity nodes of that initializer: aliases, not uses.
     alias = [n for n in graph.node if n.op_type == "Identity" and n.input[0] in values]
     for n in alias:
         values[n.output[0]] = values[n.input[0]]
-    return [(x, values[x]) for n in graph.node if n not in alias for x in n.input if x in values]
+    return [((n.name, i), x, values[x]) for n in graph.node if n not in alias for i, x in enumerate(n.input) if x in values]
 
 
 def _which_param(value: np.ndarray, params: dict[str, np.ndarray]) -> tuple[str, bool] | None:
@@ -71,18 +72,19 @@ def _read_graph(path: str, probe_path: str, modules: dict[str, torch.nn.Module],
 
     probe_params = {f"{pre}{n}": p.detach().numpy() for pre, key in prefixes.items()
                     for n, p in modules[key].named_parameters()}
-    uses, probe_uses = _uses(graph), _uses(probe)
-    if len(uses) != len(probe_uses):
-        raise ValueError(f"{path}: {len(uses)} initializer uses, the exporter writes {len(probe_uses)}")
-    # By position, named ones too (the probe's names are the parameters' own).
-    for (name, value), (pname_full, pvalue) in zip(uses, probe_uses):
-        if value.shape != pvalue.shape:
-            raise ValueError(f"{path}: {name} has shape {list(value.shape)}, the exporter writes {list(pvalue.shape)}")
-        hit = (pname_full, False) if _named(pname_full) else _which_param(pvalue, probe_params)
+    probe_sites = {site: (pname, pvalue) for site, pname, pvalue in _uses(probe)}
+    for site, name, value in _uses(graph):
+        if _named(name):
+            hit: tuple[str, bool] | None = (name, False)  # the parameter's own name
+        elif site in probe_sites:
+            pname_full, pvalue = probe_sites[site]
+            hit = (pname_full, False) if _named(pname_full) else _which_param(pvalue, probe_params)
+            if hit is not None and value.shape != pvalue.shape:
+                raise ValueError(f"{path}: {name} at {site[0]} has shape {list(value.shape)}, the exporter writes {list(pvalue.shape)}")
+        else:
+            hit = None
         if hit is None:
-            if not np.array_equal(value, pvalue):
-                raise ValueError(f"{path}: constant {name} differs from the exporter's")
-            continue
+            continue  # a constant (rotary tables, shapes), not a weight
         full, transposed = hit
         key, pname = owner(full)
         t = torch.from_numpy((value.T if transposed else value).copy())

@@ -33,6 +33,10 @@ function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): numbe
 }
 
 const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+/** JSON has no Infinity or NaN: a density that underflows (a tiny latent_temperature, thoughts far
+ * outside the flow's range) is reported as null. */
+const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+const total = (xs: (number | null)[]): number | null => (xs.some((x) => x === null) ? null : finiteOrNull(sum(xs as number[])));
 
 /** An abort is not an engine failure: a client gone first is a 499 (logged as such, counted as an
  * abort like chat's), the drain deadline a retryable 503 (another replica will score it). */
@@ -134,7 +138,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
         data: results.map((r, i) => {
           const thoughtLogProb = sum(r.thoughtLogProbs);
           const answerLogProb = sum(r.answerLogprobs.map((a) => a.logprob));
-          const behaviour = temperature > 0 ? r.thoughtBehaviourLogProbs.map((b) => b ?? Number.NaN) : null;
+          const behaviour = temperature > 0 ? r.thoughtBehaviourLogProbs.map((b) => (b === null || !Number.isFinite(b) ? null : b)) : null;
           return {
             index: i,
             thought_log_probs: r.thoughtLogProbs,
@@ -145,11 +149,11 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
             ...(behaviour
               ? {
                   thought_behaviour_log_probs: behaviour,
-                  thought_behaviour_log_prob: sum(behaviour),
-                  behaviour_log_prob: sum(behaviour) + answerLogProb,
+                  thought_behaviour_log_prob: total(behaviour),
+                  behaviour_log_prob: total([...behaviour, answerLogProb]),
                 }
               : {}),
-            ...(r.flowLogDet !== undefined ? { flow_log_det: r.flowLogDet, e_log_prob: thoughtLogProb + r.flowLogDet } : {}),
+            ...(r.flowLogDet !== undefined ? { flow_log_det: finiteOrNull(r.flowLogDet), e_log_prob: finiteOrNull(thoughtLogProb + r.flowLogDet) } : {}),
           };
         }),
         usage: {

@@ -206,12 +206,14 @@ export const TrajectoryScore = Type.Object(
     thought_behaviour_log_probs: Type.Optional(
       Type.Array(Nullable(Type.Number()), { description: "When latent_temperature > 0: log N(u_i; mu_i, (T_z sigma_i)^2), the density at the T_z that drew them." }),
     ),
-    thought_behaviour_log_prob: Type.Optional(Type.Number()),
+    // null where a sum is not finite: a density that underflows (a tiny latent_temperature, or thoughts
+    // far outside the flow's range) has no JSON number.
+    thought_behaviour_log_prob: Type.Optional(Nullable(Type.Number({ description: "Sum of thought_behaviour_log_probs; null when not finite." }))),
     behaviour_log_prob: Type.Optional(
-      Type.Number({ description: "thought_behaviour_log_prob + answer_log_prob (answer tokens at text temperature 1)." }),
+      Nullable(Type.Number({ description: "thought_behaviour_log_prob + answer_log_prob (answer tokens at text temperature 1); null when not finite." })),
     ),
-    flow_log_det: Type.Optional(Type.Number({ description: "When return_flow_log_det: log |det dF/de| at e = F^-1(u)." })),
-    e_log_prob: Type.Optional(Type.Number({ description: "thought_log_prob + flow_log_det: log p(e | q) (Eq 3.2)." })),
+    flow_log_det: Type.Optional(Nullable(Type.Number({ description: "When return_flow_log_det: log |det dF/de| at e = F^-1(u); null when not finite." }))),
+    e_log_prob: Type.Optional(Nullable(Type.Number({ description: "thought_log_prob + flow_log_det: log p(e | q) (Eq 3.2); null when not finite." }))),
   },
   { $id: "TrajectoryScore", title: "TrajectoryScore" },
 );
