@@ -4,28 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
+import { relErr } from "./helpers/compare-logits.ts";
+import { type Packed, unpack } from "./helpers/packed-tensor.ts";
 import { runPython } from "./helpers/python.ts";
-
-interface Packed { dtype: string; shape: number[]; data: string }
-
-function unpack(x: Packed): ort.Tensor {
-  const b = Buffer.from(x.data, "base64");
-  const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-  const data = x.dtype === "int64" ? new BigInt64Array(ab) : new Float32Array(ab);
-  return new ort.Tensor(x.dtype === "int64" ? "int64" : "float32", data, x.shape);
-}
-
-/** Max |a - b| over max |b|: the relative error the models issue bounds by 1e-4. */
-function relErr(got: Float32Array, want: Float32Array, mask?: (i: number) => boolean): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (mask && !mask(i)) continue;
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / scale;
-}
 
 /** Fixed seeds, so a failure repeats; NFCOT_PARITY_SEED replaces the first to try others. */
 const SEEDS = [Number(process.env.NFCOT_PARITY_SEED ?? 41), 7];

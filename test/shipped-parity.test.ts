@@ -8,6 +8,8 @@ import { loadManifest } from "../src/model/manifest.ts";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
 import { THOUGHT } from "../src/engine/sequence.ts";
 import { runPython, SHIPPED_MODEL } from "./helpers/python.ts";
+import { relErr } from "./helpers/compare-logits.ts";
+import type { Packed } from "./helpers/packed-tensor.ts";
 
 /** The shipped graphs against PyTorch. The training checkpoint is not in the repository, so the
  * PyTorch side is the shipped model's own weights read back from its ONNX initializers
@@ -16,7 +18,6 @@ import { runPython, SHIPPED_MODEL } from "./helpers/python.ts";
  * Runner: onnxruntime-node, a paged KV pool with scattered blocks, a chunked prefill and one-position
  * decode steps, three sequences (latent, explicit, none) batched together. */
 
-interface Packed { dtype: string; shape: number[]; data: string }
 interface Row {
   mode: string; source: string; prompt_len: number; ids: number[]; is_thought: boolean[]; text: string;
   thoughts: Packed; logits: Packed; mu: Packed; log_sigma: Packed; decoded_steps?: number[][];
@@ -26,17 +27,6 @@ const f32 = (x: Packed) => {
   const b = Buffer.from(x.data, "base64");
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 };
-
-/** Max |a - b| over max |b|: the bound the models issue sets is 1e-4. */
-function relErr(got: Float32Array, want: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / scale;
-}
 
 const BLOCK = 4;
 const TOL = 1e-4;
