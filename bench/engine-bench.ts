@@ -81,7 +81,7 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
 }
 
 const runner = await Runner.create(manifest, { modelDir, provider: "cpu", threads, graphOptimization: "all", numBlocks, blockSize });
-const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir, threads, numBlocks, blockSize, enablePrefixCaching: false, maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(2048, maxB * P) });
+const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir, threads, kvCacheBlocks: numBlocks, blockSize, enablePrefixCaching: false, maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(2048, maxB * P) });
 console.log(`model ${manifest.name} (${modelDir}); prompt ${P}, ${steps} generated tokens per sequence, ${threads} threads`);
 await raw(runner, 1);
 await engineRun(engine, 1, "warm");

@@ -1,9 +1,11 @@
 import { fileURLToPath } from "node:url";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { EngineSettingsSchema } from "./engine/options.ts";
 
 /** One schema for every setting; each comes from a CLI flag, else its environment variable, else
- * the default. Validated at start; errors name the flag and the variable. */
+ * the default. Validated at start; errors name the flag and the variable. The engine's settings
+ * are the engine's schema (src/engine/options.ts), composed in. */
 
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../models/nfcot-trace-small", import.meta.url));
 
@@ -15,18 +17,7 @@ export const ConfigSchema = Type.Object({
   servedModelName: Type.String({ default: "" }),
   host: Type.String({ default: "0.0.0.0", minLength: 1 }),
   port: Int(0, 8000, 65535),
-  provider: Type.Union([Type.Literal("cpu"), Type.Literal("cuda")], { default: "cpu" }),
-  threads: Int(0, 0, 256),
-  graphOptimization: Type.Union(
-    [Type.Literal("disabled"), Type.Literal("basic"), Type.Literal("extended"), Type.Literal("all")],
-    { default: "all" },
-  ),
-  kvCacheBytes: Int(1, 256 * 1024 * 1024),
-  kvCacheBlocks: Int(0, 0),
-  blockSize: Int(1, 16, 1024),
-  enablePrefixCaching: Type.Boolean({ default: true }),
-  maxNumSeqs: Int(1, 64, 4096),
-  maxNumBatchedTokens: Int(1, 2048),
+  ...EngineSettingsSchema.properties,
   maxQueue: Int(1, 256),
   maxN: Int(1, 16, 128),
   requestTimeoutMs: Int(0, 600_000),

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
-import { ConfigError, DEFAULT_MODEL_DIR, apiKeysFromArgv, parseConfig, redact, usage } from "../src/config.ts";
+import { ConfigError, DEFAULT_MODEL_DIR, apiKeysFromArgv, flagName, parseConfig, redact, usage } from "../src/config.ts";
+import { DEFAULT_ENGINE_OPTIONS, EngineSettingsSchema, engineOptionsFrom, kvPoolBlocks } from "../src/engine/options.ts";
 
 /** One schema for flags and environment variables: precedence, parsing, and errors that name the
  * flag, the variable and where the bad value came from. */
@@ -168,4 +169,30 @@ describe("the server process", () => {
 test("--model (vLLM's spelling) sets the model directory", () => {
   assert.equal(parseConfig(["--model", "/tmp/qwen3"], {}).modelDir, "/tmp/qwen3");
   assert.equal(parseConfig(["--model=/tmp/q"], {}).modelDir, "/tmp/q");
+});
+
+describe("the engine's settings are the engine's schema, composed into the config", () => {
+  test("every engine setting has a flag, and the defaults are the engine's", () => {
+    const help = usage();
+    for (const key of Object.keys(EngineSettingsSchema.properties)) {
+      assert.match(help, new RegExp(`^  ${flagName(key)}\\s`, "m"), key);
+    }
+    assert.deepEqual(engineOptionsFrom(parseConfig([], {})), { ...DEFAULT_ENGINE_OPTIONS, modelDir: DEFAULT_MODEL_DIR });
+  });
+
+  test("the worker gets the engine's keys only, with the values given", () => {
+    const config = parseConfig(["--kv-cache-blocks", "12", "--graph-optimization", "basic", "--api-keys", "sk-x"], { NFCOT_THREADS: "3" });
+    const opts = engineOptionsFrom(config);
+    assert.deepEqual(Object.keys(opts).sort(), ["modelDir", ...Object.keys(EngineSettingsSchema.properties)].sort());
+    assert.equal(opts.kvCacheBlocks, 12);
+    assert.equal(opts.graphOptimization, "basic");
+    assert.equal(opts.threads, 3);
+    assert.equal(config.apiKeys.length, 1, "the config itself is untouched");
+  });
+
+  test("the KV pool: --kv-cache-blocks wins when set, else the bytes over one block's", () => {
+    assert.equal(kvPoolBlocks({ ...DEFAULT_ENGINE_OPTIONS, kvCacheBlocks: 12 }, 1000), 12);
+    assert.equal(kvPoolBlocks({ ...DEFAULT_ENGINE_OPTIONS, kvCacheBytes: 10_500 }, 1000), 10);
+    assert.equal(kvPoolBlocks({ ...DEFAULT_ENGINE_OPTIONS, kvCacheBytes: 10 }, 1000), 1, "never an empty pool");
+  });
 });

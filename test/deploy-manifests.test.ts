@@ -328,7 +328,7 @@ test("server registers the probe routes the manifests use", async (t) => {
   const { ModelTokenizer } = await import("../src/model/tokenizer.ts");
   const config = parseConfig([], {});
   const manifest = loadManifest(DEFAULT_MODEL_DIR);
-  const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir: DEFAULT_MODEL_DIR, threads: 1, numBlocks: 32 });
+  const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir: DEFAULT_MODEL_DIR, threads: 1, kvCacheBlocks: 32 });
   try {
     const app = await buildApp({ config, engine, manifest, tokenizer: new ModelTokenizer(DEFAULT_MODEL_DIR, manifest), logger: false });
     await app.ready();

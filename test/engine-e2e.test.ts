@@ -52,7 +52,7 @@ test("a prefix-cache hit gives the same output as a miss", async () => {
 
 test("with a pool too small for all requests every request finishes with the right output", async () => {
   // 12 blocks of 8 positions: one sequence fits, 16 at once do not.
-  const small = await startEngine({ numBlocks: 12, blockSize: 8, enablePrefixCaching: false });
+  const small = await startEngine({ kvCacheBlocks: 12, blockSize: 8, enablePrefixCaching: false });
   try {
     const out = await Promise.all(reqs().map((r) => collect(small.generate(r))));
     const parsed = alone.map((a) => JSON.parse(a));
@@ -82,7 +82,7 @@ test("after requests finish or abort, every block is free again", async () => {
 });
 
 test("a request the pool can never hold gets an error and the engine goes on", async () => {
-  const tiny = await startEngine({ numBlocks: 2, blockSize: 4 });
+  const tiny = await startEngine({ kvCacheBlocks: 2, blockSize: 4 });
   try {
     const o = await collect(tiny.generate(request(programs[0]!.source, "none")));
     assert.match(o.error ?? "", /KV cache holds 8/);

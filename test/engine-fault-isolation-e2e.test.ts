@@ -16,7 +16,7 @@ const clean = (): GenerateRequest[] =>
 test("poisoned requests injected into a running batch fail alone; the others match a clean run; no block leaks", { timeout: 120_000 }, async () => {
   const logs: { level: string; message: string; fields: Record<string, unknown> }[] = [];
   const log: EngineLog = (level, message, fields = {}) => logs.push({ level, message, fields });
-  const engine = await startEngine({ numBlocks: 128 }, log);
+  const engine = await startEngine({ kvCacheBlocks: 128 }, log);
   try {
     const reference = await Promise.all(clean().map((r) => collect(engine.generate(r))));
     assert.ok(reference.every((r) => r.error === null && r.tokens.length === 96), "the clean run");

@@ -37,7 +37,7 @@ function assertUnavailable(res: { statusCode: number; headers: Record<string, un
 }
 
 before(async () => {
-  engine = await startEngine({ numBlocks: 32 });
+  engine = await startEngine({ kvCacheBlocks: 32 });
   engine.observe({ onSubmit: (r: GenerateRequest | ScoreRequest) => submitted.push(r.id), onEvent() {}, onStats() {} });
   app = await opsApp(engine, 10_000);
 });

@@ -210,7 +210,7 @@ for (const w of weights) {
   const { dir, gguf } = prepare(w);
   if (!values["no-engine"]) {
     const engine = await EngineClient.start({
-      ...DEFAULT_ENGINE_OPTIONS, modelDir: dir, threads: T, numBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8, blockSize: 16,
+      ...DEFAULT_ENGINE_OPTIONS, modelDir: dir, threads: T, kvCacheBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8, blockSize: 16,
       enablePrefixCaching: false, maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(2048, maxB * P),
     });
     await ourEngine(engine, 1, "warm");

@@ -1,32 +1,52 @@
-import type { Config } from "../config.ts";
-import type { ExecutionProvider } from "./runner.ts";
+import { type Static, Type } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+/** The engine's settings: one schema for their types, bounds and defaults. The server config
+ * composes it (a flag and an environment variable each), so nothing here knows about the server. */
+
+export const ExecutionProviderSchema = Type.Union([Type.Literal("cpu"), Type.Literal("cuda")], { default: "cpu" });
+export type ExecutionProvider = Static<typeof ExecutionProviderSchema>;
+
+export const GraphOptimizationSchema = Type.Union(
+  [Type.Literal("disabled"), Type.Literal("basic"), Type.Literal("extended"), Type.Literal("all")],
+  { default: "all" },
+);
+export type GraphOptimization = Static<typeof GraphOptimizationSchema>;
+
+export const EngineSettingsSchema = Type.Object({
+  provider: ExecutionProviderSchema,
+  // Intra-op threads; 0: onnxruntime's default.
+  threads: Type.Integer({ minimum: 0, maximum: 256, default: 0 }),
+  graphOptimization: GraphOptimizationSchema,
+  // KV pool size: kvCacheBlocks wins when > 0, else kvCacheBytes over the bytes of one block.
+  kvCacheBytes: Type.Integer({ minimum: 1, default: 256 * 1024 * 1024 }),
+  kvCacheBlocks: Type.Integer({ minimum: 0, default: 0 }),
+  blockSize: Type.Integer({ minimum: 1, maximum: 1024, default: 16 }),
+  enablePrefixCaching: Type.Boolean({ default: true }),
+  maxNumSeqs: Type.Integer({ minimum: 1, maximum: 4096, default: 64 }),
+  maxNumBatchedTokens: Type.Integer({ minimum: 1, default: 2048 }),
+});
+export type EngineSettings = Static<typeof EngineSettingsSchema>;
 
 /** Everything the engine worker needs to start; plain data (it crosses postMessage). */
-export interface EngineOptions {
-  modelDir: string;
-  provider: ExecutionProvider;
-  threads: number;
-  graphOptimization: "disabled" | "basic" | "extended" | "all";
-  blockSize: number;
-  /** KV pool size: numBlocks wins when set, else kvCacheBytes is divided by the block size in bytes. */
-  numBlocks: number | null;
-  kvCacheBytes: number;
-  maxNumSeqs: number;
-  maxNumBatchedTokens: number;
-  enablePrefixCaching: boolean;
+export const EngineOptionsSchema = Type.Composite([
+  Type.Object({ modelDir: Type.String({ minLength: 1 }) }),
+  EngineSettingsSchema,
+]);
+export type EngineOptions = Static<typeof EngineOptionsSchema>;
+
+export const DEFAULT_ENGINE_OPTIONS: EngineSettings = Value.Create(EngineSettingsSchema);
+
+/** The engine's part of a larger settings object (the server config): only the engine's keys
+ * cross to the worker thread. */
+export function engineOptionsFrom(settings: EngineOptions): EngineOptions {
+  return Value.Clean(EngineOptionsSchema, { ...settings }) as EngineOptions;
 }
 
-export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, "modelDir"> = {
-  provider: "cpu",
-  threads: 0,
-  graphOptimization: "all",
-  blockSize: 16,
-  numBlocks: null,
-  kvCacheBytes: 256 * 1024 * 1024,
-  maxNumSeqs: 64,
-  maxNumBatchedTokens: 2048,
-  enablePrefixCaching: true,
-};
+/** Blocks in the KV pool, given the bytes one block takes. */
+export function kvPoolBlocks(options: EngineSettings, bytesPerBlock: number): number {
+  return options.kvCacheBlocks > 0 ? options.kvCacheBlocks : Math.max(1, Math.floor(options.kvCacheBytes / bytesPerBlock));
+}
 
 export interface ModelInfo {
   name: string;
@@ -51,23 +71,6 @@ export interface ModelInfo {
   weightsVersion?: string;
   /** Ships the shallow flow graphs (flow log-dets can be asked for). */
   hasFlow?: boolean;
-}
-
-/** The engine's part of the server config. */
-export function engineOptionsFrom(config: Config): EngineOptions {
-  return {
-    ...DEFAULT_ENGINE_OPTIONS,
-    modelDir: config.modelDir,
-    provider: config.provider,
-    threads: config.threads,
-    graphOptimization: config.graphOptimization,
-    blockSize: config.blockSize,
-    numBlocks: config.kvCacheBlocks > 0 ? config.kvCacheBlocks : null,
-    kvCacheBytes: config.kvCacheBytes,
-    maxNumSeqs: config.maxNumSeqs,
-    maxNumBatchedTokens: config.maxNumBatchedTokens,
-    enablePrefixCaching: config.enablePrefixCaching,
-  };
 }
 
 /** The context the server serves: the model's, lowered to what the KV pool holds, so that every

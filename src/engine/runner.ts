@@ -1,19 +1,14 @@
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { hasThoughtIO, resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
-import { THOUGHT } from "./sequence.ts";
+import type { EngineOptions } from "./options.ts";
+import { THOUGHT } from "./thought-marker.ts";
 
 /** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
 
-export type ExecutionProvider = "cpu" | "cuda";
-
-export interface RunnerOptions {
-  modelDir: string;
-  provider: ExecutionProvider;
-  threads: number; // intra-op threads; 0 = onnxruntime's default
-  graphOptimization: "disabled" | "basic" | "extended" | "all";
+export interface RunnerOptions extends Pick<EngineOptions, "modelDir" | "provider" | "threads" | "graphOptimization" | "blockSize"> {
+  /** Blocks in the KV pool (resolved: kvPoolBlocks). */
   numBlocks: number;
-  blockSize: number;
   /** Intra-op threads spin between kernels (default false: bench/session-options.ts measures both). */
   spinning?: boolean;
   /** Write onnxruntime's per-op profile (JSON) with this file prefix (bench/step-profile.ts). */

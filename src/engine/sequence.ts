@@ -1,7 +1,5 @@
+import { THOUGHT } from "./thought-marker.ts";
 import type { EngineRequest, FinishReason } from "./types.ts";
-
-/** A position holds a token id, or THOUGHT with its vector stored beside it. */
-export const THOUGHT = -1;
 
 export type SequenceStatus = "waiting" | "running" | "preempted" | "finished";
 

@@ -4,7 +4,7 @@ import { ModelTokenizer } from "../model/tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { Engine } from "./engine.ts";
 import { modelInfoFrom } from "./model-info.ts";
-import { servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
+import { kvPoolBlocks, servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
 import { loadReplacement } from "./weights.ts";
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const manifest = loadManifest(opts.modelDir);
   const tokenizer = new ModelTokenizer(opts.modelDir, manifest, { chat: false });
   const perBlock = Runner.bytesPerBlock(manifest, opts.blockSize);
-  const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor(opts.kvCacheBytes / perBlock));
+  const numBlocks = kvPoolBlocks(opts, perBlock);
   post({ type: "progress", message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)` });
   const runner = await Runner.create(manifest, { ...opts, numBlocks });
   const blocks = new BlockManager({ numBlocks, blockSize: opts.blockSize, enablePrefixCaching: opts.enablePrefixCaching });
