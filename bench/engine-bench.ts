@@ -8,34 +8,16 @@
  * p99 event-loop delay of this (HTTP-side) thread while the engine is saturated.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { EngineClient } from "../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS } from "../src/engine/options.ts";
 import { greedySampling } from "../src/engine/sampling-params.ts";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
-import { loadManifest } from "../src/model/manifest.ts";
-import { SHIPPED_MODEL } from "../test/helpers/python.ts";
+import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 
-const { values } = parseArgs({
-  options: {
-    model: { type: "string", default: SHIPPED_MODEL },
-    batches: { type: "string", default: "1,8,32" },
-    prompt: { type: "string", default: "32" },
-    steps: { type: "string", default: "64" },
-    threads: { type: "string", default: "2" },
-  },
-});
-const modelDir = values.model!;
-const batches = values.batches!.split(",").map(Number);
-const P = Number(values.prompt);
-const steps = Number(values.steps);
-const threads = Number(values.threads);
-const manifest = loadManifest(modelDir);
-const V = manifest.architecture.vocab_size;
+const args = engineBenchArgs({ batches: "1,8,32", prompt: "32", steps: "64", threads: "2" });
+const { modelDir, manifest, vocabSize: V, batches, maxBatch: maxB, prompt: P, steps, threads } = args;
 const blockSize = 16;
-const maxB = Math.max(...batches);
-const blocksPerSeq = Math.ceil((P + steps + 1) / blockSize);
-const numBlocks = maxB * blocksPerSeq + 8;
+const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxB, P + steps + 1, blockSize);
 
 // Plain text tokens (no specials), the same for both sides.
 const prompts = Array.from({ length: maxB }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));

@@ -1,9 +1,15 @@
+import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
-import type { EngineClient } from "../src/engine/client.ts";
-import type { GenerateRequest } from "../src/engine/types.ts";
 import { toSampling } from "../src/api/sampling.ts";
-import { startServer } from "../test/helpers/server.ts";
+import { buildApp } from "../src/app.ts";
+import { parseConfig } from "../src/config.ts";
+import { EngineClient } from "../src/engine/client.ts";
+import { engineOptionsFrom } from "../src/engine/options.ts";
+import type { GenerateRequest } from "../src/engine/types.ts";
+import { loadManifest } from "../src/model/manifest.ts";
+import { ModelTokenizer } from "../src/model/tokenizer.ts";
+import { SseParser } from "./lib/sse-parser.ts";
 
 /** HTTP overhead, measured side by side in one run on the same engine: text tokens/s of 32
  * concurrent streams through /v1/chat/completions (SSE, parsed by a real client) against the
@@ -79,19 +85,14 @@ async function oneStream(url: string, content: string, seed: number): Promise<nu
     }),
   });
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${await res.body.text()}`);
-  res.body.setEncoding("utf8");
-  let buf = "";
+  const sse = new SseParser();
   let textTokens = 0;
   let done = false;
-  for await (const text of res.body) {
-    buf += text as string;
-    let cut: number;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      if (line === "data: [DONE]") done = true;
-      else if (line.includes('"choices":[]')) {
-        const { usage } = JSON.parse(line.slice(6));
+  for await (const chunk of res.body) {
+    for (const data of sse.push(chunk)) {
+      if (data === "[DONE]") done = true;
+      else if (data.includes('"choices":[]')) {
+        const { usage } = JSON.parse(data);
         textTokens = usage.completion_tokens - usage.completion_tokens_details.reasoning_tokens;
       }
     }
@@ -106,9 +107,18 @@ async function viaHttp(url: string, round: number): Promise<Result> {
   return { tokens: counts.reduce((a, b) => a + b, 0), seconds: (performance.now() - t0) / 1000 };
 }
 
-const server = await startServer({ kvCacheBlocks: 0, threads: Number(args.threads), maxNumSeqs: Math.max(64, C), maxQueue: Math.max(256, 4 * C) });
+// The server as src/server.ts builds it, in this process (the engine-direct side needs its engine).
+const config = parseConfig(
+  ["--host", "127.0.0.1", "--port", "0", "--threads", args.threads!, "--max-num-seqs", `${Math.max(64, C)}`, "--max-queue", `${Math.max(256, 4 * C)}`],
+  {},
+);
+const manifest = loadManifest(config.modelDir);
+const tok = new ModelTokenizer(config.modelDir, manifest);
+const engine = await EngineClient.start(engineOptionsFrom(config));
+const app = await buildApp({ config, engine, tokenizer: tok, manifest, logger: false });
+await app.listen({ host: config.host, port: config.port });
+const server = { engine, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
 try {
-  const tok = server.app.tokenizer;
   const prompts = programs.map((p) => tok.encodeChat([{ role: "user", content: p }], { mode: "latent" }));
   console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
@@ -136,5 +146,6 @@ try {
   process.exitCode = ratio >= 0.8 ? 0 : 1;
 } finally {
   await agent.close();
-  await server.close();
+  await app.close();
+  await engine.close();
 }

@@ -4,37 +4,22 @@
  * interleaved rounds (medians). A small model's step is hundreds of tiny kernels; with 2 threads
  * each parallel kernel hands work to the other thread, and a sleeping thread must be woken first.
  *
- *   npx tsx bench/session-options.ts [--model DIR] [--batches 1,32] [--steps 64] [--rounds 5]
+ *   npx tsx bench/session-options.ts [--model DIR] [--batches 1,32] [--prompt 32] [--steps 64] [--rounds 5]
  */
 import { loadavg } from "node:os";
-import { parseArgs } from "node:util";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
-import { loadManifest } from "../src/model/manifest.ts";
-import { SHIPPED_MODEL } from "../test/helpers/python.ts";
+import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 
-const { values } = parseArgs({
-  options: {
-    model: { type: "string", default: SHIPPED_MODEL },
-    batches: { type: "string", default: "1,32" },
-    steps: { type: "string", default: "64" },
-    rounds: { type: "string", default: "5" },
-  },
-});
-const dir = values.model!;
-const m = loadManifest(dir);
-const V = m.architecture.vocab_size;
-const steps = Number(values.steps);
-const P = 32;
-const perSeq = Math.ceil((P + steps + 2) / 16);
-const batches = values.batches!.split(",").map(Number);
-const maxB = Math.max(...batches);
+const args = engineBenchArgs({ batches: "1,32", prompt: "32", steps: "64", rounds: "5" });
+const { modelDir: dir, manifest: m, vocabSize: V, batches, maxBatch: maxB, prompt: P, steps } = args;
+const { perSequence: perSeq, total: numBlocks } = kvBlocksFor(maxB, P + steps + 2, 16);
 const configs = [
   { name: "1 thread", threads: 1, spinning: false },
   { name: "2 threads, no spinning (default)", threads: 2, spinning: false },
   { name: "2 threads, spinning", threads: 2, spinning: true },
 ];
 const runners = await Promise.all(configs.map((c) =>
-  Runner.create(m, { modelDir: dir, provider: "cpu", threads: c.threads, spinning: c.spinning, graphOptimization: "all", numBlocks: maxB * perSeq + 8, blockSize: 16 })));
+  Runner.create(m, { modelDir: dir, provider: "cpu", threads: c.threads, spinning: c.spinning, graphOptimization: "all", numBlocks, blockSize: 16 })));
 
 async function msPerStep(r: Runner, B: number): Promise<number> {
   const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
@@ -47,13 +32,13 @@ async function msPerStep(r: Runner, B: number): Promise<number> {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`model ${m.name} (${dir}); decode steps at context ${P}..${P + steps}; ${values.rounds} interleaved rounds; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+console.log(`model ${m.name} (${dir}); decode steps at context ${P}..${P + steps}; ${args.rounds} interleaved rounds; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 console.log("| batch | " + configs.map((c) => `${c.name} ms/step`).join(" | ") + " |");
 console.log("|---|" + configs.map(() => "---").join("|") + "|");
 for (const B of batches) {
   for (const r of runners) await msPerStep(r, B); // warm-up
   const times = configs.map(() => [] as number[]);
-  for (let k = 0; k < Number(values.rounds); k++) for (let i = 0; i < runners.length; i++) times[i]!.push(await msPerStep(runners[i]!, B));
+  for (let k = 0; k < args.rounds; k++) for (let i = 0; i < runners.length; i++) times[i]!.push(await msPerStep(runners[i]!, B));
   const med = times.map(median);
   console.log(`| ${B} | ` + med.map((x) => `${x.toFixed(3)} (${(med[1]! / x).toFixed(2)}x)`).join(" | ") + " |");
 }

@@ -13,7 +13,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { MessageChannel } from "node:worker_threads";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Engine } from "../src/engine/engine.ts";
@@ -23,30 +22,15 @@ import { sampleToken } from "../src/engine/sampler.ts";
 import { greedySampling } from "../src/engine/sampling-params.ts";
 import { Scheduler } from "../src/engine/scheduler.ts";
 import type { EngineEvent } from "../src/engine/types.ts";
-import { eosTokenIds, loadManifest } from "../src/model/manifest.ts";
+import { eosTokenIds } from "../src/model/manifest.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
-import { SHIPPED_MODEL } from "../test/helpers/python.ts";
+import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 import { categorize, readProfile, type OpTimes } from "./lib/ort-profile.ts";
 
-const { values } = parseArgs({
-  options: {
-    model: { type: "string", default: SHIPPED_MODEL },
-    batches: { type: "string", default: "1,32" },
-    prompt: { type: "string", default: "32" },
-    steps: { type: "string", default: "32" },
-    threads: { type: "string", default: "2" },
-  },
-});
-const modelDir = values.model!;
-const batches = values.batches!.split(",").map(Number);
-const P = Number(values.prompt);
-const steps = Number(values.steps);
-const threads = Number(values.threads);
-const manifest = loadManifest(modelDir);
-const V = manifest.architecture.vocab_size;
+const args = engineBenchArgs({ batches: "1,32", prompt: "32", steps: "32", threads: "2" });
+const { modelDir, manifest, vocabSize: V, batches, maxBatch, prompt: P, steps, threads } = args;
 const blockSize = 16;
-const blocksPerSeq = Math.ceil((P + steps + 2) / blockSize);
-const numBlocks = Math.max(...batches) * blocksPerSeq + 8;
+const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxBatch, P + steps + 2, blockSize);
 const base = { modelDir, provider: "cpu" as const, threads, graphOptimization: "all" as const, numBlocks, blockSize };
 const prompts = (B: number) => Array.from({ length: B }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));
 

@@ -33,6 +33,7 @@ import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/options.ts";
 import { greedySampling } from "../../src/engine/sampling-params.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { freePort, startServerProcess } from "../lib/server-process.ts";
+import { SseParser } from "../lib/sse-parser.ts";
 
 const { values } = parseArgs({
   options: {
@@ -152,19 +153,14 @@ async function oneStream(url: string, ids: number[], modelName: string, extra: o
     }),
   });
   if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}: ${await res.body.text()}`);
-  res.body.setEncoding("utf8");
-  let buf = "";
+  const sse = new SseParser();
   let tokens = 0;
   let first = 0;
   let last = 0;
-  for await (const text of res.body) {
-    buf += text as string;
-    let cut: number;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const j = JSON.parse(line.slice(6));
+  for await (const chunk of res.body) {
+    for (const data of sse.push(chunk)) {
+      if (data === "[DONE]") continue;
+      const j = JSON.parse(data);
       if (j.usage?.completion_tokens) tokens = j.usage.completion_tokens;
       if (!j.choices?.length) continue;
       last = performance.now();
