@@ -78,7 +78,10 @@ async function phase(server: ServerProcess, attackers: number, seconds: number):
         headers: { "content-type": "application/json", ...(toTokenize ? {} : { authorization: `Bearer ${KEY}` }) },
         body: toTokenize ? TOKENIZE_BODY : CHAT_BIG_BODY,
       }).then(
-        async (res) => (await res.body.dump(), res.statusCode),
+        async (res) => {
+        await res.body.dump();
+        return res.statusCode;
+      },
         () => 0,
       );
       attacks.set(r, (attacks.get(r) ?? 0) + 1);

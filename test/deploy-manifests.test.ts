@@ -611,7 +611,7 @@ test("Grafana dashboard: valid JSON, templated datasource, only the server's met
       const f = family(s[0]);
       assert.ok(METRICS[f.name], `unknown metric ${s[0]} in ${e}`);
     }
-    for (const q of e.matchAll(/histogram_quantile\(\s*([0-9.]+)\s*,([^]*)$/g)) {
+    for (const q of e.matchAll(/histogram_quantile\(\s*([0-9.]+)\s*,([\s\S]*)$/g)) {
       assert.ok(Number(q[1]) > 0 && Number(q[1]) < 1, `quantile out of range: ${e}`);
       assert.match(q[2]!, /_bucket\b/, `histogram_quantile needs a _bucket series: ${e}`);
       assert.match(q[2]!, /by \([^)]*\ble\b/, `histogram_quantile needs sum by (le): ${e}`);

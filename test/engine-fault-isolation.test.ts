@@ -39,7 +39,8 @@ const CLEAN = [request("a", [1, 2]), request("b", [3, 4]), request("c", [5, 6])]
 function outcomes(events: EngineEvent[]): Record<string, (number | string)[]> {
   const out: Record<string, (number | string)[]> = {};
   for (const e of events) {
-    const o = (out[e.id] ??= []);
+    out[e.id] ??= [];
+    const o = out[e.id];
     if (e.type === "token") o.push(e.tokenId);
     else if (e.type === "finish") o.push(`finish:${e.reason}`);
     else if (e.type === "error") o.push(`error:${e.code}`);

@@ -9,7 +9,10 @@ import { engineLog } from "../src/ops/engine-log.ts";
 
 test("engine lines keep their level and fields on the server's pino logger", () => {
   const lines: any[] = [];
-  const stream = new Writable({ write: (c: Buffer, _e, done) => (lines.push(JSON.parse(c.toString())), done()) });
+  const stream = new Writable({ write: (c: Buffer, _e, done) => {
+    lines.push(JSON.parse(c.toString()));
+    done();
+  } });
   const log = engineLog(pino({ level: "info" }, stream));
   log("info", "loading graphs (cpu)", { phase: "load" });
   log("error", "engine step failed for 1 request(s); they failed alone, the others go on", {

@@ -127,7 +127,10 @@ describe("rules across fields", () => {
 
 describe("thoughts in base64: the document's pattern is exactly what the server decodes", () => {
   let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
 
   test("random float32 bytes (a third with a NaN or Inf planted): pattern and server agree on every one", () => {
     for (const dim of [1, 2, 3, 5, D]) {
@@ -143,7 +146,7 @@ describe("thoughts in base64: the document's pattern is exactly what the server 
         }
         const s = b.toString("base64");
         const decoded = decodeThought(s);
-        const ok = decoded !== null && decoded.every(Number.isFinite);
+        const ok = decoded?.every(Number.isFinite) ?? false;
         assert.equal(re.test(s), ok, `dim ${dim}: ${s}`);
         if (ok) finite++;
       }

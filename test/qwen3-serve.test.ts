@@ -5,10 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
-import type { ModelTokenizer } from "../src/model/tokenizer.ts";
 import { spawnSync } from "node:child_process";
 import { PYTHON } from "./helpers/python.ts";
-import { QWEN3_TOKENIZER_DIR, qwen3Tokenizer } from "./helpers/qwen3-tokenizer.ts";
+import { QWEN3_TOKENIZER_DIR } from "./helpers/qwen3-tokenizer.ts";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { postJson } from "./helpers/sse.ts";
 
@@ -23,7 +22,6 @@ const ref = JSON.parse(readFileSync(fileURLToPath(new URL("./fixtures/qwen3-toke
 let work: string;
 let s: TestServer;
 let client: OpenAI;
-let tok: ModelTokenizer;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "qwen3-tiny-"));
@@ -31,7 +29,6 @@ before(async () => {
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
   s = await startServer({ modelDir: join(work, "out") });
   client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
-  tok = qwen3Tokenizer(join(work, "out"));
 });
 after(async () => {
   await s?.close();

@@ -90,7 +90,7 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
       // batch shrinks as rows finish. Each input is the one PyTorch chose.
       let decodeSteps = 0;
       for (let p = 0; ; p++) {
-        const live = c.rows.map((row, r) => r).filter((r) => c.rows[r]!.prompt_len + p < c.rows[r]!.ids.length);
+        const live = c.rows.map((_, r) => r).filter((r) => c.rows[r]!.prompt_len + p < c.rows[r]!.ids.length);
         if (live.length === 0) break;
         const rows = live.map((r) => slice(r, c.rows[r]!.prompt_len + p, c.rows[r]!.prompt_len + p + 1));
         const out = await runner.forward(rows);

@@ -8,6 +8,7 @@ export interface JsonResponse<T> {
   ms: number;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a caller that reads a field or two needs no type
 export async function fetchJson<T = any>(
   url: string,
   opts: { method?: "GET" | "POST"; body?: unknown; dispatcher?: Dispatcher; headers?: Record<string, string> } = {},

@@ -167,8 +167,8 @@ export class Runner {
   }
 
   private async forwardRows(rows: ForwardRow[]): Promise<ForwardOutput> {
-    const single = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length === 1);
-    const multi = rows.map((r, i) => i).filter((i) => rows[i]!.tokens.length > 1);
+    const single = rows.map((_, i) => i).filter((i) => rows[i]!.tokens.length === 1);
+    const multi = rows.map((_, i) => i).filter((i) => rows[i]!.tokens.length > 1);
     // The common step (all decode, or one prefill): the graph's outputs are already in row order.
     if (single.length === 0 || multi.length === 0) return this.runGroup(rows);
     const parts = new Map<number, { logits: Float32Array; mu: Float32Array; logSigma: Float32Array; offsets: number[] }>();

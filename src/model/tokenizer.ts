@@ -57,7 +57,8 @@ export class ModelTokenizer {
   }
 
   private get plain(): Tokenizer {
-    return (this.plainTok ??= this.makePlain());
+    this.plainTok ??= this.makePlain();
+    return this.plainTok;
   }
 
   /** Raw text (a completions prompt, /tokenize's prompt): special-token strings are control
@@ -151,14 +152,20 @@ export class ModelTokenizer {
   }
 }
 
+interface TokenizerJson {
+  model?: { unk_token?: string; vocab?: Record<string, number> | unknown[] };
+  added_tokens: AddedTokenJson[];
+  [key: string]: unknown;
+}
+
 /** tokenizer.json without its special added tokens, in added_tokens and in the model's vocab (a
  * word-level vocabulary lists them as words): their strings then encode as ordinary text. */
-function withoutSpecials(json: Record<string, any>, special: AddedTokenJson[]): Record<string, unknown> {
+function withoutSpecials(json: TokenizerJson, special: AddedTokenJson[]): Record<string, unknown> {
   // The unk token stays: the model maps unknown words to it.
   const names = new Set(special.map((t) => t.content).filter((c) => c !== json.model?.unk_token));
   const model = { ...json.model };
   if (model.vocab && !Array.isArray(model.vocab)) {
     model.vocab = Object.fromEntries(Object.entries(model.vocab as Record<string, number>).filter(([k]) => !names.has(k)));
   }
-  return { ...json, model, added_tokens: (json.added_tokens as AddedTokenJson[]).filter((t) => !t.special) };
+  return { ...json, model, added_tokens: json.added_tokens.filter((t) => !t.special) };
 }
