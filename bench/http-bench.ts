@@ -8,6 +8,7 @@ import { EngineClient } from "../src/engine/client.ts";
 import { engineOptionsFrom } from "../src/engine/options.ts";
 import type { GenerateRequest } from "../src/engine/types.ts";
 import { loadManifest } from "../src/model/manifest.ts";
+import { chatPrompt, type Prompt } from "../src/model/prompt.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
 import { SseParser } from "./lib/sse-parser.ts";
 
@@ -44,14 +45,15 @@ interface Result {
   seconds: number;
 }
 
-async function engineDirect(engine: EngineClient, prompts: number[][], round: number): Promise<Result> {
+async function engineDirect(engine: EngineClient, prompts: Prompt[], round: number): Promise<Result> {
   const t0 = performance.now();
   const counts = await Promise.all(
-    prompts.map(async (promptIds, i) => {
+    prompts.map(async (prompt, i) => {
       const req: GenerateRequest = {
         kind: "generate",
         id: `bench-${round}-${i}`,
-        promptIds,
+        promptIds: prompt.ids,
+        opensLatentSpan: prompt.opensLatentSpan,
         sampling: toSampling({ seed: round * 1000 + i, ignore_eos: true }, MAX, { enabled: false, top: 0 }),
         latent: { temperature: engine.info.defaultLatentTemperature, returnVectors: false },
         choiceIndex: 0,
@@ -119,7 +121,7 @@ const app = await buildApp({ config, engine, tokenizer: tok, manifest, logger: f
 await app.listen({ host: config.host, port: config.port });
 const server = { engine, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
 try {
-  const prompts = programs.map((p) => tok.encodeChat([{ role: "user", content: p }], { mode: "latent" }));
+  const prompts = programs.map((p) => chatPrompt(tok, engine.info, [{ role: "user", content: p }], { mode: "latent" }));
   console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
   await engineDirect(server.engine, prompts, 0);

@@ -7,17 +7,17 @@ import { adminRoutes } from "./api/admin.ts";
 import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
+import { GenerationService } from "./api/generation.ts";
 import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
 import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
 import { registerOpenApi } from "./api/openapi.ts";
-import type { ServeState } from "./api/services.ts";
 import { tokenizeRoutes } from "./api/tokenize.ts";
 import { TraceDecoder } from "./api/trace-decoder.ts";
+import type { ServeState } from "./http/serve-state.ts";
 import { opsPlugin } from "./ops/plugin.ts";
 
-export type { ServeState } from "./api/services.ts";
 
 export interface AppDeps {
   config: Config;
@@ -65,7 +65,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate("modelName", config.servedModelName || deps.manifest.name);
   app.decorate("serveState", serveState);
   app.decorate("startedAt", Math.floor(Date.now() / 1000));
-  app.decorate("traceDecoder", new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log));
+  const traceDecoder = new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log);
+  app.decorate("generation", new GenerationService({ engine: deps.engine, traceDecoder, serveState, config, modelName: app.modelName }));
 
   app.server.on("checkExpectation", refuseExpectation(record));
   // Bodies are JSON; Fastify's default text/plain parser would turn a text body into a string

@@ -2,15 +2,10 @@ import type { Config } from "../config.ts";
 import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
-import type { TraceDecoder } from "./trace-decoder.ts";
+import type { ServeState } from "../http/serve-state.ts";
+import type { GenerationService } from "./generation.ts";
 
 /** Shared services, decorated on the app instance by buildApp (app.ts). */
-
-/** Mutable: readiness and shutdown flip these. Draining: new generation requests get 503. */
-export interface ServeState {
-  ready: boolean;
-  draining: boolean;
-}
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -21,7 +16,8 @@ declare module "fastify" {
     /** The name clients send as `model`: config.servedModelName, else the manifest's name. */
     modelName: string;
     serveState: ServeState;
-    traceDecoder: TraceDecoder;
+    /** The one path from a prompt to choices (and teacher-forced scores): every route shapes it. */
+    generation: GenerationService;
     /** Seconds since the epoch at start: the `created` of the model object. */
     startedAt: number;
   }
