@@ -6,10 +6,10 @@ import { requestId } from "./generation.ts";
 import { checkGeneration, checkQueue } from "./guards.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
-import { ERROR_RESPONSES } from "./response-schemas.ts";
+import { postSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { CompletionRequest } from "./schemas.ts";
-import { sendEventStream, sseContent } from "./sse.ts";
+import { jsonOrEventStream, sendEventStream } from "./sse.ts";
 
 /** POST /v1/completions: raw prompts (text or token ids, one or a list), n choices each, echo;
  * through the generation service, shaped as text_completion objects. */
@@ -64,28 +64,13 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: CompletionRequest }>(
     "/v1/completions",
     {
-      schema: {
-        summary: "Create a text completion",
-        tags: ["OpenAI"],
-        body: { $ref: "CompletionRequest#" },
-        response: {
-          200: {
-            description: "A text_completion, or with stream: true an event stream of them.",
-            content: {
-              "application/json": { schema: { $ref: "Completion#" } },
-              "text/event-stream": sseContent("Completion"),
-            },
-          },
-          ...ERROR_RESPONSES,
-        },
-      },
+      schema: postSchema("Create a text completion", "OpenAI", "CompletionRequest", jsonOrEventStream("A text_completion, or with stream: true an event stream of them.", "Completion", "Completion")),
     },
     async (request, reply) => {
       const body = request.body;
-      const info = app.engine.info;
-      const n = body.n ?? 1;
-      checkGeneration(app, body.model, n);
+      const n = checkGeneration(app, body);
       const prompts = toPromptList(app, body.prompt);
+      const info = app.engine.info;
       const echo = body.echo ?? false;
       const logprobs = body.logprobs ?? null;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
