@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import tokenizer as tk
+from .device import add_device_option, choose_device
 from .export import export_weights
 from .generate import parse_answer
 from .grpo import group_advantages, grpo_loss, k3
@@ -154,10 +155,11 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-every", type=int, default=0, help="validation every N updates (0: only at the start and end)")
     ap.add_argument("--eval-count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: no limit)")
     args = ap.parse_args(argv)
+    args.device = choose_device(args.device)  # recorded as cpu or cuda
     torch.set_num_threads(args.threads)
     if args.latent_temperature <= 0:
         ap.error("--latent-temperature must be > 0: at T_z = 0 the thoughts have no density to train")
