@@ -17,11 +17,9 @@ first); deterministic for a seed (programs and server sampling seeds derive from
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 
@@ -33,6 +31,8 @@ from .device import add_device_option, choose_device
 from .export import export_weights
 from .generate import parse_answer
 from .grpo import group_advantages, grpo_loss, k3
+from .provenance import code_state
+from .report import write_json
 from .rl_client import Server
 from .serve_eval import evaluate
 from .rl_plot import plot_history
@@ -118,16 +118,6 @@ def kl_per_trajectory(s_new: dict, s_ref: dict, n: int) -> torch.Tensor:
     return per_thought + torch.zeros(n, dtype=tokens.dtype, device=tokens.device).index_add(0, s_new["token_owner"], tokens)
 
 
-def git_commit() -> dict:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
 def save_state(path: str, state: dict) -> None:
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
@@ -201,8 +191,8 @@ def main(argv=None) -> None:
             raw[i + 1] = "***"
         elif a.startswith("--admin-key="):
             raw[i] = "--admin-key=***"
-    with open(os.path.join(args.out, "run.json"), "w") as f:
-        json.dump({"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **git_commit()}, f, indent=1)
+    write_json(os.path.join(args.out, "run.json"),
+               {"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **code_state()})
     val = split("validation", args.eval_count)
 
     def run_eval():
@@ -217,6 +207,12 @@ def main(argv=None) -> None:
                 dst = os.path.join(args.out, "best")
                 shutil.rmtree(dst, ignore_errors=True)
                 shutil.copytree(weights_dir, dst)
+
+    def checkpoint():
+        """What a rerun of the same command resumes from (the admin key is never written)."""
+        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
+                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
+                                "args": {**vars(args), "admin_key": None}})
 
     if not evals:
         run_eval()
@@ -276,18 +272,13 @@ def main(argv=None) -> None:
               f"|server - torch| {worst:.1e} | rollout {t_roll:.1f}s update {t_upd:.1f}s push {t_push:.1f}s | {version}", flush=True)
         if args.eval_every and step % args.eval_every == 0:
             run_eval()
-        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
-                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": {**vars(args), "admin_key": None}})
+        checkpoint()
         plot_history(history, evals, os.path.join(args.out, "curve.png"))
     if not evals or evals[-1]["step"] != step:
         run_eval()
-        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
-                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": {**vars(args), "admin_key": None}})
+        checkpoint()
     plot_history(history, evals, os.path.join(args.out, "curve.png"))
-    with open(os.path.join(args.out, "history.json"), "w") as f:
-        json.dump({"history": history, "evals": evals, "best": best}, f, indent=1)
+    write_json(os.path.join(args.out, "history.json"), {"history": history, "evals": evals, "best": best})
     print(f"done: {step} updates; best validation latent T_z=0 {best['latent_greedy']:.3f} at update {best['step']} ({best['dir']})", flush=True)
 
 
