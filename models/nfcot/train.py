@@ -10,6 +10,11 @@ Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2)
 Stage 2 can add auxiliary losses and counterfactual traces that make the model use its thoughts
 (--readback, --ahead, --operands, --keys, --counterfactual);
 models/README.md says why and how the shipped model was continued with them.
+--device auto|cpu|cuda (nfcot/device.py): auto trains on CUDA when torch sees a GPU.
+
+main() runs the stages in order: parse_args, seed_everything, build_nets (fresh or --resume),
+pretrain_vae (stage 0), train_stages (stages T, 1, 2: one train_step each step; validate and save
+every --eval-every), the final save and the --hf-out conversion.
 """
 from __future__ import annotations
 
