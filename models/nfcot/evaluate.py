@@ -23,6 +23,7 @@ from . import tokenizer as tk
 from .export import load_checkpoint
 from .generate import correctness, generate, parse_answer
 from .onnx_weights import load_model_dir
+from .report import emit
 from .task import parse_program, split
 from .vae import step_tokens
 
@@ -102,10 +103,7 @@ def main(argv=None) -> None:
     res["latent_temperature"] = args.temperature
     res["decoded_thought_step_accuracy"] = thought_step_accuracy(model, flow, vae, progs, K)
     res["seconds"] = time.time() - t0
-    print(json.dumps(res, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    emit(res, args.json)
 
 
 if __name__ == "__main__":

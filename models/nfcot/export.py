@@ -18,6 +18,7 @@ import torch
 from . import tokenizer as tk
 from .flow import ShallowFlow
 from .model import ModelConfig, NFCoTModel
+from .report import write_json
 from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
 from .vae import StepVAE
 
@@ -168,9 +169,7 @@ def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | Non
     export_backbone(tmp, model)
     if extra:
         path = os.path.join(tmp, "manifest.json")
-        manifest = {**json.load(open(path)), **extra}
-        with open(path, "w") as f:
-            json.dump(manifest, f, indent=1)
+        write_json(path, {**json.load(open(path)), **extra})
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
 
@@ -202,33 +201,42 @@ def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: St
     return graphs
 
 
-def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
-               name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
-    c = model.config
-    graphs = export_graphs(out, model, flow, vae)
-    tk.write(out)
-    manifest = {
+def manifest_fields(name: str, architecture: dict, max_context: int, graphs: dict, **own) -> dict:
+    """What every exporter's manifest holds (src/model/manifest.ts reads it): the format, the
+    model's identity, then the exporter's `own` fields (in their order), then the KV layout and
+    the files."""
+    return {
         "format": "nfcot-onnx",
         "format_version": FORMAT_VERSION,
         "name": name,
-        "architecture": {**c.to_dict(), "head_dim": c.head_dim},
-        "max_context": c.max_position,
-        "latent": {"num_thoughts": c.num_thoughts, "thought_dim": c.thought_dim,
-                   "default_temperature": default_temperature, "span": "fixed"},
-        "special_tokens": {"pad": tk.PAD, "unk": tk.UNK, "bos": tk.BOS, "eos": tk.EOS, "bot": tk.BOT,
-                           "eot": tk.EOT},
-        "reasoning_modes": ["none", "explicit", "latent"],
-        "default_reasoning_mode": "latent",
+        "architecture": architecture,
+        "max_context": max_context,
+        **own,
         "kv_cache": {"dtype": "float32",
                      "layout": ["num_blocks", "num_layers", 2, "num_kv_heads", "block_size", "head_dim"]},
         "tokenizer": "tokenizer.json",
         "tokenizer_config": "tokenizer_config.json",
         "chat_template": "chat_template.jinja",
         "graphs": graphs,
+    }
+
+
+def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
+               name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
+    c = model.config
+    graphs = export_graphs(out, model, flow, vae)
+    tk.write(out)
+    manifest = {
+        **manifest_fields(
+            name, {**c.to_dict(), "head_dim": c.head_dim}, c.max_position, graphs,
+            latent={"num_thoughts": c.num_thoughts, "thought_dim": c.thought_dim,
+                    "default_temperature": default_temperature, "span": "fixed"},
+            special_tokens={"pad": tk.PAD, "unk": tk.UNK, "bos": tk.BOS, "eos": tk.EOS, "bot": tk.BOT, "eot": tk.EOT},
+            reasoning_modes=["none", "explicit", "latent"],
+            default_reasoning_mode="latent"),
         **(extra or {}),
     }
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
+    write_json(os.path.join(out, "manifest.json"), manifest)
     return manifest
 
 
@@ -282,8 +290,8 @@ def main(argv=None) -> None:
         except HFError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2)
-        print(f"exported {m['name']} ({m['source']['hf_architecture']}, "
-              f"{'with NF-CoT extras' if 'latent' in m else 'text only'}) to {args.out}: {', '.join(m['graphs'])}")
+        report_export(m, f"{m['source']['hf_architecture']}, {'with NF-CoT extras' if 'latent' in m else 'text only'}",
+                      args.out)
         requantize(args.out, args.weights, args.keep, args.kv_dtype)
         return
     extra = json.load(open(args.extra)) if args.extra else {}
@@ -300,9 +308,12 @@ def main(argv=None) -> None:
         name = args.name or f"random-{args.preset}"
         extra = {"random_weights": True, **extra}
     m = export_dir(args.out, model, flow, vae, name, extra)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"exported {m['name']} ({n:,} backbone parameters) to {args.out}: {', '.join(m['graphs'])}")
+    report_export(m, f"{sum(p.numel() for p in model.parameters()):,} backbone parameters", args.out)
     requantize(args.out, args.weights, args.keep, args.kv_dtype)
+
+
+def report_export(m: dict, what: str, out: str) -> None:
+    print(f"exported {m['name']} ({what}) to {out}: {', '.join(m['graphs'])}")
 
 
 # onnxruntime's quantizers need onnx >= 1.16 and numpy 2, which Debian's torch 1.13 and onnx 1.12

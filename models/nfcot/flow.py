@@ -33,7 +33,7 @@ class MetaBlock(nn.Module):
         h = h + self.mlp(h)
         a, b = self.out(h).chunk(2, -1)
         a = torch.tanh(a) * 2.0
-        keep = torch.ones(1, K, 1, dtype=x.dtype)
+        keep = torch.ones(1, K, 1, dtype=x.dtype, device=x.device)
         keep[:, 0] = 0.0
         return a * keep, b * keep
 
@@ -71,7 +71,7 @@ class ShallowFlow(nn.Module):
 
     def forward(self, e):
         """e -> u, log |det du/de| [B]."""
-        logdet = torch.zeros(e.shape[0])
+        logdet = torch.zeros(e.shape[0], device=e.device)
         x = e
         for blk in self.blocks:
             x, ld = blk(x)

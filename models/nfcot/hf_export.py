@@ -6,25 +6,16 @@ at the end; on any failure the scratch folder is removed and OUT is as it was.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from .export import FORMAT_VERSION, export_graphs
+from .export import export_graphs, manifest_fields
 from .hf import HFError, load_hf
-
-
-def _git_commit() -> str:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                           capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+from .provenance import code_state
+from .report import write_json
 
 
 def manifest_for(hm, name: str, graphs: dict, flags: list) -> dict:
@@ -36,23 +27,11 @@ def manifest_for(hm, name: str, graphs: dict, flags: list) -> dict:
         for k in ("thought_dim", "num_thoughts"):
             del arch[k]
     m = {
-        "format": "nfcot-onnx",
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "architecture": arch,
-        "max_context": c.max_position,
-        "special_tokens": hm.special_tokens,
-        "eos_token_ids": hm.eos_token_ids,
-        "reasoning_modes": ["none"],
-        "default_reasoning_mode": "none",
-        "kv_cache": {"dtype": "float32",
-                     "layout": ["num_blocks", "num_layers", 2, "num_kv_heads", "block_size", "head_dim"]},
-        "tokenizer": "tokenizer.json",
-        "tokenizer_config": "tokenizer_config.json",
-        "chat_template": "chat_template.jinja",
-        "graphs": graphs,
+        **manifest_fields(name, arch, c.max_position, graphs, special_tokens=hm.special_tokens,
+                          eos_token_ids=hm.eos_token_ids, reasoning_modes=["none"], default_reasoning_mode="none"),
         "weights": {"dtype": "float32"},
-        "source": {"hf_architecture": hm.hf_architecture, "exporter_commit": _git_commit(), "flags": flags},
+        "source": {"hf_architecture": hm.hf_architecture, "exporter_commit": code_state()["commit"] or "unknown",
+                   "flags": flags},
     }
     if x:
         m["latent"] = {"num_thoughts": x["num_thoughts"], "thought_dim": x["thought_dim"],
@@ -84,8 +63,7 @@ def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = Fal
         with open(os.path.join(tmp, "chat_template.jinja"), "w", encoding="utf-8") as f:
             f.write(hm.chat_template)
         m = manifest_for(hm, name or os.path.basename(out), graphs, flags or [])
-        with open(os.path.join(tmp, "manifest.json"), "w") as f:
-            json.dump(m, f, indent=1)
+        write_json(os.path.join(tmp, "manifest.json"), m)
         del hm
         old = None
         if os.path.exists(out):

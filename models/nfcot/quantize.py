@@ -28,6 +28,8 @@ import os
 import re
 import sys
 
+from .report import write_json
+
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
 KV_DTYPES = ("float32", "float16")
 DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "int8", "int4": "int4"}
@@ -116,8 +118,7 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
     for f in [path] + ([os.path.join(model_dir, spec["external_data"])] if external else []):
         os.chmod(f, 0o644)  # onnx writes external data 0600; the server may run as another user
     if weights == "fp32":
-        with open(mpath, "w") as f:
-            json.dump(manifest, f, indent=1)
+        write_json(mpath, manifest)
         return manifest
     ops = sorted({n.op_type for n in out.graph.node if n.op_type in ("MatMulNBits", "MatMul")})
     manifest["weights"] = {
@@ -128,8 +129,7 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
         "kept_nodes": len(kept),
         "ops": ops,
     }
-    with open(mpath, "w") as f:
-        json.dump(manifest, f, indent=1)
+    write_json(mpath, manifest)
     return manifest
 
 

@@ -28,6 +28,8 @@ import sys
 import time
 import urllib.request
 
+from .provenance import code_state
+
 MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(MODELS)
 PYTHON = sys.executable or "/usr/bin/python3"
@@ -35,13 +37,6 @@ PYTHON = sys.executable or "/usr/bin/python3"
 
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
-
-
-def code_state() -> dict:
-    try:
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain", "--", "models/nfcot").strip())}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
 
 
 def load_recipe(name: str, recipes_dir: str) -> tuple[dict, str]:

@@ -17,11 +17,9 @@ first); deterministic for a seed (programs and server sampling seeds derive from
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 
@@ -29,9 +27,12 @@ import numpy as np
 import torch
 
 from . import tokenizer as tk
+from .device import add_device_option, choose_device
 from .export import export_weights
 from .generate import parse_answer
 from .grpo import group_advantages, grpo_loss, k3
+from .provenance import code_state
+from .report import write_json
 from .rl_client import Server
 from .serve_eval import evaluate
 from .rl_plot import plot_history
@@ -117,16 +118,6 @@ def kl_per_trajectory(s_new: dict, s_ref: dict, n: int) -> torch.Tensor:
     return per_thought + torch.zeros(n, dtype=tokens.dtype, device=tokens.device).index_add(0, s_new["token_owner"], tokens)
 
 
-def git_commit() -> dict:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
 def save_state(path: str, state: dict) -> None:
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
@@ -154,10 +145,11 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-every", type=int, default=0, help="validation every N updates (0: only at the start and end)")
     ap.add_argument("--eval-count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: no limit)")
     args = ap.parse_args(argv)
+    args.device = choose_device(args.device)  # recorded as cpu or cuda
     torch.set_num_threads(args.threads)
     if args.latent_temperature <= 0:
         ap.error("--latent-temperature must be > 0: at T_z = 0 the thoughts have no density to train")
@@ -199,8 +191,8 @@ def main(argv=None) -> None:
             raw[i + 1] = "***"
         elif a.startswith("--admin-key="):
             raw[i] = "--admin-key=***"
-    with open(os.path.join(args.out, "run.json"), "w") as f:
-        json.dump({"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **git_commit()}, f, indent=1)
+    write_json(os.path.join(args.out, "run.json"),
+               {"argv": raw, "args": {**vars(args), "admin_key": "***" if args.admin_key else None}, **code_state()})
     val = split("validation", args.eval_count)
 
     def run_eval():
@@ -215,6 +207,12 @@ def main(argv=None) -> None:
                 dst = os.path.join(args.out, "best")
                 shutil.rmtree(dst, ignore_errors=True)
                 shutil.copytree(weights_dir, dst)
+
+    def checkpoint():
+        """What a rerun of the same command resumes from (the admin key is never written)."""
+        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
+                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
+                                "args": {**vars(args), "admin_key": None}})
 
     if not evals:
         run_eval()
@@ -274,18 +272,13 @@ def main(argv=None) -> None:
               f"|server - torch| {worst:.1e} | rollout {t_roll:.1f}s update {t_upd:.1f}s push {t_push:.1f}s | {version}", flush=True)
         if args.eval_every and step % args.eval_every == 0:
             run_eval()
-        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
-                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": {**vars(args), "admin_key": None}})
+        checkpoint()
         plot_history(history, evals, os.path.join(args.out, "curve.png"))
     if not evals or evals[-1]["step"] != step:
         run_eval()
-        save_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
-                                "evals": evals, "best": best, "version": version, "weights_dir": weights_dir,
-                                "args": {**vars(args), "admin_key": None}})
+        checkpoint()
     plot_history(history, evals, os.path.join(args.out, "curve.png"))
-    with open(os.path.join(args.out, "history.json"), "w") as f:
-        json.dump({"history": history, "evals": evals, "best": best}, f, indent=1)
+    write_json(os.path.join(args.out, "history.json"), {"history": history, "evals": evals, "best": best})
     print(f"done: {step} updates; best validation latent T_z=0 {best['latent_greedy']:.3f} at update {best['step']} ({best['dir']})", flush=True)
 
 

@@ -13,6 +13,7 @@ import json
 import time
 
 from .generate import parse_answer
+from .report import emit
 from .task import split
 
 
@@ -74,10 +75,7 @@ def main(argv=None) -> None:
                           text_temperature=0.0, max_tokens=2, vectors=False)["weights_version"]
     res = {"split": args.split, "count": args.count, "samples": args.samples, "latent_temperature": args.temperature,
            "weights_version": version, **res, "seconds": time.time() - t0}
-    print(json.dumps(res, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    emit(res, args.json)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ Loss = flow NLL (per dimension) + text NLL, 1:1; thought targets get N(0, 0.3^2)
 Stage 2 can add auxiliary losses and counterfactual traces that make the model use its thoughts
 (--readback, --ahead, --operands, --keys, --counterfactual);
 models/README.md says why and how the shipped model was continued with them.
+--device auto|cpu|cuda (nfcot/device.py): auto trains on CUDA when torch sees a GPU.
+
+main() runs the stages in order: parse_args, seed_everything, build_nets (fresh or --resume),
+pretrain_vae (stage 0), train_stages (stages T, 1, 2: one train_step each step; validate and save
+every --eval-every), the final save and the --hf-out conversion.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import random
 import re
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 
 from . import tokenizer as tk
 from .data import build_batch
+from .device import add_device_option, choose_device
 from .flow import ShallowFlow
 from .generate import accuracy
 from .model import ModelConfig, NFCoTModel, gaussian_log_prob
@@ -45,13 +51,13 @@ def progress(msg: str, final: bool = False) -> None:
     sys.stderr.flush()
 
 
-def train_vae(vae: StepVAE, K: int, m: int, steps: int, seed: int) -> float:
+def train_vae(vae: StepVAE, K: int, m: int, steps: int, seed: int, device: str = "cpu") -> float:
     rng = random.Random(seed)
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     rec = 0.0
     for i in range(steps):
         progs = [sample_program(rng, m) for _ in range(64)]
-        st = torch.tensor([step_tokens(p, K) for p in progs])
+        st = torch.tensor([step_tokens(p, K) for p in progs]).to(device)
         loss, rec_t = vae.loss(st, DEQUANT, beta=0.02)
         opt.zero_grad()
         loss.backward()
@@ -65,16 +71,18 @@ def train_vae(vae: StepVAE, K: int, m: int, steps: int, seed: int) -> float:
 @torch.no_grad()
 def rollout_thoughts(model, batch, K, temperature, gen, which):
     """Closed loop: sample the thoughts of the latent rows picked by `which` (bool over latent rows)
-    from the model itself, slot by slot. Returns thoughts [picked rows, S, D]."""
+    from the model itself, slot by slot. Returns thoughts [picked rows, S, D]. The noise comes from
+    `gen` on the CPU whatever the device, so a seed draws the same thoughts on either."""
     rows, bot = batch["latent_rows"][which], batch["bot_index"][which]
-    ids, th = batch["ids"][rows], torch.zeros(len(rows), batch["ids"].shape[1], model.config.thought_dim)
+    dev = rows.device
+    ids, th = batch["ids"][rows], torch.zeros(len(rows), batch["ids"].shape[1], model.config.thought_dim, device=dev)
     ist, pos, km = batch["is_thought"][rows], batch["positions"][rows], batch["key_mask"][rows]
     last = int(bot.max()) + K
     for t in range(K):
         h, _ = model(ids[:, :last], th[:, :last], ist[:, :last], pos[:, :last], km[:, :last])
-        _, mu, ls = model.heads(h[torch.arange(len(rows)), bot + t])
-        u = mu + torch.exp(ls) * temperature * torch.randn(mu.shape, generator=gen)
-        th[torch.arange(len(rows)), bot + 1 + t] = u
+        _, mu, ls = model.heads(h[torch.arange(len(rows), device=dev), bot + t])
+        u = mu + torch.exp(ls) * temperature * torch.randn(mu.shape, generator=gen).to(dev)
+        th[torch.arange(len(rows), device=dev), bot + 1 + t] = u
     return th
 
 
@@ -205,7 +213,49 @@ def key_loss(head, hidden, steps):
     return F.cross_entropy(head(inner_norm(hidden)).flatten(0, 1), target.flatten(), ignore_index=-100)
 
 
+@dataclass
+class Rngs:
+    """One random stream per kind of draw, so that an option a run leaves off draws nothing and
+    runs without it reproduce as they were."""
+    gen: torch.Generator  # dequantisation noise and closed-loop picks and rollouts
+    counterfactual: random.Random  # --counterfactual
+    lengths: random.Random  # --stage2-lengths
+    negatives: random.Random  # --stage2-negatives
+
+
+@dataclass
+class Nets:
+    """Everything that trains, and the history a resumed checkpoint brings along."""
+    cfg: ModelConfig
+    model: NFCoTModel
+    flow: ShallowFlow
+    vae: StepVAE
+    ahead_head: nn.Linear  # training only (never exported): see --ahead
+    operand_head: nn.Linear  # see --operands
+    key_head: nn.Linear  # see --keys
+    prior_history: list
+
+    def aux_params(self) -> list:
+        return [*self.ahead_head.parameters(), *self.operand_head.parameters(), *self.key_head.parameters()]
+
+
 def main(argv=None) -> None:
+    args = parse_args(argv)
+    rngs = seed_everything(args)
+    os.makedirs(args.out, exist_ok=True)
+    nets = build_nets(args)
+    report_sizes(nets)
+    t0 = time.time()
+    pretrain_vae(nets, args)
+    history = train_stages(nets, args, rngs, t0)
+    save(args.out, nets, args, history)
+    if args.hf_out:
+        from .hf_write import convert_checkpoint
+        convert_checkpoint(os.path.join(args.out, "ckpt.pt"), args.hf_out)
+    print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--hf-out", help="also write the final model in the Hugging Face layout + NF-CoT extras "
@@ -259,28 +309,42 @@ def main(argv=None) -> None:
                     help="layers below the inserted ones (default: on top of the last)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=6)
-    args = ap.parse_args(argv)
+    add_device_option(ap)
+    return ap
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    cf_rng = random.Random(args.seed + 2)  # its own stream: runs without --counterfactual draw as before
-    len_rng = random.Random(args.seed + 3)  # likewise for --stage2-lengths
-    neg_rng = random.Random(args.seed + 4)  # and for --stage2-negatives
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags, checked before any work; --device resolved to what the run records (cpu or cuda)."""
+    args = build_parser().parse_args(argv)
     if args.grow_layers and not args.resume:
         raise SystemExit("--grow-layers grows a trained checkpoint: give --resume")
     if args.stage2_negatives < 1:
         raise SystemExit(f"--stage2-negatives wants a weight >= 1, got {args.stage2_negatives}")
-    stage2_lengths = length_weights(args.stage2_lengths)
-    os.makedirs(args.out, exist_ok=True)
+    length_weights(args.stage2_lengths)  # a bad spec stops here, not mid-run
+    args.device = choose_device(args.device)
+    return args
+
+
+def seed_everything(args) -> Rngs:
+    """Seeds torch and random for the run (model init, mode draws) and forks the streams of Rngs."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    return Rngs(torch.Generator().manual_seed(args.seed + 1), random.Random(args.seed + 2),
+                random.Random(args.seed + 3), random.Random(args.seed + 4))
+
+
+def build_nets(args) -> Nets:
+    """A fresh model from the size flags, or the --resume checkpoint's (grown by --grow-layers), on
+    the CPU first so that the seeded initial weights do not depend on the device. A resumed run
+    keeps the checkpoint's VAE, so it trains none (args.vae_steps is recorded as 0)."""
     cfg = ModelConfig(vocab_size=len(tk.VOCAB), hidden_size=args.hidden, num_layers=args.layers,
                       intermediate_size=int(args.hidden * 2.75) // 16 * 16)
     K, D = cfg.num_thoughts, cfg.thought_dim
     model = NFCoTModel(cfg)
     flow = ShallowFlow(D, K, blocks=2)
     vae = StepVAE(cfg.vocab_size, D)
-    prior_history = []
+    ck, prior_history = {}, []
     if args.resume:
         ck = torch.load(args.resume, map_location="cpu")
         cfg = ModelConfig.from_dict(ck["config"])
@@ -292,155 +356,255 @@ def main(argv=None) -> None:
             cfg = model.config
         prior_history = ck.get("history", [])
         args.vae_steps = 0
-    # Training only (not exported): see --ahead. Its own RNG fork keeps every later draw, and so
-    # runs without it, as they were.
+    # Each training-only head in its own RNG fork: every later draw, and so runs without it, as they were.
     with torch.random.fork_rng():
         ahead_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
     with torch.random.fork_rng():
-        operand_head = nn.Linear(cfg.hidden_size, 2 * cfg.vocab_size)  # training only: see --operands
+        operand_head = nn.Linear(cfg.hidden_size, 2 * cfg.vocab_size)
     with torch.random.fork_rng():
-        key_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)  # training only: see --keys
-    if args.resume and "ahead" in ck:
-        ahead_head.load_state_dict(ck["ahead"])
-    if args.resume and "operands" in ck:
-        operand_head.load_state_dict(ck["operands"])
-    if args.resume and "keys" in ck:
-        key_head.load_state_dict(ck["keys"])
-    print(f"params: backbone+heads {sum(p.numel() for p in model.parameters()):,} flow "
-          f"{sum(p.numel() for p in flow.parameters()):,} vae {sum(p.numel() for p in vae.parameters()):,}",
-          flush=True)
-    t0 = time.time()
+        key_head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+    for head, key in ((ahead_head, "ahead"), (operand_head, "operands"), (key_head, "keys")):
+        if key in ck:
+            head.load_state_dict(ck[key])
+    nets = Nets(cfg, model, flow, vae, ahead_head, operand_head, key_head, prior_history)
+    for mod in (model, flow, vae, ahead_head, operand_head, key_head):
+        mod.to(args.device)
+    return nets
+
+
+def report_sizes(nets: Nets) -> None:
+    def count(mod):
+        return sum(p.numel() for p in mod.parameters())
+    print(f"params: backbone+heads {count(nets.model):,} flow {count(nets.flow):,} vae {count(nets.vae):,}", flush=True)
+
+
+def pretrain_vae(nets: Nets, args) -> None:
+    """Stage 0: the step VAE, then frozen: its encoder gives every later stage its thought targets."""
     if args.vae_steps:
-        train_vae(vae, K, args.m, args.vae_steps, args.seed)
-    for p in vae.parameters():
+        train_vae(nets.vae, nets.cfg.num_thoughts, args.m, args.vae_steps, args.seed, args.device)
+    for p in nets.vae.parameters():
         p.requires_grad_(False)
 
+
+def split_params(nets: Nets) -> tuple[list, list]:
+    """(backbone, latent) parameters: stage 1 freezes the first, and the second takes flow, thought
+    projection, NF head and the training-only heads."""
+    named = list(nets.model.named_parameters())
+    backbone = [p for n, p in named if not n.startswith(("thought_proj", "nf_head"))]
+    latent = [p for n, p in named if n.startswith(("thought_proj", "nf_head"))]
+    return backbone, latent + list(nets.flow.parameters()) + nets.aux_params()
+
+
+def stage_at(step: int, args) -> str:
+    """The phase a step belongs to; the phases share one step count and one learning-rate schedule."""
+    if step < args.text_steps:
+        return "text"
+    return "stage1" if step < args.text_steps + args.stage1_steps else "stage2"
+
+
+def learning_rate(step: int, total: int, base: float) -> float:
+    """200 steps of warm-up, then a cosine to a tenth of `base` over all phases together."""
+    frac = step / total
+    return base * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def draw_programs(stream, stage: str, step: int, args, lengths: list[float] | None, rngs: Rngs) -> list[Program]:
+    """The step's programs. Curriculum: longer programs enter in the first half of the text stage;
+    stage 2 thins the stream by --stage2-lengths and --stage2-negatives."""
+    max_n = 6 if stage != "text" else min(6, 3 + int(8 * step / max(args.text_steps, 1)))
+    progs = []
+    while len(progs) < args.batch:
+        p = next(stream)
+        if len(p.steps) <= max_n and (stage != "stage2" or (keep_length(p, lengths, rngs.lengths)
+                                                            and keep_negative(p, args.stage2_negatives, rngs.negatives))):
+            progs.append(p)
+    return progs
+
+
+def draw_modes(stage: str, count: int) -> list[str]:
+    """Text pretraining sees the text modes, stage 1 only latent rows, stage 2 all three."""
+    if stage == "text":
+        return random.choices(["none", "explicit"], [0.2, 0.8], k=count)
+    if stage == "stage1":
+        return ["latent"] * count
+    return random.choices(["none", "explicit", "latent"], [0.15, 0.35, 0.5], k=count)
+
+
+@dataclass
+class LatentTargets:
+    """The latent rows' thought targets in flow space and which of their slots are scored."""
+    u: torch.Tensor  # [L, K, D]
+    logdet: torch.Tensor  # [L]
+    slot_pos: torch.Tensor  # [L, K] positions fed the thoughts
+    scored: torch.Tensor  # [L, K] bool
+    changed: torch.Tensor  # [L] bool: counterfactual rows
+
+
+def latent_targets(nets: Nets, batch: dict, cf_slots: list[int], gen: torch.Generator) -> LatentTargets:
+    """VAE means of the true steps plus N(0, DEQUANT^2) noise, through the flow. A changed row scores
+    only the thoughts after the change: the prompt still implies the true thought j, and the flow's
+    reversed block lets u at earlier slots depend on e_j."""
+    dev, K = batch["ids"].device, nets.cfg.num_thoughts
+    e = nets.vae.encode(batch["steps"])[0]
+    u, logdet = nets.flow(e + DEQUANT * torch.randn(e.shape, generator=gen).to(dev))
+    slot_pos = batch["bot_index"][:, None] + 1 + torch.arange(K, device=dev)[None]
+    cf = torch.tensor(cf_slots, device=dev)[batch["latent_rows"]]
+    changed = cf >= 0
+    return LatentTargets(u, logdet, slot_pos, torch.arange(K, device=dev)[None] > cf[:, None], changed)
+
+
+def closed_loop_thoughts(nets: Nets, batch: dict, lat: LatentTargets, step: int, args, gen) -> torch.Tensor:
+    """Stage 2's thoughts fed to the latent rows: the flow targets, with a share of the rows given
+    the model's own sampled thoughts instead (--closed-loop, --closed-loop-ramp)."""
+    rows, K = batch["latent_rows"], nets.cfg.num_thoughts
+    teacher = lat.u.detach()
+    if args.closed_loop_ramp > 0:
+        s2 = (step - args.text_steps - args.stage1_steps) / max(args.stage2_steps, 1)
+        share = closed_loop_share(args.closed_loop, args.closed_loop_ramp, s2)
+        pick = (torch.rand(len(rows), generator=gen) < share).to(rows.device)
+        pick &= ~lat.changed  # own thoughts would follow the prompt, not the counterfactual
+        own = rollout_thoughts(nets.model, batch, K, 0.9, gen, pick) if bool(pick.any()) else None
+    else:
+        # Every row rolled out, then the draw: the order of random draws the runs before
+        # --closed-loop-ramp used, so their commands still reproduce them.
+        own = rollout_thoughts(nets.model, batch, K, 0.9, gen, torch.ones(len(rows), dtype=torch.bool, device=rows.device))
+        pick = (torch.rand(len(rows), generator=gen) < args.closed_loop).to(rows.device)
+        pick &= ~lat.changed
+        own = own[pick]
+    if own is not None:
+        teacher = teacher.clone()
+        teacher[pick] = own[torch.arange(int(pick.sum()), device=rows.device)[:, None], lat.slot_pos[pick]]
+    return teacher
+
+
+def step_losses(nets: Nets, batch: dict, thoughts: torch.Tensor, lat: LatentTargets | None, stage: str, args) -> dict:
+    """The forward pass and every loss of one step (zero where a loss is off or has no rows)."""
+    K = nets.cfg.num_thoughts
+    zero = torch.zeros((), device=thoughts.device)
+    out = dict(text=zero, nf=zero, readback=zero, ahead=zero, operand=zero, keys=zero)
+    taps = [] if (args.operands or args.keys) and stage == "stage2" else None
+    h, _ = nets.model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"], taps=taps)
+    logits, mu, ls = nets.model.heads(h)
+    out["text"] = text_nll(logits, batch["targets"], args.text_loss)
+    if lat is None:
+        return out
+    rows = batch["latent_rows"]
+    pred_pos = batch["bot_index"][:, None] + torch.arange(K, device=thoughts.device)[None]
+    r = rows[:, None]
+    out["nf"] = flow_nll(lat.u, lat.logdet, mu[r, pred_pos], ls[r, pred_pos], lat.scored, lat.changed)
+    if args.readback and stage == "stage2":
+        out["readback"] = readback_loss(logits, rows, lat.slot_pos, batch["steps"])
+    if args.ahead and stage == "stage2":
+        out["ahead"] = lookahead_loss(nets.ahead_head, nets.model.model.norm(h[r, pred_pos]), batch["steps"], lat.scored)
+    if args.operands and taps is not None and bool((batch["operands"] != -100).any()):
+        out["operand"] = operand_loss(nets.operand_head, taps[args.operand_layer - 1][r, pred_pos], batch["operands"])
+    if args.keys and taps is not None:
+        out["keys"] = key_loss(nets.key_head, taps[args.key_layer - 1][r, lat.slot_pos], batch["steps"])
+    return out
+
+
+def total_loss(losses: dict, stage: str, args) -> torch.Tensor:
+    """Flow NLL + text NLL, 1:1, plus the weighted auxiliary losses. Stage 1 keeps the text loss
+    out of the gradient (the backbone is frozen; it is still logged)."""
+    text, nf = losses["text"], losses["nf"]
+    loss = text + nf if stage != "stage1" else nf + text.detach() * 0
+    return (loss + args.readback * losses["readback"] + args.ahead * losses["ahead"]
+            + args.operands * losses["operand"] + args.keys * losses["keys"])
+
+
+class LossLog:
+    """Moving averages of the losses (EMA 0.95) and the progress line that shows them."""
+
+    def __init__(self, args):
+        self.args, self.ema = args, {}
+
+    def add(self, losses: dict) -> None:
+        for k, v in losses.items():
+            v = v.item()
+            self.ema[k] = v if k not in self.ema else 0.95 * self.ema[k] + 0.05 * v
+
+    def line(self, stage: str, step: int, total: int, rate: float, lr: float, minutes: float) -> str:
+        a, ema = self.args, self.ema
+        return (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
+                + (f"readback {ema['readback']:.3f} " if a.readback else "")
+                + (f"ahead {ema['ahead']:.3f} " if a.ahead else "")
+                + (f"operand {ema['operand']:.3f} " if a.operands else "")
+                + (f"keys {ema['keys']:.3f} " if a.keys else "")
+                + f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {minutes:.1f} min")
+
+
+def validate(model: NFCoTModel, val: list[Program]) -> dict:
+    """Greedy accuracy per mode on the validation split (the test split is for shipped models only)."""
+    model.eval()
+    accs = {m: accuracy(model, val, m)[0] for m in ("none", "explicit", "latent")}
+    model.train()
+    return accs
+
+
+def train_step(nets: Nets, opt, backbone_params: list, batch: dict, cf_slots: list[int], stage: str, step: int,
+               args, rngs: Rngs) -> dict:
+    """One optimiser step of any phase; returns its losses."""
+    for p in backbone_params:
+        p.requires_grad_(stage != "stage1")  # stage 1 trains the latent parts on a frozen backbone
+    rows = batch["latent_rows"]
+    thoughts = torch.zeros(*batch["ids"].shape, nets.cfg.thought_dim, device=batch["ids"].device)
+    lat = None
+    if len(rows):
+        lat = latent_targets(nets, batch, cf_slots, rngs.gen)
+        teacher = lat.u.detach()
+        if stage == "stage2" and args.closed_loop > 0:
+            teacher = closed_loop_thoughts(nets, batch, lat, step, args, rngs.gen)
+        thoughts[rows[:, None], lat.slot_pos] = teacher
+    losses = step_losses(nets, batch, thoughts, lat, stage, args)
+    # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
+    # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
+    opt.zero_grad(set_to_none=True)
+    total_loss(losses, stage, args).backward()
+    torch.nn.utils.clip_grad_norm_(list(nets.model.parameters()) + list(nets.flow.parameters()) + nets.aux_params(), 1.0)
+    opt.step()
+    return losses
+
+
+def train_stages(nets: Nets, args, rngs: Rngs, t0: float) -> list:
+    """Stages T, 1 and 2 in one loop over one AdamW and LR schedule; validation and a checkpoint
+    every --eval-every steps and at the end. Returns the history (a resumed run's first)."""
+    lengths = length_weights(args.stage2_lengths)
     val = split("validation", 300, args.m)
     stream = train_stream(args.seed, args.m)
     total = args.text_steps + args.stage1_steps + args.stage2_steps
-    backbone_params = [p for n, p in model.named_parameters()
-                       if not n.startswith(("thought_proj", "nf_head"))]
-    latent_params = [p for n, p in model.named_parameters() if n.startswith(("thought_proj", "nf_head"))]
-    aux_params = [*ahead_head.parameters(), *operand_head.parameters(), *key_head.parameters()]
-    latent_params += list(flow.parameters()) + aux_params
+    backbone_params, latent_params = split_params(nets)
     opt = torch.optim.AdamW([{"params": backbone_params}, {"params": latent_params}],
                             lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    history = list(prior_history)
-    ema = {}
+    history = list(nets.prior_history)
+    log = LossLog(args)
     tokens = 0
     t_train = time.time()
     for step in range(total):
-        stage = "text" if step < args.text_steps else ("stage1" if step < args.text_steps + args.stage1_steps else "stage2")
-        frac = step / total
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        stage = stage_at(step, args)
+        lr = learning_rate(step, total, args.lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        # Curriculum: longer programs enter in the first half of the text stage.
-        max_n = 6 if stage != "text" else min(6, 3 + int(8 * step / max(args.text_steps, 1)))
-        progs = []
-        while len(progs) < args.batch:
-            p = next(stream)
-            if len(p.steps) <= max_n and (stage != "stage2" or (keep_length(p, stage2_lengths, len_rng)
-                                                                and keep_negative(p, args.stage2_negatives, neg_rng))):
-                progs.append(p)
-        if stage == "text":
-            modes = random.choices(["none", "explicit"], [0.2, 0.8], k=args.batch)
-        elif stage == "stage1":
-            modes = ["latent"] * args.batch
-        else:
-            modes = random.choices(["none", "explicit", "latent"], [0.15, 0.35, 0.5], k=args.batch)
+        progs = draw_programs(stream, stage, step, args, lengths, rngs)
+        modes = draw_modes(stage, args.batch)
         cf_slots = [-1] * len(progs)
         if stage == "stage2" and args.counterfactual > 0:
-            progs, cf_slots = counterfactual_rows(progs, modes, args.counterfactual, cf_rng, args.m)
-        batch = build_batch(progs, modes, K)
-        freeze = stage == "stage1"
-        for p in backbone_params:
-            p.requires_grad_(not freeze)
-        rows = batch["latent_rows"]
-        thoughts = torch.zeros(*batch["ids"].shape, D)
-        nf_loss = readback = ahead = operand = keys = torch.zeros(())
-        if len(rows):
-            e = vae.encode(batch["steps"])[0]
-            u, logdet = flow(e + DEQUANT * torch.randn(e.shape, generator=gen))
-            slot_pos = batch["bot_index"][:, None] + 1 + torch.arange(K)[None]
-            cf = torch.tensor(cf_slots)[rows]
-            changed = cf >= 0
-            # A changed row scores only the thoughts after the change: the prompt still implies the
-            # true thought j, and the flow's reversed block lets u at earlier slots depend on e_j.
-            scored = torch.arange(K)[None] > cf[:, None]
-            teacher = u.detach()
-            if stage == "stage2" and args.closed_loop > 0:
-                if args.closed_loop_ramp > 0:
-                    s2 = (step - args.text_steps - args.stage1_steps) / max(args.stage2_steps, 1)
-                    pick = torch.rand(len(rows), generator=gen) < closed_loop_share(
-                        args.closed_loop, args.closed_loop_ramp, s2)
-                    pick &= ~changed  # own thoughts would follow the prompt, not the counterfactual
-                    own = rollout_thoughts(model, batch, K, 0.9, gen, pick) if bool(pick.any()) else None
-                else:
-                    # Every row rolled out, then the draw: the order of random draws the runs
-                    # before --closed-loop-ramp used, so their commands still reproduce them.
-                    own = rollout_thoughts(model, batch, K, 0.9, gen, torch.ones(len(rows), dtype=torch.bool))
-                    pick = torch.rand(len(rows), generator=gen) < args.closed_loop
-                    pick &= ~changed
-                    own = own[pick]
-                if own is not None:
-                    teacher = teacher.clone()
-                    teacher[pick] = own[torch.arange(int(pick.sum()))[:, None], slot_pos[pick]]
-            thoughts[rows[:, None], slot_pos] = teacher
-        taps = [] if (args.operands or args.keys) and stage == "stage2" else None
-        h, _ = model(batch["ids"], thoughts, batch["is_thought"], batch["positions"], batch["key_mask"], taps=taps)
-        logits, mu, ls = model.heads(h)
-        text_loss = text_nll(logits, batch["targets"], args.text_loss)
-        if len(rows):
-            pred_pos = batch["bot_index"][:, None] + torch.arange(K)[None]
-            r = rows[:, None]
-            nf_loss = flow_nll(u, logdet, mu[r, pred_pos], ls[r, pred_pos], scored, changed)
-            if args.readback and stage == "stage2":
-                readback = readback_loss(logits, rows, slot_pos, batch["steps"])
-            if args.ahead and stage == "stage2":
-                ahead = lookahead_loss(ahead_head, model.model.norm(h[r, pred_pos]), batch["steps"], scored)
-            if args.operands and taps is not None and bool((batch["operands"] != -100).any()):
-                operand = operand_loss(operand_head, taps[args.operand_layer - 1][r, pred_pos], batch["operands"])
-            if args.keys and taps is not None:
-                keys = key_loss(key_head, taps[args.key_layer - 1][r, slot_pos], batch["steps"])
-        loss = text_loss + nf_loss if stage != "stage1" else nf_loss + text_loss.detach() * 0
-        loss = loss + args.readback * readback + args.ahead * ahead + args.operands * operand + args.keys * keys
-        # set_to_none: a frozen parameter then has no grad, so Adam's momentum and weight decay
-        # leave it alone (torch 1.13 zeroes grads in place by default, which still moves it).
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(flow.parameters()) + aux_params, 1.0)
-        opt.step()
+            progs, cf_slots = counterfactual_rows(progs, modes, args.counterfactual, rngs.counterfactual, args.m)
+        batch = {k: v.to(args.device) for k, v in build_batch(progs, modes, nets.cfg.num_thoughts).items()}
+        log.add(train_step(nets, opt, backbone_params, batch, cf_slots, stage, step, args, rngs))
         tokens += int(batch["key_mask"].sum())
-        for k, v in (("text", text_loss.item()), ("nf", nf_loss.item()), ("readback", readback.item()),
-                     ("ahead", ahead.item()), ("operand", operand.item()), ("keys", keys.item())):
-            ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
-        rate = tokens / (time.time() - t_train)
-        msg = (f"[{stage}] {step + 1}/{total} text {ema['text']:.3f} nf/dim {ema['nf']:.3f} "
-               + (f"readback {ema['readback']:.3f} " if args.readback else "")
-               + (f"ahead {ema['ahead']:.3f} " if args.ahead else "")
-               + (f"operand {ema['operand']:.3f} " if args.operands else "")
-               + (f"keys {ema['keys']:.3f} " if args.keys else "")
-               + f"{rate:,.0f} tok/s lr {lr:.1e} elapsed {(time.time() - t0) / 60:.1f} min")
+        msg = log.line(stage, step, total, tokens / (time.time() - t_train), lr, (time.time() - t0) / 60)
         if (step + 1) % args.eval_every == 0 or step == total - 1:
-            model.eval()
-            accs = {m: accuracy(model, val, m)[0] for m in ("none", "explicit", "latent")}
-            model.train()
+            accs = validate(nets.model, val)
             history.append({"step": step + 1, "minutes": (time.time() - t0) / 60, "tokens": tokens, **accs,
-                            "text_loss": ema["text"], "nf_loss": ema["nf"]})
-            msg += " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items())
-            progress(msg, final=True)
+                            "text_loss": log.ema["text"], "nf_loss": log.ema["nf"]})
+            progress(msg + " | val " + " ".join(f"{k} {v:.3f}" for k, v in accs.items()), final=True)
             print(json.dumps(history[-1]), flush=True)
-            save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
+            save(args.out, nets, args, history)
         elif step % 10 == 0:
             progress(msg)
         if args.stop_after and step + 1 >= args.stop_after:
             break
-    save(args.out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head)
-    if args.hf_out:
-        from .hf_write import convert_checkpoint
-        convert_checkpoint(os.path.join(args.out, "ckpt.pt"), args.hf_out)
-    print(f"done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return history
 
 
 def grow_layers(model, count, at=-1):
@@ -473,10 +637,19 @@ def grow_layers(model, count, at=-1):
     return grown
 
 
-def save(out, model, flow, vae, cfg, args, history, ahead_head, operand_head, key_head):
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "flow": flow.state_dict(),
-                "vae": vae.state_dict(), "ahead": ahead_head.state_dict(),
-                "operands": operand_head.state_dict(), "keys": key_head.state_dict(), "args": vars(args),
+def save(out: str, nets: Nets, args, history: list) -> None:
+    """The checkpoint (written whole, then renamed) that --resume, nfcot.export, nfcot.evaluate and
+    hf_write read: CPU tensors whatever the device, so it loads anywhere."""
+    def cpu(mod):
+        sd = mod.state_dict()
+        if args.device == "cpu":
+            return sd
+        out_sd = type(sd)((k, v.cpu()) for k, v in sd.items())
+        out_sd._metadata = getattr(sd, "_metadata", None)
+        return out_sd
+    torch.save({"config": nets.cfg.to_dict(), "model": cpu(nets.model), "flow": cpu(nets.flow),
+                "vae": cpu(nets.vae), "ahead": cpu(nets.ahead_head),
+                "operands": cpu(nets.operand_head), "keys": cpu(nets.key_head), "args": vars(args),
                 "history": history, "m": args.m, "dequant": DEQUANT}, os.path.join(out, "ckpt.pt.tmp"))
     os.replace(os.path.join(out, "ckpt.pt.tmp"), os.path.join(out, "ckpt.pt"))
 
