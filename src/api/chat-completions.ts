@@ -23,6 +23,9 @@ import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest } from "./schemas.ts";
 import { SSE_DONE, sseContent, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
 import { encodeThought } from "./thoughts.ts";
+import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
+import { checkChatParameters } from "./unsupported-params.ts";
+import { promptLogprobs, scorePromptTokens } from "./prompt-logprobs.ts";
 
 /** POST /v1/chat/completions: messages through the chat template (in the requested reasoning
  * mode), n choices, streamed or whole, with the NF-CoT `thoughts` of each choice. */
@@ -32,6 +35,7 @@ interface StreamContext {
   temperature: number;
   includeUsage: boolean;
   returnThoughts: boolean;
+  logprobs: boolean;
 }
 
 export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void> {
@@ -67,10 +71,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
       }
       checkPromptChars(app, messagesChars(body.messages), "messages");
-      const promptIds = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined });
+      const tools = checkChatParameters(app, body); // #18: refused parameters; tools for a template that reads them
+      const promptIds = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined, ...(tools ? { tools } : {}) });
       const requested = body.max_completion_tokens ?? body.max_tokens;
       const maxTokens = budgetMaxTokens(info, promptIds, requested, "messages");
-      checkQueue(app, n, "n");
+      const promptLogprobsK = body.prompt_logprobs ?? null; // #18
+      checkQueue(app, n + (promptLogprobsK !== null ? 1 : 0), "n");
 
       const logprobs = body.logprobs ?? false;
       const sampling = toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 });
@@ -78,6 +84,8 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const id = requestId("chatcmpl");
       const created = Math.floor(Date.now() / 1000);
       const timeoutMs = app.config.requestTimeoutMs;
+      // #18: vLLM's prompt_logprobs, scored before generating (the prompt is then prefix-cached).
+      const promptLps = promptLogprobsK === null ? null : promptLogprobs(promptIds, await scorePromptTokens(app, `${id}-prompt`, promptIds, promptLogprobsK), promptLogprobsK, app.tokenizer);
       const run = new GenerationRun(app.engine, id, [{ promptIds, sampling }], n, latent, timeoutMs);
       run.abortOnClose(reply);
       const weightsVersion = run.weightsVersion;
@@ -88,6 +96,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         temperature: latent.temperature,
         includeUsage: body.stream_options?.include_usage ?? false,
         returnThoughts: body.reasoning?.return_thoughts ?? false,
+        logprobs,
       };
       if (body.stream) return sendEventStream(reply, streamChat(app, run, ctx, head, timeoutMs));
 
@@ -103,11 +112,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         choices: outs.map((c, i) => ({
           index: c.index,
           message: { role: "assistant", content: c.text, refusal: null },
-          logprobs: logprobs ? { content: chatLogprobs(c.tokens, app.tokenizer), refusal: null } : null,
+          logprobs: logprobs ? { content: chatLogprobs(attributeTokens(c.tokens, c.text, app.tokenizer), app.tokenizer), refusal: null } : null,
           finish_reason: c.finish?.reason ?? null,
           thoughts: thoughtsSummary(c.thoughts, { vectors: ctx.returnThoughts, decoded: decoded[i], temperature: latent.temperature, flowLogDet: c.flowLogDet }),
         })),
         usage: usageOf(outs.map((c) => c.finish), n),
+        ...(promptLps ? { prompt_logprobs: promptLps } : {}),
       };
     },
   );
@@ -129,12 +139,15 @@ async function* streamChat(
   const thoughts = run.requests.map((): ThoughtRecord[] => []);
   const flowLogDets = run.requests.map((): number | null => null);
   const finishes: (FinishEvent | null)[] = run.requests.map(() => null);
+  // #18: each token's text as it lands in the content (held back with a possible stop string).
+  const attrs = run.requests.map(() => new TokenTextAttribution(app.tokenizer));
+  const lpOf = (tokens: Parameters<typeof chatLogprobs>[0]) => (ctx.logprobs ? { content: chatLogprobs(tokens, app.tokenizer), refusal: null } : null);
   for (let i = 0; i < run.requests.length; i++) yield chunk(i, { delta: { role: "assistant", content: "" } });
 
   for await (const { choice: index, event: e } of run.events()) {
     if (e.type === "token") {
       if (e.text === "" && e.logprob === undefined) continue;
-      const lp = e.logprob === undefined ? null : { content: chatLogprobs([{ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] }], app.tokenizer), refusal: null };
+      const lp = e.logprob === undefined ? null : lpOf(attrs[index]!.token({ ...e, logprob: e.logprob, top: e.topLogprobs ?? [] }));
       yield chunk(index, { delta: { content: e.text }, logprobs: lp });
     } else if (e.type === "thought") {
       thoughts[index]!.push(thoughtRecord(e));
@@ -149,7 +162,8 @@ async function* streamChat(
       flowLogDets[index] = e.logDet;
     } else if (e.type === "finish") {
       finishes[index] = e;
-      if (e.tail) yield chunk(index, { delta: { content: e.tail } });
+      const rest = ctx.logprobs ? attrs[index]!.finish(e.tail) : [];
+      if (e.tail || rest.length > 0) yield chunk(index, { delta: { content: e.tail }, logprobs: lpOf(rest) });
       const [decoded] = await app.traceDecoder.decode([spanOf(thoughts[index]!)]);
       const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded, temperature: ctx.temperature, flowLogDet: flowLogDets[index] });
       yield chunk(index, { finish_reason: e.reason, thoughts: summary });

@@ -22,14 +22,21 @@ import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { CompletionRequest } from "./schemas.ts";
 import { SSE_DONE, sseContent, chunkEncoder, sendEventStream, sseData } from "./sse.ts";
 import { encodeThought } from "./thoughts.ts";
+import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
+import { checkCompletionParameters } from "./unsupported-params.ts";
+import { echoPrompt, promptLogprobs, scorePromptTokens, type PromptTokenLogprob } from "./prompt-logprobs.ts";
 
 /** POST /v1/completions: raw prompts (text or token ids, one or a list), n choices each, echo. */
 
 interface Prompt {
   ids: number[];
+  /** As sent (a text prompt), or the decoded ids. */
+  sent: string | null;
   text: string;
   /** Echo with logprobs: the prompt's tokens with log p(token | tokens before); the first has none. */
   logprobs: CompletionLogprobs | null;
+  /** vLLM's prompt_logprobs (#18). */
+  promptLogprobs: (Record<string, PromptTokenLogprob> | null)[] | null;
 }
 
 function toPromptList(app: FastifyInstance, prompt: CompletionRequest["prompt"]): Prompt[] {
@@ -44,23 +51,24 @@ function toPromptList(app: FastifyInstance, prompt: CompletionRequest["prompt"])
     if (ids.length === 0) throw new ServeError("invalid_request", "The prompt is empty.", param);
     const bad = ids.find((t) => t >= vocab);
     if (bad !== undefined) throw new ServeError("invalid_request", `Token id ${bad} is outside the vocabulary (size ${vocab}).`, param);
-    return { ids, text: typeof p === "string" ? p : app.tokenizer.decode(p, false), logprobs: null };
+    return { ids, sent: typeof p === "string" ? p : null, text: typeof p === "string" ? p : app.tokenizer.decode(p, false), logprobs: null, promptLogprobs: null };
   });
 }
 
-/** The prompt's own token log-probs, by teacher-forced scoring of tokens 1.. after token 0. */
-async function scorePrompt(app: FastifyInstance, id: string, p: Prompt): Promise<void> {
-  const lps = emptyCompletionLogprobs();
-  const scored = p.ids.length > 1 ? await app.engine.score({ kind: "score", id, promptIds: p.ids.slice(0, 1), thoughts: [], answerIds: p.ids.slice(1) }) : null;
-  const tokens = p.ids.map((tokenId, i) => ({
-    tokenId,
-    // The exact length of each token's text in the decoded prompt, from incremental decodes.
-    text: app.tokenizer.decode(p.ids.slice(0, i + 1), false).slice(app.tokenizer.decode(p.ids.slice(0, i), false).length),
-    logprob: i === 0 ? null : scored!.answerLogprobs[i - 1]!.logprob,
-    top: null,
+/** The prompt's own token log-probs (echo with logprobs: the top `echoTop` at each position,
+ * offsets into the echoed text) and vLLM's prompt_logprobs, from one teacher-forced scoring. */
+async function scorePrompt(app: FastifyInstance, id: string, p: Prompt, echoTop: number | null, promptTop: number | null): Promise<void> {
+  const scored = await scorePromptTokens(app, id, p.ids, Math.max(echoTop ?? 0, promptTop ?? 0));
+  if (promptTop !== null) p.promptLogprobs = promptLogprobs(p.ids, scored, promptTop, app.tokenizer);
+  if (echoTop === null) return;
+  const { pieces } = echoPrompt(p.sent, p.ids, app.tokenizer);
+  const tokens = pieces.map((text, i) => ({
+    text,
+    logprob: i === 0 ? null : scored[i - 1]!.logprob,
+    top: i === 0 ? null : (scored[i - 1]!.top ?? []).slice(0, echoTop),
   }));
-  appendCompletionLogprobs(lps, tokens, app.tokenizer, 0);
-  p.logprobs = lps;
+  p.logprobs = emptyCompletionLogprobs();
+  appendCompletionLogprobs(p.logprobs, tokens, app.tokenizer, 0);
 }
 
 export async function completionsRoutes(app: FastifyInstance): Promise<void> {
@@ -90,20 +98,24 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const info = app.engine.info;
       const n = body.n ?? 1;
       checkGeneration(app, body.model, n);
+      checkCompletionParameters(app, body); // #18: refused parameters
       const prompts = toPromptList(app, body.prompt);
       const echo = body.echo ?? false;
+      // #18: echo the prompt as sent when the tokens' texts line up with it (prompt-logprobs.ts).
+      if (echo) for (const p of prompts) p.text = echoPrompt(p.sent, p.ids, app.tokenizer).text;
       const logprobs = body.logprobs ?? null;
       const prompted = prompts.map((p) => {
         const maxTokens = budgetMaxTokens(info, p.ids, body.max_tokens, "prompt");
         const sampling = toSampling(body, maxTokens, { enabled: logprobs !== null, top: logprobs ?? 0 });
         return { promptIds: p.ids, sampling };
       });
-      const scoring = echo && logprobs !== null;
+      const promptTop = body.prompt_logprobs ?? null;
+      const scoring = (echo && logprobs !== null) || promptTop !== null;
       checkQueue(app, prompts.length * n + (scoring ? prompts.length : 0), "prompt");
 
       const id = requestId("cmpl");
       const created = Math.floor(Date.now() / 1000);
-      if (scoring) await Promise.all(prompts.map((p, i) => scorePrompt(app, `${id}-echo-${i}`, p)));
+      if (scoring) await Promise.all(prompts.map((p, i) => scorePrompt(app, `${id}-echo-${i}`, p, echo ? logprobs : null, promptTop)));
       const latent = toLatent(info, body.reasoning);
       const timeoutMs = app.config.requestTimeoutMs;
       const run = new GenerationRun(app.engine, id, prompted, n, latent, timeoutMs);
@@ -126,13 +138,14 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
           let lps: CompletionLogprobs | null = null;
           if (logprobs !== null) {
             lps = echo && p.logprobs ? structuredClone(p.logprobs) : emptyCompletionLogprobs();
-            appendCompletionLogprobs(lps, c.tokens, app.tokenizer, prefix.length);
+            appendCompletionLogprobs(lps, attributeTokens(c.tokens, c.text, app.tokenizer), app.tokenizer, prefix.length);
           }
           return {
             index: i,
             text: prefix + c.text,
             logprobs: lps,
             finish_reason: c.finish?.reason ?? null,
+            ...(p.promptLogprobs ? { prompt_logprobs: p.promptLogprobs } : {}),
             thoughts: thoughtsSummary(c.thoughts, { vectors: returnThoughts, decoded: decoded[i], temperature: latent.temperature, flowLogDet: c.flowLogDet }),
           };
         }),
@@ -166,6 +179,13 @@ async function* streamCompletion(
   const thoughts = run.requests.map((): ThoughtRecord[] => []);
   const flowLogDets = run.requests.map((): number | null => null);
   const finishes: (FinishEvent | null)[] = run.requests.map(() => null);
+  // #18: each token's text as it lands in the returned text (held back with a possible stop string).
+  const attrs = run.requests.map(() => new TokenTextAttribution(app.tokenizer));
+  const lpsOf = (index: number, tokens: Parameters<typeof appendCompletionLogprobs>[1]) => {
+    const lps = emptyCompletionLogprobs();
+    offsets[index] = appendCompletionLogprobs(lps, tokens, app.tokenizer, offsets[index]!);
+    return lps;
+  };
   if (ctx.echo) {
     for (let i = 0; i < run.requests.length; i++) {
       const p = ctx.promptOf(i);
@@ -175,11 +195,7 @@ async function* streamCompletion(
   for await (const { choice: index, event: e } of run.events()) {
     if (e.type === "token") {
       if (e.text === "" && e.logprob === undefined) continue;
-      let lps: CompletionLogprobs | null = null;
-      if (e.logprob !== undefined) {
-        lps = emptyCompletionLogprobs();
-        offsets[index] = appendCompletionLogprobs(lps, [{ ...e, logprob: e.logprob, top: e.topLogprobs ?? [] }], app.tokenizer, offsets[index]!);
-      }
+      const lps = e.logprob === undefined ? null : lpsOf(index, attrs[index]!.token({ ...e, logprob: e.logprob, top: e.topLogprobs ?? [] }));
       yield chunk(index, { text: e.text, logprobs: lps });
     } else if (e.type === "thought") {
       thoughts[index]!.push(thoughtRecord(e));
@@ -191,7 +207,8 @@ async function* streamCompletion(
       finishes[index] = e;
       const [decoded] = await app.traceDecoder.decode([spanOf(thoughts[index]!)]);
       const summary = thoughtsSummary(thoughts[index]!, { vectors: false, decoded, temperature: ctx.temperature, flowLogDet: flowLogDets[index] });
-      yield chunk(index, { text: e.tail, finish_reason: e.reason, thoughts: summary });
+      const lps = ctx.logprobs ? lpsOf(index, attrs[index]!.finish(e.tail)) : null;
+      yield chunk(index, { text: e.tail, logprobs: lps, finish_reason: e.reason, thoughts: summary });
     } else if (e.type === "error") {
       throw engineErrorToServeError(e);
     }

@@ -14,6 +14,7 @@ export type ErrorEvent = Extract<EngineEvent, { type: "error" }>;
 export interface TokenOut {
   tokenId: number;
   text: string;
+  piece?: string | undefined;
   logprob: number;
   top: TopLogprob[];
 }
@@ -164,7 +165,7 @@ export async function collectChoices(run: GenerationRun, timeoutMs: number): Pro
     const c = out[choice]!;
     if (e.type === "token") {
       c.text += e.text;
-      if (e.logprob !== undefined) c.tokens.push({ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] });
+      if (e.logprob !== undefined) c.tokens.push({ tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] });
     } else if (e.type === "thought") {
       c.thoughts.push(thoughtRecord(e));
     } else if (e.type === "flow") {
