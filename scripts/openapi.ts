@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import { generateOpenApiDocument } from "../src/api/openapi-document.ts";
+import { generateOpenApiDocument } from "./openapi-document.ts";
 import { serializeOpenApi } from "../src/api/openapi.ts";
 
 /** Writes openapi/openapi.json from the route schemas: `npx tsx scripts/openapi.ts`. Commit the

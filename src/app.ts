@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type { Config } from "./config.ts";
-import type { EngineClient } from "./engine/client.ts";
+import type { EngineHandle } from "./engine/engine-handle.ts";
 import type { Manifest } from "./model/manifest.ts";
 import type { ModelTokenizer } from "./model/tokenizer.ts";
 import { adminRoutes } from "./api/admin.ts";
@@ -22,7 +22,7 @@ export type { ServeState } from "./api/services.ts";
 
 export interface AppDeps {
   config: Config;
-  engine: EngineClient;
+  engine: EngineHandle;
   tokenizer: ModelTokenizer;
   manifest: Manifest;
   logger?: boolean | object;

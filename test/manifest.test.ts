@@ -3,7 +3,8 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { modelInfoFrom } from "../src/engine/model-info.ts";
+import { engineInfo } from "../src/engine/engine-info.ts";
+import { modelInfo } from "../src/model/model-info.ts";
 import { eosTokenIds, latentUnavailableReason, loadManifest, ManifestError } from "../src/model/manifest.ts";
 import { SHIPPED_MODEL } from "./helpers/python.ts";
 
@@ -57,13 +58,20 @@ test("a text-only manifest with the Hugging Face fields loads; its model info ha
   });
   const m = loadManifest(dir);
   assert.deepEqual(eosTokenIds(m), [3, 12]);
-  const info = modelInfoFrom(m, { modelDir: dir, numBlocks: 1, blockSize: 16, hasThoughtDecoder: false, provider: "cpu" });
+  const info = modelInfo(m);
+  assert.equal(info.hasThoughtDecoder, false);
+  assert.equal(info.hasFlow, false);
   assert.equal(info.numThoughts, 0);
   assert.equal(info.thoughtDim, 0);
   assert.deepEqual(info.reasoningModes, ["none"]);
   assert.deepEqual(info.eosTokenIds, [3, 12]);
   assert.equal(info.special.bos, undefined);
   assert.match(info.latentUnavailable!, /no NF-CoT extras/);
+  // The served context: the model's, lowered to what one KV block of 16 positions holds.
+  const served = engineInfo(m, { modelDir: dir, numBlocks: 1, blockSize: 16, provider: "cpu", weightsVersion: "v0" });
+  assert.equal(served.maxContext, 16);
+  assert.equal(served.modelMaxContext, info.maxContext);
+  assert.ok(info.maxContext > 16);
 });
 
 test("inconsistent latent declarations are refused, naming the field", () => {

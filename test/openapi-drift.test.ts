@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { generateOpenApiDocument } from "../src/api/openapi-document.ts";
+import { generateOpenApiDocument } from "../scripts/openapi-document.ts";
 import { serializeOpenApi } from "../src/api/openapi.ts";
 import { injectApp } from "./helpers/fake-engine.ts";
 

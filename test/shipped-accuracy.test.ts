@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EngineClient } from "../src/engine/client.ts";
-import type { ReasoningMode } from "../src/engine/types.ts";
+import type { ReasoningMode } from "../src/model/manifest.ts";
 import { parseAnswer } from "../bench/lib/answer.ts";
 import { loadTestSplit, takePrograms } from "../bench/lib/test-split.ts";
 import { collect, request, startEngine } from "./helpers/engine.ts";

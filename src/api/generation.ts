@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyReply } from "fastify";
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { EngineEvent, GenerateRequest, LatentParams, SamplingParams, TopLogprob } from "../engine/types.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
 import { encodeThought } from "./thoughts.ts";
@@ -56,7 +56,7 @@ export class GenerationRun {
    * (leaderId) so the prompt is computed once and shared through the prefix cache. A choice with
    * maxTokens 0 (echo-only completions) never reaches the engine. */
   constructor(
-    private readonly engine: EngineClient,
+    private readonly engine: EngineHandle,
     baseId: string,
     prompts: { promptIds: number[]; sampling: SamplingParams }[],
     n: number,

@@ -1,4 +1,4 @@
-import type { ModelInfo } from "../engine/options.ts";
+import type { EngineInfo } from "../engine/engine-info.ts";
 import type { LatentParams, SamplingParams } from "../engine/types.ts";
 import { ServeError } from "../errors.ts";
 
@@ -52,7 +52,7 @@ export function toSampling(
 /** The engine returns the vectors when the client asked for them, and also when the model has a
  * thought decoder: every full span is decoded to its trace text. */
 export function toLatent(
-  info: ModelInfo,
+  info: EngineInfo,
   r: { latent_temperature?: number; return_thoughts?: boolean; return_flow_log_det?: boolean } | null | undefined,
 ): LatentParams {
   const flow = r?.return_flow_log_det ?? false;
@@ -70,7 +70,7 @@ export function toLatent(
  * prompt ending in <bot> opens a span of K thoughts). Absent max tokens means whatever fits.
  * Errors state the limit and the requested total. */
 export function budgetMaxTokens(
-  info: ModelInfo,
+  info: EngineInfo,
   promptIds: readonly number[],
   requested: number | null | undefined,
   param: string,

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { ReasoningModeSchema } from "../model/manifest.ts";
 
 /** Request schemas: the one source for validation (Fastify's Ajv), the handlers' TypeScript types
  * and the OpenAPI document. Optional OpenAI parameters also accept null, as the OpenAI API does.
@@ -19,7 +20,7 @@ export const TokenId = Type.Integer({ minimum: 0, title: "TokenId" });
 const NON_BLANK = "[^\\t\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 const PromptText = Type.String({ minLength: 1, pattern: NON_BLANK, description: "Non-empty: whitespace alone has no tokens." });
 
-export const ReasoningMode = Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")], {
+export const ReasoningMode = Type.Union(ReasoningModeSchema.anyOf, {
   description: "How the model reasons before answering: K latent thoughts, a written trace, or not at all.",
 });
 

@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import type { TraceDecoder } from "./trace-decoder.ts";
@@ -15,7 +15,7 @@ export interface ServeState {
 declare module "fastify" {
   interface FastifyInstance {
     config: Config;
-    engine: EngineClient;
+    engine: EngineHandle;
     tokenizer: ModelTokenizer;
     manifest: Manifest;
     /** The name clients send as `model`: config.servedModelName, else the manifest's name. */

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from "fastify";
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import { traceSteps, traceText } from "./thoughts.ts";
@@ -12,7 +12,7 @@ export class TraceDecoder {
   private scheduled = false;
 
   constructor(
-    private readonly engine: EngineClient,
+    private readonly engine: EngineHandle,
     private readonly tokenizer: ModelTokenizer,
     private readonly manifest: Manifest,
     private readonly log: FastifyBaseLogger,

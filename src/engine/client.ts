@@ -1,9 +1,11 @@
 import { Worker } from "node:worker_threads";
-import type { EngineOptions, ModelInfo } from "./options.ts";
-import type { EngineEvent, EngineStats, GenerateRequest, ScoreRequest, StepRecord } from "./types.ts";
+import type { EngineHandle, EngineObserver, ScoreEvent, WeightUpdateResult } from "./engine-handle.ts";
+import type { EngineInfo } from "./engine-info.ts";
+import type { EngineOptions } from "./options.ts";
+import type { EngineEvent, EngineStats, GenerateRequest, ScoreRequest } from "./types.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
-type ScoreEvent = Extract<EngineEvent, { type: "score" }>;
+export type { EngineHandle, EngineObserver, WeightUpdateResult } from "./engine-handle.ts";
 
 /** A scoring request ended by an abort (client gone, drain deadline), not by a failure. */
 export class RequestAborted extends Error {}
@@ -54,10 +56,6 @@ class EventChannel implements AsyncIterableIterator<EngineEvent> {
   }
 }
 
-export interface WeightUpdateResult {
-  version: string;
-}
-
 /** Why a weight update was refused: "conflict" (one in progress, or that version serves already),
  * "model_load_failed" (the directory cannot be served), "engine_error" (the worker died). */
 export class WeightUpdateError extends Error {
@@ -73,15 +71,8 @@ export class WeightUpdateError extends Error {
  * sequences the engine failed at error, with the request ids in `fields`. */
 export type EngineLog = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 
-/** Sees every request and event on the HTTP thread (metrics hang off this, not off the routes). */
-export interface EngineObserver {
-  onSubmit(req: GenerateRequest | ScoreRequest, atMs: number): void;
-  onEvent(e: EngineEvent, atMs: number): void;
-  onStats(s: EngineStats, steps: StepRecord[]): void;
-}
-
 /** The HTTP thread's handle on the engine worker. Never waits on a forward pass. */
-export class EngineClient {
+export class EngineClient implements EngineHandle {
   private readonly channels = new Map<string, EventChannel>();
   private readonly decodes = new Map<number, { resolve: (s: number[][][]) => void; reject: (e: Error) => void }>();
   private nextDecode = 0;
@@ -103,10 +94,10 @@ export class EngineClient {
 
   private constructor(
     private readonly worker: Worker,
-    readonly info: ModelInfo,
+    readonly info: EngineInfo,
     private readonly log: EngineLog,
   ) {
-    this.version = info.weightsVersion ?? "v0";
+    this.version = info.weightsVersion;
     worker.on("message", (m: FromWorker) => this.onMessage(m));
     worker.on("exit", () => {
       this.exited = true;

@@ -28,31 +28,6 @@ export const DEFAULT_ENGINE_OPTIONS: Omit<EngineOptions, "modelDir"> = {
   enablePrefixCaching: true,
 };
 
-export interface ModelInfo {
-  name: string;
-  modelDir: string;
-  numBlocks: number;
-  blockSize: number;
-  maxContext: number;
-  numThoughts: number; // 0 for a text-only model
-  thoughtDim: number;
-  defaultLatentTemperature: number;
-  /** Why latent reasoning is unavailable (a text-only model), or null. */
-  latentUnavailable: string | null;
-  reasoningModes: ("none" | "explicit" | "latent")[];
-  defaultReasoningMode: "none" | "explicit" | "latent";
-  hasThoughtDecoder: boolean;
-  special: { eos: number; bos?: number; bot?: number; eot?: number; pad?: number; unk?: number };
-  /** Every id that ends generation (special.eos included). */
-  eosTokenIds: number[];
-  vocabSize: number;
-  provider: ExecutionProvider;
-  /** The weights' version at start (later ones: EngineClient.weightsVersion). */
-  weightsVersion?: string;
-  /** Ships the shallow flow graphs (flow log-dets can be asked for). */
-  hasFlow?: boolean;
-}
-
 /** The engine's part of the server config. */
 export function engineOptionsFrom(config: Config): EngineOptions {
   return {
@@ -68,11 +43,4 @@ export function engineOptionsFrom(config: Config): EngineOptions {
     maxNumBatchedTokens: config.maxNumBatchedTokens,
     enablePrefixCaching: config.enablePrefixCaching,
   };
-}
-
-/** The context the server serves: the model's, lowered to what the KV pool holds, so that every
- * admitted request can run to its end alone (preemption then guarantees it finishes): a pool
- * smaller than one full context would otherwise fail requests mid-stream. */
-export function servedMaxContext(modelMaxContext: number, numBlocks: number, blockSize: number): number {
-  return Math.min(modelMaxContext, numBlocks * blockSize);
 }

@@ -1,7 +1,6 @@
 /** Types shared by the engine (worker thread) and its client (HTTP thread). Plain data only:
  * everything here crosses `postMessage`. */
 
-export type ReasoningMode = "none" | "explicit" | "latent";
 export type FinishReason = "stop" | "length" | "abort";
 
 export interface SamplingParams {

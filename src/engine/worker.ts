@@ -1,10 +1,10 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { eosTokenIds, loadManifest } from "../model/manifest.ts";
+import { loadManifest } from "../model/manifest.ts";
 import { ModelTokenizer } from "../model/tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { Engine } from "./engine.ts";
-import { modelInfoFrom } from "./model-info.ts";
-import { servedMaxContext, type EngineOptions, type ModelInfo } from "./options.ts";
+import { engineInfo, type EngineInfo } from "./engine-info.ts";
+import type { EngineOptions } from "./options.ts";
 import { Runner } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
 import { loadReplacement } from "./weights.ts";
@@ -23,7 +23,7 @@ export type ToWorker =
   | { type: "shutdown" };
 
 export type FromWorker =
-  | { type: "ready"; info: ModelInfo }
+  | { type: "ready"; info: EngineInfo }
   | { type: "events"; events: EngineEvent[]; stats: ReturnType<Engine["stats"]>; steps: StepRecord[] }
   | { type: "decoded"; reqId: number; steps: number[][][] | null; error?: string }
   | { type: "loaded"; reqId: number; error?: string }
@@ -50,8 +50,8 @@ async function main(): Promise<void> {
   const scheduler = new Scheduler({ maxNumSeqs: opts.maxNumSeqs, maxNumBatchedTokens: opts.maxNumBatchedTokens }, blocks);
   let pending: EngineEvent[] = [];
   const st = manifest.special_tokens;
-  const modelMaxContext = Math.min(manifest.max_context, manifest.architecture.max_position);
-  const maxContext = servedMaxContext(modelMaxContext, numBlocks, opts.blockSize);
+  const info = engineInfo(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, provider: opts.provider, weightsVersion: INITIAL_VERSION });
+  const { maxContext, modelMaxContext } = info;
   if (maxContext < modelMaxContext) {
     post({
       type: "log",
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       fields: { phase: "load", maxContext, modelMaxContext, kvBlocks: numBlocks, blockSize: opts.blockSize },
     });
   }
-  const special = { ...st, eosIds: eosTokenIds(manifest), neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
+  const special = { ...st, eosIds: info.eosTokenIds, neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
   const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e), Date.now, INITIAL_VERSION);
   // A weight update in progress: the loaded runner (between "loaded" and "arm") and who asked.
   let staged: { reqId: number; runner: Runner; modelDir: string } | null = null;
@@ -109,16 +109,7 @@ async function main(): Promise<void> {
     flush();
     wake?.();
   });
-  post({
-    type: "ready",
-    // The served context: the model's, or less when the KV pool can't hold it.
-    info: {
-      ...modelInfoFrom(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, hasThoughtDecoder: runner.hasThoughtDecoder, provider: opts.provider }),
-      maxContext,
-      weightsVersion: INITIAL_VERSION,
-      hasFlow: runner.hasFlow,
-    },
-  });
+  post({ type: "ready", info });
   flush();
   while (!stopping) {
     const old = engine.swapIfReady();

@@ -5,6 +5,11 @@ import { Value } from "@sinclair/typebox/value";
 
 /** The model directory contract (models/README.md): manifest.json describes everything. */
 
+/** How a model reasons before answering: K latent thoughts, a written trace, or not at all. The one
+ * definition of the modes: the manifest declares which a model has, requests pick among them. */
+export const ReasoningModeSchema = Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")]);
+export type ReasoningMode = Static<typeof ReasoningModeSchema>;
+
 const TensorSpec = Type.Object({
   name: Type.String(),
   dtype: Type.Union([Type.Literal("float32"), Type.Literal("int64"), Type.Literal("float16")]),
@@ -56,8 +61,8 @@ export const ManifestSchema = Type.Object({
   }),
   /** Every id that ends generation (generation_config.json's list plus the tokenizer's eos). */
   eos_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
-  reasoning_modes: Type.Array(Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")])),
-  default_reasoning_mode: Type.Union([Type.Literal("none"), Type.Literal("explicit"), Type.Literal("latent")]),
+  reasoning_modes: Type.Array(ReasoningModeSchema),
+  default_reasoning_mode: ReasoningModeSchema,
   /** float16: the pool is half the memory; the graph casts what it reads (models/nfcot/kv_dtype.py). */
   kv_cache: Type.Object({
     dtype: Type.Union([Type.Literal("float32"), Type.Literal("float16")]),
@@ -83,7 +88,6 @@ export const ManifestSchema = Type.Object({
   ),
 });
 export type Manifest = Static<typeof ManifestSchema>;
-export type ReasoningMode = Manifest["default_reasoning_mode"];
 
 export class ManifestError extends Error {}
 

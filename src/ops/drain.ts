@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
-import type { EngineClient, EngineObserver } from "../engine/client.ts";
+import type { EngineHandle, EngineObserver } from "../engine/engine-handle.ts";
 import type { EngineEvent, GenerateRequest, ScoreRequest } from "../engine/types.ts";
 import type { ServeFlags } from "./health.ts";
 
@@ -21,7 +21,7 @@ export class InFlightRequests implements EngineObserver {
 
 export interface DrainOptions {
   app: FastifyInstance;
-  engine: EngineClient;
+  engine: EngineHandle;
   inFlight: InFlightRequests;
   state: ServeFlags;
   timeoutMs: number;

@@ -1,6 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import { ServeError } from "../errors.ts";
 import type { ReadinessProbe } from "./probe.ts";
 
@@ -15,7 +15,7 @@ export interface ServeFlags {
 }
 
 export interface HealthOptions {
-  engine: EngineClient;
+  engine: EngineHandle;
   state: ServeFlags;
   probe: ReadinessProbe;
   modelName: string;

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import type { Config } from "../config.ts";
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import { registerCors } from "./cors.ts";
 import { healthRoutes, type ServeFlags } from "./health.ts";
 import { ServeMetrics } from "./metrics.ts";
@@ -11,7 +11,7 @@ import { registerRequestIds } from "./request-id.ts";
  * encapsulated (its hooks must see every route), so register it before auth and the routes. */
 
 export interface OpsOptions {
-  engine: EngineClient;
+  engine: EngineHandle;
   config: Pick<Config, "corsOrigins" | "readinessTimeoutMs">;
   modelName: string;
   /** Shared with server.ts, which flips it at start and on SIGTERM. */

@@ -1,4 +1,4 @@
-import type { EngineClient } from "../engine/client.ts";
+import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { EngineEvent, GenerateRequest } from "../engine/types.ts";
 import { greedySampling } from "../engine/sampling-params.ts";
 
@@ -24,7 +24,7 @@ export class ReadinessProbe {
   private counter = 0;
 
   constructor(
-    private readonly engine: EngineClient,
+    private readonly engine: EngineHandle,
     private readonly timeoutMs: number,
     private readonly cacheMs = 1000,
   ) {}

@@ -1,18 +1,18 @@
 import type { FastifyInstance } from "fastify";
-import { standInEngine } from "../../src/api/openapi-document.ts";
 import { buildApp } from "../../src/app.ts";
 import type { Config } from "../../src/config.ts";
-import type { EngineClient } from "../../src/engine/client.ts";
+import type { EngineHandle } from "../../src/engine/engine-handle.ts";
+import { engineInfo } from "../../src/engine/engine-info.ts";
 import type { EngineEvent, GenerateRequest, ScoreRequest } from "../../src/engine/types.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 import { testConfig } from "./server.ts";
 
-/** An in-process stand-in for EngineClient, for route tests with fastify inject: it records what
+/** An in-process stand-in for EngineHandle, for route tests with fastify inject: it records what
  * the routes submit and replays scripted events. No worker, no model run. */
 
 export interface FakeEngine {
-  engine: EngineClient;
+  engine: EngineHandle;
   generated: GenerateRequest[];
   scored: ScoreRequest[];
   aborted: string[];
@@ -22,10 +22,10 @@ export interface FakeEngine {
 }
 
 export function fakeEngine(): FakeEngine {
-  const manifest = loadManifest(testConfig().modelDir);
-  const base = standInEngine(manifest, testConfig().modelDir);
-  const fake: FakeEngine = {
-    engine: base,
+  const modelDir = testConfig().modelDir;
+  const manifest = loadManifest(modelDir);
+  const info = engineInfo(manifest, { modelDir, numBlocks: 64, blockSize: 16, provider: "cpu", weightsVersion: "v0" });
+  const fake: Omit<FakeEngine, "engine"> = {
     generated: [],
     scored: [],
     aborted: [],
@@ -38,11 +38,13 @@ export function fakeEngine(): FakeEngine {
       },
     ],
   };
-  const engine = {
-    info: base.info,
+  const engine: EngineHandle = {
+    info,
     alive: true,
     weightsVersion: "v0",
     stats: null,
+    weightUpdates: { ok: 0, failed: 0, inProgress: null },
+    observe() {},
     get inFlight() {
       return fake.inFlight;
     },
@@ -70,10 +72,12 @@ export function fakeEngine(): FakeEngine {
     async decodeThoughts(thoughts: Float32Array[][]) {
       return thoughts.map((ts) => ts.map(() => [21, 153]));
     },
+    async updateWeights() {
+      throw new Error("the fake engine has no weights");
+    },
     async close() {},
   };
-  fake.engine = engine as unknown as EngineClient;
-  return fake;
+  return Object.assign(fake, { engine });
 }
 
 /** The app around a fake engine, not listening: drive it with app.inject. */
