@@ -59,7 +59,7 @@ export function checkCompletionParameters(app: FastifyInstance, body: Completion
     throw refuse("reasoning.mode", "reasoning.mode is not supported on /v1/completions: the prompt sets the mode (end it with <bot> to open a latent span), or use /v1/chat/completions.");
   }
   const latentUnavailable = app.engine.info.latentUnavailable;
-  if (reasoning && Object.values(reasoning).some(given) && latentUnavailable !== null) {
+  if (reasoning && latentUnavailable !== null) {
     throw refuse("reasoning", latentUnavailable);
   }
 }
