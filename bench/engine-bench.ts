@@ -67,7 +67,7 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
     prompts.slice(0, B).map(async (p, b) => {
       let n = 0;
       const it = engine.generate({
-        kind: "generate", id: `${tag}-${b}`, promptIds: p, choiceIndex: 0, leaderId: null,
+        kind: "generate", id: `${tag}-${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
         latent: { temperature: 0, returnVectors: false },
         sampling: greedySampling({ maxTokens: steps, ignoreEos: true }),
       });

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import type { EngineClient } from "../src/engine/client.ts";
 import type { GenerateRequest } from "../src/engine/types.ts";
+import { chatPrompt, type Prompt } from "../src/model/prompt.ts";
 import { toSampling } from "../src/api/sampling.ts";
 import { startServer } from "../test/helpers/server.ts";
 
@@ -38,14 +39,15 @@ interface Result {
   seconds: number;
 }
 
-async function engineDirect(engine: EngineClient, prompts: number[][], round: number): Promise<Result> {
+async function engineDirect(engine: EngineClient, prompts: Prompt[], round: number): Promise<Result> {
   const t0 = performance.now();
   const counts = await Promise.all(
-    prompts.map(async (promptIds, i) => {
+    prompts.map(async (prompt, i) => {
       const req: GenerateRequest = {
         kind: "generate",
         id: `bench-${round}-${i}`,
-        promptIds,
+        promptIds: prompt.ids,
+        opensLatentSpan: prompt.opensLatentSpan,
         sampling: toSampling({ seed: round * 1000 + i, ignore_eos: true }, MAX, { enabled: false, top: 0 }),
         latent: { temperature: engine.info.defaultLatentTemperature, returnVectors: false },
         choiceIndex: 0,
@@ -109,7 +111,7 @@ async function viaHttp(url: string, round: number): Promise<Result> {
 const server = await startServer({ kvCacheBlocks: 0, threads: Number(args.threads), maxNumSeqs: Math.max(64, C), maxQueue: Math.max(256, 4 * C) });
 try {
   const tok = server.app.tokenizer;
-  const prompts = programs.map((p) => tok.encodeChat([{ role: "user", content: p }], { mode: "latent" }));
+  const prompts = programs.map((p) => chatPrompt(tok, server.engine.info, [{ role: "user", content: p }], { mode: "latent" }));
   console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
   await engineDirect(server.engine, prompts, 0);

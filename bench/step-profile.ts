@@ -65,7 +65,7 @@ async function enginePass(B: number) {
   const engine = new Engine(runner, scheduler, blocks, tokenizer, special, manifest.max_context, (e) => events.push(e));
   prompts(B).forEach((p, b) =>
     engine.add({
-      kind: "generate", id: `r${b}`, promptIds: p, choiceIndex: 0, leaderId: null,
+      kind: "generate", id: `r${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
       latent: { temperature: 0, returnVectors: false },
       sampling: greedySampling({ maxTokens: steps + 4, ignoreEos: true }),
     }),

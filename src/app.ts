@@ -7,6 +7,7 @@ import { adminRoutes } from "./api/admin.ts";
 import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
+import { GenerationService } from "./api/generation.ts";
 import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
 import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
@@ -66,7 +67,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate("modelName", config.servedModelName || deps.manifest.name);
   app.decorate("serveState", serveState);
   app.decorate("startedAt", Math.floor(Date.now() / 1000));
-  app.decorate("traceDecoder", new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log));
+  const traceDecoder = new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log);
+  app.decorate("generation", new GenerationService({ engine: deps.engine, traceDecoder, serveState, config, modelName: app.modelName }));
 
   app.server.on("checkExpectation", refuseExpectation(record));
   // Bodies are JSON; Fastify's default text/plain parser would turn a text body into a string

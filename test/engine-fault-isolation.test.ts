@@ -25,7 +25,7 @@ function makeEngine() {
 }
 
 const request = (id: string, promptIds: number[], s = {}): GenerateRequest => ({
-  kind: "generate", id, promptIds, sampling: greedySampling({ maxTokens: 4, ...s }), latent: { temperature: 0, returnVectors: false },
+  kind: "generate", id, promptIds, opensLatentSpan: false, sampling: greedySampling({ maxTokens: 4, ...s }), latent: { temperature: 0, returnVectors: false },
   choiceIndex: 0, leaderId: null,
 });
 

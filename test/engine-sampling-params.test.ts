@@ -22,7 +22,7 @@ async function generate(s: Partial<SamplingParams>, promptIds = [1, 2, 3], speci
   const engine = makeEngine(events, special);
   const req: GenerateRequest = {
     kind: "generate", id: "g", promptIds, sampling: greedySampling({ maxTokens: 5, ...s }),
-    latent: { temperature: 0, returnVectors: false }, choiceIndex: 0, leaderId: null,
+    opensLatentSpan: false, latent: { temperature: 0, returnVectors: false }, choiceIndex: 0, leaderId: null,
   };
   engine.add(req);
   for (let i = 0; i < 50 && engine.hasWork; i++) await engine.step();

@@ -17,7 +17,7 @@ function makeEngine(events: EngineEvent[]) {
 }
 
 const request = (id: string, promptIds: number[], s = {}): GenerateRequest => ({
-  kind: "generate", id, promptIds, sampling: greedySampling(s), latent: { temperature: 0, returnVectors: true },
+  kind: "generate", id, promptIds, opensLatentSpan: promptIds.at(-1) === SPECIAL.bot, sampling: greedySampling(s), latent: { temperature: 0, returnVectors: true },
   choiceIndex: 0, leaderId: null,
 });
 

@@ -27,7 +27,7 @@ function fakeRunner(step: number, calls: string[], name: string): Runner {
 }
 
 const req = (id: string, prompt: number[], maxTokens: number, weightsVersion?: string): GenerateRequest => ({
-  kind: "generate", id, promptIds: prompt, sampling: greedySampling({ maxTokens }), latent: { temperature: 0, returnVectors: false },
+  kind: "generate", id, promptIds: prompt, opensLatentSpan: false, sampling: greedySampling({ maxTokens }), latent: { temperature: 0, returnVectors: false },
   choiceIndex: 0, leaderId: null, ...(weightsVersion ? { weightsVersion } : {}),
 });
 

@@ -9,7 +9,7 @@ import { sampling } from "./helpers/engine.ts";
 
 function gen(id: string, over: Partial<GenerateRequest> = {}): GenerateRequest {
   return {
-    kind: "generate", id, promptIds: [2, 10, 11, 12], sampling: sampling(), latent: { temperature: 1, returnVectors: false },
+    kind: "generate", id, promptIds: [2, 10, 11, 12], opensLatentSpan: false, sampling: sampling(), latent: { temperature: 1, returnVectors: false },
     choiceIndex: 0, leaderId: null, ...over,
   };
 }

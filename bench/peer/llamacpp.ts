@@ -123,7 +123,7 @@ async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<
   await Promise.all(prompts.slice(0, B).map(async (p, b) => {
     let n = 0;
     for await (const e of engine.generate({
-      kind: "generate", id: `${tag}-${b}`, promptIds: p, choiceIndex: 0, leaderId: null,
+      kind: "generate", id: `${tag}-${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
       latent: { temperature: 0, returnVectors: false }, sampling: greedySampling({ maxTokens: G, ignoreEos: true }),
     })) {
       if (e.type !== "token") continue;

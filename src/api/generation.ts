@@ -1,43 +1,68 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyReply } from "fastify";
-import type { EngineHandle } from "../engine/engine-handle.ts";
-import type { EngineEvent, GenerateRequest, LatentParams, SamplingParams, TopLogprob } from "../engine/types.ts";
+import { RequestAborted } from "../engine/client.ts";
+import type { EngineHandle, ScoreEvent } from "../engine/engine-handle.ts";
+import type { EngineEvent, FinishReason, GenerateRequest, LatentParams, SamplingParams, ScoreRequest, TopLogprob } from "../engine/types.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
-import { encodeThought } from "./thoughts.ts";
+import type { Prompt } from "../model/prompt.ts";
+import { checkQueue } from "./guards.ts";
+import type { ServeState } from "./services.ts";
+import { spanOf, thoughtRecord, thoughtsSummary, type ThoughtEvent, type ThoughtRecord, type ThoughtsSummary } from "./thoughts-summary.ts";
+import type { TraceDecoder } from "./trace-decoder.ts";
+import { usageOf, type FinishEvent, type Usage } from "./usage.ts";
 
-/** One HTTP generation request as engine requests: n choices per prompt, their events merged,
- * aborted together (client gone, timeout, error), collected for non-streamed responses. */
+/** The one generation path. Every route hands it rendered prompts and sampling parameters and
+ * shapes what comes back: choice-level events (text, thought, finish with the thoughts summary)
+ * and the usage. It owns what every route needs alike: n choices per prompt sharing the prompt's
+ * KV, the weights-version header, cancellation (client gone, timeout, a failed reader), and
+ * engine errors as typed ServeErrors. Scoring (teacher-forced) goes through it too. */
 
-export type FinishEvent = Extract<EngineEvent, { type: "finish" }>;
-export type ErrorEvent = Extract<EngineEvent, { type: "error" }>;
+export const WEIGHTS_VERSION_HEADER = "x-weights-version";
 
 export interface TokenOut {
   tokenId: number;
   text: string;
+  /** The token's own detokenized text (token-text.ts attributes the content to tokens by it). */
   piece?: string | undefined;
   logprob: number;
   top: TopLogprob[];
 }
 
-/** One sampled thought as the routes keep it. */
-export interface ThoughtRecord {
-  logProb: number;
-  behaviourLogProb: number | null;
-  vector?: Float32Array;
-}
-
-export function thoughtRecord(e: Extract<EngineEvent, { type: "thought" }>): ThoughtRecord {
-  return { logProb: e.logProb, behaviourLogProb: e.behaviourLogProb, ...(e.vector ? { vector: e.vector } : {}) };
-}
+export type ChoiceEvent =
+  /** Text as the detokenizer released it; `token` when logprobs were asked for. */
+  | { type: "text"; choice: number; text: string; token: TokenOut | null }
+  | { type: "thought"; choice: number; thought: ThoughtEvent }
+  /** `tail`: text held back as a possible stop-string prefix, released at the end. */
+  | { type: "finish"; choice: number; reason: FinishReason; tail: string; thoughts: ThoughtsSummary };
 
 export interface ChoiceOutput {
   index: number;
   text: string;
   tokens: TokenOut[]; // filled when logprobs were asked for
-  thoughts: ThoughtRecord[];
-  /** The span's flow log-det, when asked for (flow event). */
-  flowLogDet: number | null;
-  finish: FinishEvent | null;
+  finishReason: FinishReason | null;
+  thoughts: ThoughtsSummary;
+}
+
+export interface GenerationInput {
+  reply: FastifyReply;
+  /** The response id's prefix: chatcmpl, cmpl. */
+  idPrefix: string;
+  prompts: { prompt: Prompt; sampling: SamplingParams }[];
+  n: number;
+  latent: LatentParams;
+  /** Non-streamed summaries carry the vectors (streams send them in thought chunks). */
+  returnThoughts: boolean;
+  /** The request field that sets how many sequences it needs (for the queue's 400). */
+  sizeParam: string;
+}
+
+interface ServiceDeps {
+  engine: EngineHandle;
+  traceDecoder: TraceDecoder;
+  serveState: ServeState;
+  config: { maxQueue: number; requestTimeoutMs: number };
+  /** The name responses carry as `model`. */
+  modelName: string;
 }
 
 /** OpenAI-style ids: prefix + 24 random base62-ish characters. */
@@ -45,88 +70,185 @@ export function requestId(prefix: string): string {
   return `${prefix}-${randomBytes(18).toString("base64url").replace(/[-_]/g, "x")}`;
 }
 
-export class GenerationRun {
-  readonly requests: GenerateRequest[];
-  abortReason: "client" | "timeout" | "error" | null = null;
-  private readonly open = new Set<string>();
+export class GenerationService {
+  constructor(private readonly deps: ServiceDeps) {}
+
+  /** Admits and submits a request (429/400 when the queue can't take it); the events follow. */
+  start(input: GenerationInput): Generation {
+    checkQueue(this.deps, input.prompts.length * input.n, input.sizeParam);
+    const gen = new Generation(this.deps, input);
+    input.reply.header(WEIGHTS_VERSION_HEADER, gen.weightsVersion);
+    return gen;
+  }
+
+  /** Teacher-forced scoring of several requests at once, aborted together when the client goes
+   * away. An abort is not an engine failure: a client gone first is a 499, the drain deadline a
+   * retryable 503 (another replica will score it). */
+  async score(reply: FastifyReply, requests: ScoreRequest[]): Promise<ScoreEvent[]> {
+    const { engine } = this.deps;
+    let clientGone = false;
+    reply.raw.once("close", () => {
+      if (reply.raw.writableFinished) return;
+      clientGone = true;
+      for (const r of requests) engine.abort(r.id);
+    });
+    try {
+      return await Promise.all(requests.map((r) => engine.score(r)));
+    } catch (err) {
+      for (const r of requests) engine.abort(r.id);
+      if (!(err instanceof RequestAborted)) {
+        const code = (err as { code?: string }).code;
+        throw new ServeError(code && isErrorCode(code) ? code : "engine_error", (err as Error).message);
+      }
+      if (clientGone) throw new ServeError("client_closed_request", "The client closed the connection before the request was scored.");
+      if (this.deps.serveState.draining) {
+        throw new ServeError("shutting_down", "The server is shutting down: scoring was stopped at the drain deadline. Retry; another replica will serve it.", null, 5);
+      }
+      throw new ServeError("engine_error", "The engine aborted the scoring request.");
+    }
+  }
+}
+
+interface ChoiceState {
+  text: string;
+  tokens: TokenOut[];
+  thoughts: ThoughtRecord[];
+  flowLogDet: number | null;
+  finish: FinishEvent | null;
+}
+
+/** One HTTP request's choices in the engine: n per prompt, choice i of a prompt following the
+ * prompt's first choice (leaderId) so the prompt is computed once and shared through the prefix
+ * cache. A choice with maxTokens 0 (echo-only completions) never reaches the engine. */
+export class Generation {
+  readonly id: string;
+  readonly created = Math.floor(Date.now() / 1000);
+  readonly n: number;
+  private readonly requests: GenerateRequest[];
+  private readonly states: ChoiceState[];
   private readonly iterators: AsyncIterableIterator<EngineEvent>[];
+  private readonly open = new Set<string>();
+  private abortReason: "client" | "timeout" | "error" | null = null;
   private timer: NodeJS.Timeout | null = null;
 
-  /** Submits n choices for each prompt; choice i of a prompt follows the prompt's first choice
-   * (leaderId) so the prompt is computed once and shared through the prefix cache. A choice with
-   * maxTokens 0 (echo-only completions) never reaches the engine. */
   constructor(
-    private readonly engine: EngineHandle,
-    baseId: string,
-    prompts: { promptIds: number[]; sampling: SamplingParams }[],
-    n: number,
-    latent: LatentParams,
-    timeoutMs: number,
+    private readonly deps: ServiceDeps,
+    private readonly input: GenerationInput,
   ) {
-    this.requests = prompts.flatMap(({ promptIds, sampling }, p) =>
-      Array.from({ length: n }, (_, i): GenerateRequest => ({
+    this.id = requestId(input.idPrefix);
+    this.n = input.n;
+    this.requests = input.prompts.flatMap(({ prompt, sampling }, p) =>
+      Array.from({ length: input.n }, (_, i): GenerateRequest => ({
         kind: "generate",
-        id: `${baseId}-${p * n + i}`,
-        promptIds,
+        id: `${this.id}-${p * input.n + i}`,
+        promptIds: prompt.ids,
+        opensLatentSpan: prompt.opensLatentSpan,
         sampling,
-        latent,
+        latent: input.latent,
         choiceIndex: i,
-        leaderId: i === 0 ? null : `${baseId}-${p * n}`,
+        leaderId: i === 0 ? null : `${this.id}-${p * input.n}`,
       })),
     );
+    this.states = this.requests.map(() => ({ text: "", tokens: [], thoughts: [], flowLogDet: null, finish: null }));
     this.iterators = this.requests.map((r) => {
       if (r.sampling.maxTokens === 0) return nothingGenerated(r);
       this.open.add(r.id);
-      return engine.generate(r);
+      return deps.engine.generate(r);
     });
+    const timeoutMs = deps.config.requestTimeoutMs;
     if (timeoutMs > 0 && this.open.size > 0) this.timer = setTimeout(() => this.abort("timeout"), timeoutMs).unref();
-  }
-
-  /** The weights that run this request (the engine client stamps each request as it sends it). */
-  get weightsVersion(): string {
-    return this.requests.find((r) => r.weightsVersion !== undefined)?.weightsVersion ?? this.engine.weightsVersion;
-  }
-
-  /** Aborts the choices still running; their finish(abort) events still arrive, so readers end. */
-  abort(reason: "client" | "timeout" | "error"): void {
-    if (this.open.size === 0) return;
-    this.abortReason ??= reason;
-    for (const id of this.open) this.engine.abort(id);
-  }
-
-  /** Aborts when the client goes away before the response is complete. */
-  abortOnClose(reply: FastifyReply): void {
+    const reply = input.reply;
     reply.raw.once("close", () => {
       if (!reply.raw.writableFinished) this.abort("client");
     });
   }
 
-  /** Every choice's events, interleaved as they come, tagged with the choice index. */
-  async *events(): AsyncGenerator<{ choice: number; event: EngineEvent }> {
-    try {
-      if (this.iterators.length === 1) {
-        // The common case (n = 1): no merging, one promise per event.
-        for await (const event of this.iterators[0]!) {
-          if (event.type === "finish" || event.type === "error") this.open.delete(this.requests[0]!.id);
-          yield { choice: 0, event };
-        }
-        return;
+  /** The weights that run this request (the engine handle stamps each request as it sends it). */
+  get weightsVersion(): string {
+    return this.requests.find((r) => r.weightsVersion !== undefined)?.weightsVersion ?? this.deps.engine.weightsVersion;
+  }
+
+  /** What every response object (and stream chunk) of this request starts with. */
+  head(object: string): Record<string, unknown> {
+    const model = this.deps.modelName;
+    return { id: this.id, object, created: this.created, model, system_fingerprint: `nfcot-serve-${model}`, weights_version: this.weightsVersion };
+  }
+
+  get choices(): number {
+    return this.requests.length;
+  }
+
+  /** After the events have ended. */
+  get usage(): Usage {
+    return usageOf(
+      this.states.map((s) => s.finish),
+      this.n,
+    );
+  }
+
+  /** Every choice's events as they come; a finish carries the choice's thoughts summary (decoded
+   * trace included, vectors not: those came in the thought events). Throws a ServeError on an
+   * engine error or the timeout. */
+  async *events(): AsyncGenerator<ChoiceEvent> {
+    for await (const { choice, event: e } of this.merged()) {
+      if (e.type === "token") {
+        if (e.text === "" && e.logprob === undefined) continue;
+        yield { type: "text", choice, text: e.text, token: e.logprob === undefined ? null : this.states[choice]!.tokens.at(-1)! };
+      } else if (e.type === "thought") {
+        yield { type: "thought", choice, thought: e };
+      } else if (e.type === "finish") {
+        const [decoded] = await this.deps.traceDecoder.decode([spanOf(this.states[choice]!.thoughts)]);
+        yield { type: "finish", choice, reason: e.reason, tail: e.tail, thoughts: this.summary(choice, decoded, false) };
       }
-      const pending = new Map<number, Promise<{ i: number; r: IteratorResult<EngineEvent> }>>();
-      const pull = (i: number) => pending.set(i, this.iterators[i]!.next().then((r) => ({ i, r })));
-      this.iterators.forEach((_, i) => pull(i));
-      while (pending.size > 0) {
-        const { i, r } = await Promise.race(pending.values());
-        if (r.done) {
-          pending.delete(i);
-          continue;
+    }
+  }
+
+  /** Runs to the end and returns every choice (the traces decoded in one batch). */
+  async collect(): Promise<ChoiceOutput[]> {
+    for await (const _ of this.merged());
+    const decoded = await this.deps.traceDecoder.decode(this.states.map((s) => spanOf(s.thoughts)));
+    return this.states.map((s, i) => ({
+      index: i,
+      text: s.text,
+      tokens: s.tokens,
+      finishReason: s.finish?.reason ?? null,
+      thoughts: this.summary(i, decoded[i], this.input.returnThoughts),
+    }));
+  }
+
+  private summary(choice: number, decoded: string | undefined, vectors: boolean): ThoughtsSummary {
+    const s = this.states[choice]!;
+    return thoughtsSummary(s.thoughts, { vectors, decoded, temperature: this.input.latent.temperature, flowLogDet: s.flowLogDet });
+  }
+
+  private abort(reason: "client" | "timeout" | "error"): void {
+    if (this.open.size === 0) return;
+    this.abortReason ??= reason;
+    for (const id of this.open) this.deps.engine.abort(id);
+  }
+
+  /** The engine's events of every choice, interleaved as they come and recorded in the choice's
+   * state; engine errors and the timeout thrown as ServeErrors. */
+  private async *merged(): AsyncGenerator<{ choice: number; event: EngineEvent }> {
+    try {
+      for await (const item of interleave(this.iterators)) {
+        const { choice, event: e } = item;
+        const s = this.states[choice]!;
+        if (e.type === "finish" || e.type === "error") this.open.delete(this.requests[choice]!.id);
+        if (e.type === "error") throw new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
+        if (e.type === "token") {
+          s.text += e.text;
+          if (e.logprob !== undefined) s.tokens.push({ tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] });
+        } else if (e.type === "thought") s.thoughts.push(thoughtRecord(e));
+        else if (e.type === "flow") s.flowLogDet = e.logDet;
+        else if (e.type === "finish") {
+          s.text += e.tail;
+          s.finish = e;
         }
-        const e = r.value;
-        if (e.type === "finish" || e.type === "error") {
-          pending.delete(i);
-          this.open.delete(this.requests[i]!.id);
-        } else pull(i);
-        yield { choice: i, event: e };
+        yield item;
+      }
+      if (this.abortReason === "timeout") {
+        throw new ServeError("request_timeout", `The request did not finish within ${this.deps.config.requestTimeoutMs} ms and was aborted.`);
       }
     } finally {
       // Reached early only when the reader stopped (error, client gone): free the engine's work.
@@ -136,124 +258,28 @@ export class GenerationRun {
   }
 }
 
-async function* nothingGenerated(r: GenerateRequest): AsyncGenerator<EngineEvent> {
-  yield {
-    type: "finish",
-    id: r.id,
-    reason: "length",
-    promptTokens: r.promptIds.length,
-    completionTokens: 0,
-    thoughts: 0,
-    cachedTokens: 0,
-    queueTimeMs: 0,
-    tail: "",
-  };
-}
-
-export function engineErrorToServeError(e: ErrorEvent): ServeError {
-  return new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
-}
-
-export function timeoutError(ms: number): ServeError {
-  return new ServeError("request_timeout", `The request did not finish within ${ms} ms and was aborted.`);
-}
-
-/** Runs a request to the end; throws the first engine error, or 408 on timeout. */
-export async function collectChoices(run: GenerationRun, timeoutMs: number): Promise<ChoiceOutput[]> {
-  const out: ChoiceOutput[] = run.requests.map((_, index) => ({ index, text: "", tokens: [], thoughts: [], flowLogDet: null, finish: null }));
-  for await (const { choice, event: e } of run.events()) {
-    const c = out[choice]!;
-    if (e.type === "token") {
-      c.text += e.text;
-      if (e.logprob !== undefined) c.tokens.push({ tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] });
-    } else if (e.type === "thought") {
-      c.thoughts.push(thoughtRecord(e));
-    } else if (e.type === "flow") {
-      c.flowLogDet = e.logDet;
-    } else if (e.type === "finish") {
-      c.text += e.tail;
-      c.finish = e;
-    } else if (e.type === "error") {
-      throw engineErrorToServeError(e);
-    }
+/** Several choices' event streams as one, each event tagged with its choice. */
+async function* interleave(iterators: AsyncIterableIterator<EngineEvent>[]): AsyncGenerator<{ choice: number; event: EngineEvent }> {
+  if (iterators.length === 1) {
+    // The common case (n = 1): no merging, one promise per event.
+    for await (const event of iterators[0]!) yield { choice: 0, event };
+    return;
   }
-  if (run.abortReason === "timeout") throw timeoutError(timeoutMs);
-  return out;
-}
-
-export interface ThoughtsSummary {
-  count: number;
-  log_prob: number;
-  log_probs: number[];
-  temperature: number;
-  behaviour_log_probs: (number | null)[];
-  behaviour_log_prob: number | null;
-  flow_log_det?: number;
-  e_log_prob?: number;
-  vectors?: string[];
-  decoded?: string;
-}
-
-/** log_probs are the model's T_z = 1 density; behaviour_log_probs the density at the T_z that
- * drew them (what an importance ratio divides by); flow_log_det and e_log_prob when asked. */
-export function thoughtsSummary(
-  thoughts: ThoughtRecord[],
-  opts: { vectors: boolean; decoded?: string | undefined; temperature: number; flowLogDet?: number | null },
-): ThoughtsSummary {
-  const logProbs = thoughts.map((t) => t.logProb);
-  const behaviour = thoughts.map((t) => t.behaviourLogProb);
-  const logProb = logProbs.reduce((s, x) => s + x, 0);
-  const flow = opts.flowLogDet ?? null;
-  return {
-    count: thoughts.length,
-    log_prob: logProb,
-    log_probs: logProbs,
-    temperature: opts.temperature,
-    behaviour_log_probs: behaviour,
-    behaviour_log_prob: behaviour.some((b) => b === null) ? null : behaviour.reduce((s: number, x) => s + x!, 0),
-    ...(flow !== null ? { flow_log_det: flow, e_log_prob: logProb + flow } : {}),
-    ...(opts.vectors ? { vectors: thoughts.filter((t) => t.vector).map((t) => encodeThought(t.vector!)) } : {}),
-    ...(opts.decoded !== undefined ? { decoded: opts.decoded } : {}),
-  };
-}
-
-/** The response header naming the weights version (the body's weights_version). */
-export const WEIGHTS_VERSION_HEADER = "x-weights-version";
-
-/** A choice's thought vectors, or null when the engine did not return them all. */
-export function spanOf(thoughts: { vector?: Float32Array }[]): Float32Array[] | null {
-  return thoughts.every((t) => t.vector) ? thoughts.map((t) => t.vector!) : null;
-}
-
-export interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  completion_tokens_details: { reasoning_tokens: number };
-  prompt_tokens_details: { cached_tokens: number };
-}
-
-/** Prompts count once per prompt (not per choice, as OpenAI counts n); thoughts count as
- * completion tokens and again as reasoning tokens. */
-export function usageOf(finishes: (FinishEvent | null)[], n: number): Usage {
-  let prompt = 0;
-  let completion = 0;
-  let reasoning = 0;
-  let cached = 0;
-  finishes.forEach((f, i) => {
-    if (!f) return;
-    if (i % n === 0) {
-      prompt += f.promptTokens;
-      cached += f.cachedTokens;
+  const pending = new Map<number, Promise<{ i: number; r: IteratorResult<EngineEvent> }>>();
+  const pull = (i: number) => pending.set(i, iterators[i]!.next().then((r) => ({ i, r })));
+  iterators.forEach((_, i) => pull(i));
+  while (pending.size > 0) {
+    const { i, r } = await Promise.race(pending.values());
+    if (r.done) {
+      pending.delete(i);
+      continue;
     }
-    completion += f.completionTokens + f.thoughts;
-    reasoning += f.thoughts;
-  });
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-    completion_tokens_details: { reasoning_tokens: reasoning },
-    prompt_tokens_details: { cached_tokens: cached },
-  };
+    if (r.value.type === "finish" || r.value.type === "error") pending.delete(i);
+    else pull(i);
+    yield { choice: i, event: r.value };
+  }
+}
+
+async function* nothingGenerated(r: GenerateRequest): AsyncGenerator<EngineEvent> {
+  yield { type: "finish", id: r.id, reason: "length", promptTokens: r.promptIds.length, completionTokens: 0, thoughts: 0, cachedTokens: 0, queueTimeMs: 0, tail: "" };
 }

@@ -20,7 +20,11 @@ export function checkAccepting(app: FastifyInstance): void {
 
 /** Bounded queue: `count` new engine requests must fit under config.maxQueue. A request that
  * could never fit is a 400 (retrying would not help), naming the field that sets its size. */
-export function checkQueue(app: FastifyInstance, count: number, sizeParam: string | null = null): void {
+export function checkQueue(
+  app: { config: { maxQueue: number }; engine: { inFlight: number } },
+  count: number,
+  sizeParam: string | null = null,
+): void {
   if (count > app.config.maxQueue) {
     throw new ServeError(
       "invalid_request",

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
-import { RequestAborted } from "../engine/client.ts";
-import { ServeError, isErrorCode } from "../errors.ts";
+import { ServeError } from "../errors.ts";
+import { latentPrompt, type Prompt } from "../model/prompt.ts";
 import { encodeChat } from "./chat-prompt.ts";
 import { WEIGHTS_VERSION_HEADER, requestId } from "./generation.ts";
 import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
@@ -15,21 +15,15 @@ import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
  * and the policy log-prob; with latent_temperature, the behaviour density at that T_z beside it;
  * with return_flow_log_det, the flow's log-det and log p(e | q). POST /v1/latent/decode turns thoughts into trace text. */
 
-function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): number[] {
-  const bot = app.engine.info.special.bot!; // checkLatentAvailable ran: a latent model has one
-  if ((body.messages === undefined) === (body.prompt === undefined)) {
-    throw new ServeError("invalid_request", "Give exactly one of messages and prompt.", "messages");
+/** The scoring prompt always opens a latent span: the trajectories' thoughts follow it. The
+ * schema lets exactly one of messages and prompt through. */
+function scoringPrompt(app: FastifyInstance, body: LatentLogprobsRequest): Prompt {
+  const info = app.engine.info;
+  if (!body.messages) return latentPrompt(app.tokenizer.encode(body.prompt!), info);
+  if (!info.reasoningModes.includes("latent")) {
+    throw new ServeError("invalid_request", "This model has no latent reasoning mode.", "model");
   }
-  if (body.messages) {
-    if (!app.engine.info.reasoningModes.includes("latent")) {
-      throw new ServeError("invalid_request", "This model has no latent reasoning mode.", "model");
-    }
-    const ids = encodeChat(app, body.messages, { mode: "latent" });
-    // The template opens the latent span itself; a template that does not is a model bug.
-    return ids.at(-1) === bot ? ids : [...ids, bot];
-  }
-  const ids = app.tokenizer.encode(body.prompt!);
-  return ids.at(-1) === bot ? ids : [...ids, bot];
+  return encodeChat(app, body.messages, { mode: "latent" });
 }
 
 const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
@@ -37,16 +31,6 @@ const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
  * outside the flow's range) is reported as null. */
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 const total = (xs: (number | null)[]): number | null => (xs.some((x) => x === null) ? null : finiteOrNull(sum(xs as number[])));
-
-/** An abort is not an engine failure: a client gone first is a 499 (logged as such, counted as an
- * abort like chat's), the drain deadline a retryable 503 (another replica will score it). */
-function abortedScoring(app: FastifyInstance, clientGone: boolean): ServeError {
-  if (clientGone) return new ServeError("client_closed_request", "The client closed the connection before the trajectories were scored.");
-  if (app.serveState.draining) {
-    return new ServeError("shutting_down", "The server is shutting down: scoring was stopped at the drain deadline. Retry; another replica will serve it.", null, 5);
-  }
-  return new ServeError("engine_error", "The engine aborted the scoring request.");
-}
 
 export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentLogprobsRequest }>(
@@ -67,7 +51,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       checkAccepting(app);
       const answers = body.trajectories.reduce((n, t) => n + (t.answer?.length ?? 0), 0);
       checkPromptChars(app, (body.prompt?.length ?? 0) + (body.messages ? messagesChars(body.messages) : 0) + answers, answers > 0 ? "trajectories" : body.prompt !== undefined ? "prompt" : "messages");
-      const promptIds = scoringPrompt(app, body);
+      const promptIds = scoringPrompt(app, body).ids;
       const jobs = body.trajectories.map((t, i) => {
         const thoughts = parseThoughts(t.thoughts, info.numThoughts, info.thoughtDim, `trajectories[${i}].thoughts`);
         const answerIds = t.answer === undefined ? [] : [...app.tokenizer.encode(t.answer), info.special.eos];
@@ -97,26 +81,10 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       }
 
       const baseId = requestId("score");
-      const ids = jobs.map((_, i) => `${baseId}-${i}`);
-      let clientGone = false;
-      reply.raw.once("close", () => {
-        if (reply.raw.writableFinished) return;
-        clientGone = true;
-        for (const id of ids) app.engine.abort(id);
-      });
-      let results;
-      try {
-        results = await Promise.all(
-          jobs.map((j, i) =>
-            app.engine.score({ kind: "score", id: ids[i]!, promptIds, thoughts: j.thoughts, answerIds: j.answerIds, temperature, returnFlowLogDet }),
-          ),
-        );
-      } catch (err) {
-        for (const id of ids) app.engine.abort(id);
-        if (err instanceof RequestAborted) throw abortedScoring(app, clientGone);
-        const code = (err as { code?: string }).code;
-        throw new ServeError(code && isErrorCode(code) ? code : "engine_error", (err as Error).message);
-      }
+      const results = await app.generation.score(
+        reply,
+        jobs.map((j, i) => ({ kind: "score", id: `${baseId}-${i}`, promptIds, thoughts: j.thoughts, answerIds: j.answerIds, temperature, returnFlowLogDet })),
+      );
       // Never answer with a partial score: every thought and answer position must have its value.
       results.forEach((r, i) => {
         const j = jobs[i]!;

@@ -1,24 +1,30 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { IncrementalDetokenizer } from "../engine/detokenizer.ts";
 import type { ScoredToken } from "../engine/types.ts";
-import { isErrorCode, ServeError } from "../errors.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
+import { requestId } from "./generation.ts";
 
 /** The prompt's own token log-probs, by the engine's teacher-forced scoring path (tokens 1..
  * after token 0), with each token's rank and the most likely tokens at its position: for
  * vLLM's `prompt_logprobs` and for `/v1/completions` echo with logprobs. */
 
-/** Per prompt position 1.. (position 0 has nothing before it): the scored token. */
-export async function scorePromptTokens(app: FastifyInstance, id: string, ids: number[], top: number): Promise<ScoredToken[]> {
-  if (ids.length < 2) return [];
-  try {
-    const r = await app.engine.score({ kind: "score", id, promptIds: ids.slice(0, 1), thoughts: [], answerIds: ids.slice(1), topLogprobs: top });
-    return r.answerLogprobs;
-  } catch (e) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && isErrorCode(code)) throw new ServeError(code, (e as Error).message);
-    throw e;
-  }
+/** Per prompt position 1.. (position 0 has nothing before it): the scored token, with its rank
+ * and the `top` most likely tokens. */
+export async function scorePromptTokens(app: FastifyInstance, reply: FastifyReply, ids: number[], top: number): Promise<ScoredToken[]> {
+  return (await scorePromptsTokens(app, reply, [ids], top))[0]!;
+}
+
+/** The same for several prompts at once (one scoring sequence each). */
+export async function scorePromptsTokens(app: FastifyInstance, reply: FastifyReply, prompts: number[][], top: number): Promise<ScoredToken[][]> {
+  const id = requestId("prompt-logprobs");
+  const scored = prompts.map((ids, i) => ({ ids, i })).filter((p) => p.ids.length > 1);
+  const results = await app.generation.score(
+    reply,
+    scored.map(({ ids, i }) => ({ kind: "score", id: `${id}-${i}`, promptIds: ids.slice(0, 1), thoughts: [], answerIds: ids.slice(1), topLogprobs: top })),
+  );
+  const out: ScoredToken[][] = prompts.map(() => []);
+  scored.forEach(({ i }, j) => (out[i] = results[j]!.answerLogprobs));
+  return out;
 }
 
 export interface PromptTokenLogprob {

@@ -1,6 +1,7 @@
 import type { EngineInfo } from "../engine/engine-info.ts";
 import type { LatentParams, SamplingParams } from "../engine/types.ts";
 import { ServeError } from "../errors.ts";
+import type { Prompt } from "../model/prompt.ts";
 
 /** OpenAI request fields -> the engine's SamplingParams and LatentParams, with OpenAI defaults. */
 
@@ -67,17 +68,12 @@ export function toLatent(
 }
 
 /** Text tokens a request may generate: prompt + thoughts + max tokens must fit the context (a
- * prompt ending in <bot> opens a span of K thoughts). Absent max tokens means whatever fits.
- * Errors state the limit and the requested total. */
-export function budgetMaxTokens(
-  info: EngineInfo,
-  promptIds: readonly number[],
-  requested: number | null | undefined,
-  param: string,
-): number {
+ * latent prompt opens a span of K thoughts). Absent max tokens means whatever fits. Errors state
+ * the limit and the requested total. */
+export function budgetMaxTokens(info: EngineInfo, prompt: Prompt, requested: number | null | undefined, param: string): number {
   const maxContext = info.maxContext;
-  const promptTokens = promptIds.length;
-  const thoughts = promptIds.at(-1) === info.special.bot ? info.numThoughts : 0;
+  const promptTokens = prompt.ids.length;
+  const thoughts = prompt.opensLatentSpan ? info.numThoughts : 0;
   const reserved = promptTokens + thoughts;
   const wanted = requested ?? Math.max(1, maxContext - reserved);
   if (reserved + wanted > maxContext) {

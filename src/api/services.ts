@@ -2,7 +2,7 @@ import type { Config } from "../config.ts";
 import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
-import type { TraceDecoder } from "./trace-decoder.ts";
+import type { GenerationService } from "./generation.ts";
 
 /** Shared services, decorated on the app instance by buildApp (app.ts). */
 
@@ -21,7 +21,8 @@ declare module "fastify" {
     /** The name clients send as `model`: config.servedModelName, else the manifest's name. */
     modelName: string;
     serveState: ServeState;
-    traceDecoder: TraceDecoder;
+    /** The one path from a prompt to choices (and teacher-forced scores): every route shapes it. */
+    generation: GenerationService;
     /** Seconds since the epoch at start: the `created` of the model object. */
     startedAt: number;
   }

@@ -28,7 +28,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
       const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
       const tokens = hasPrompt
         ? app.tokenizer.encode(body.prompt!)
-        : encodeChat(app, body.messages!, { mode, addGenerationPrompt: body.add_generation_prompt ?? true, kwargs: body.chat_template_kwargs });
+        : encodeChat(app, body.messages!, { mode, addGenerationPrompt: body.add_generation_prompt ?? true, kwargs: body.chat_template_kwargs }).ids;
       return {
         count: tokens.length,
         max_model_len: app.engine.info.maxContext,

@@ -130,7 +130,7 @@ export class Engine {
   add(req: EngineRequest): void {
     const seq = new Sequence(req, this.now());
     // Refused alone, before it holds anything: the API checks the same, so this is the backstop.
-    const problem = req.kind === "generate" ? samplingProblem(req.sampling, req.latent.temperature) : null;
+    const problem = req.kind === "generate" ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) : null;
     if (problem) return this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
     // A generation needs one position past its prompt; scoring needs its positions.
     const needed = seq.numPositions + (req.kind === "generate" ? 1 : 0);
@@ -151,12 +151,19 @@ export class Engine {
         stop: new StopMatcher(req.sampling.stop),
         latentSpans: 0,
       });
-      // A prompt that ends in <BOT> (the chat template forces latent mode) opens a span at once.
-      if (req.promptIds.at(-1) === this.special.bot) this.openLatentSpan(seq);
+      // A latent prompt (it ends in <bot>) opens its span at once.
+      if (req.opensLatentSpan) this.openLatentSpan(seq);
     } else {
       this.scores.set(req.id, { thoughtLogProbs: [], thoughtBehaviourLogProbs: [], answerLogprobs: [] });
     }
     this.scheduler.add(seq);
+  }
+
+  /** A prompt said to open a latent span must end in this model's <bot> (its thoughts follow it). */
+  private spanProblem(req: GenerateRequest): string | null {
+    if (!req.opensLatentSpan) return null;
+    if (this.special.bot === undefined) return "this model has no latent spans";
+    return req.promptIds.at(-1) === this.special.bot ? null : "a prompt that opens a latent span must end in <bot>";
   }
 
   abort(id: string): void {

@@ -36,6 +36,8 @@ export interface GenerateRequest {
   kind: "generate";
   id: string;
   promptIds: number[];
+  /** The prompt ends in <bot>: its K thoughts come first (src/model/prompt.ts decides it). */
+  opensLatentSpan: boolean;
   sampling: SamplingParams;
   latent: LatentParams;
   /** Index of this choice among n (the seed of choice i is seed + i). */

@@ -78,6 +78,7 @@ export class ReadinessProbe {
       kind: "generate",
       id: `${PROBE_ID_PREFIX}${this.counter++}`,
       promptIds: [bos ?? eos],
+      opensLatentSpan: false,
       sampling: greedySampling({ maxTokens: 1 }),
       latent: { temperature: 0, returnVectors: false },
       choiceIndex: 0,

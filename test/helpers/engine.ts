@@ -5,6 +5,8 @@ import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "../../src/engine/opt
 import type { EngineEvent, GenerateRequest, SamplingParams } from "../../src/engine/types.ts";
 import type { ReasoningMode } from "../../src/model/manifest.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
+import { modelInfo } from "../../src/model/model-info.ts";
+import { chatPrompt } from "../../src/model/prompt.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 import { greedySampling } from "./factories.ts";
 import { SHIPPED_MODEL } from "./python.ts";
@@ -33,9 +35,9 @@ export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {
 
 let counter = 0;
 export function request(source: string, mode: ReasoningMode, over: Partial<GenerateRequest> = {}, s: Partial<SamplingParams> = {}): GenerateRequest {
-  const promptIds = tokenizer.encodeChat([{ role: "user", content: source }], { mode });
+  const prompt = chatPrompt(tokenizer, modelInfo(manifest), [{ role: "user", content: source }], { mode });
   return {
-    kind: "generate", id: `t${counter++}`, promptIds, sampling: sampling(s),
+    kind: "generate", id: `t${counter++}`, promptIds: prompt.ids, opensLatentSpan: prompt.opensLatentSpan, sampling: sampling(s),
     latent: { temperature: 0.9, returnVectors: false }, choiceIndex: 0, leaderId: null, ...over,
   };
 }
