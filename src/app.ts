@@ -13,13 +13,12 @@ import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
 import { registerOpenApi } from "./api/openapi.ts";
-import type { ServeState } from "./api/services.ts";
 import { tokenizeRoutes } from "./api/tokenize.ts";
 import { reportIgnoredFields } from "./api/unknown-fields.ts";
 import { TraceDecoder } from "./api/trace-decoder.ts";
+import type { ServeState } from "./http/serve-state.ts";
 import { opsPlugin } from "./ops/plugin.ts";
 
-export type { ServeState } from "./api/services.ts";
 
 export interface AppDeps {
   config: Config;

@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { EngineClient } from "../src/engine/client.ts";
+import type { EngineHandle } from "../src/engine/engine-handle.ts";
 import type { EngineEvent, GenerateRequest, ScoreRequest } from "../src/engine/types.ts";
 import { startLoadingServer } from "../src/ops/loading-server.ts";
 import { opsPlugin } from "../src/ops/plugin.ts";
 import { PROBE_ID_PREFIX } from "../src/ops/probe.ts";
 import { startEngine } from "./helpers/engine.ts";
+import { fakeEngine } from "./helpers/fake-engine.ts";
 
 /** /health and /ready on a plain Fastify instance with the ops plugin around the real engine
  * worker (the shipped model), a stand-in engine for the probe timeout, and the loading-phase
@@ -18,7 +20,7 @@ let app: FastifyInstance;
 const state = { ready: true, draining: false };
 const submitted: string[] = [];
 
-async function opsApp(e: EngineClient, readinessTimeoutMs: number, flags = state): Promise<FastifyInstance> {
+async function opsApp(e: EngineHandle, readinessTimeoutMs: number, flags = state): Promise<FastifyInstance> {
   const a = Fastify();
   await a.register(opsPlugin, { engine: e, config: { corsOrigins: [], readinessTimeoutMs }, modelName: MODEL, state: flags });
   await a.ready();
@@ -93,9 +95,8 @@ describe("with the real engine", () => {
 
 test("GET /ready: 503 when the one-token probe does not finish within readinessTimeoutMs, and the probe is aborted", async () => {
   let returned = 0;
-  const stalled = {
-    info: { special: { bos: 2 } },
-    alive: true,
+  const stalled: EngineHandle = {
+    ...fakeEngine().engine,
     generate: (): AsyncIterableIterator<EngineEvent> => ({
       next: () => new Promise<IteratorResult<EngineEvent>>(() => {}), // a stuck engine never answers
       return: async () => {
@@ -106,7 +107,7 @@ test("GET /ready: 503 when the one-token probe does not finish within readinessT
         return this;
       },
     }),
-  } as unknown as EngineClient;
+  };
   const a = await opsApp(stalled, 100, { ready: true, draining: false });
   try {
     const t0 = Date.now();

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ServeError } from "../errors.ts";
+import { sendError } from "../http/error-response.ts";
 
 /** Every failure leaves in the OpenAI shape {error: {message, type, param, code}}: ServeErrors as
  * they are, Fastify's own (validation, body limit, bad JSON, media type) mapped once here. */
@@ -96,11 +97,6 @@ export function toServeError(err: unknown, limits: { bodyLimit?: number } = {}):
     return new ServeError("invalid_request", e.message);
   }
   return new ServeError("internal_error", "The server had an internal error.");
-}
-
-export function sendError(reply: FastifyReply, err: ServeError): FastifyReply {
-  if (err.retryAfterSeconds !== null) reply.header("retry-after", String(err.retryAfterSeconds));
-  return reply.code(err.status).type("application/json; charset=utf-8").send(err.toBody());
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

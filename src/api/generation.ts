@@ -6,7 +6,7 @@ import type { EngineEvent, FinishReason, GenerateRequest, LatentParams, Sampling
 import { ServeError, isErrorCode } from "../errors.ts";
 import type { Prompt } from "../model/prompt.ts";
 import { checkQueue } from "./guards.ts";
-import type { ServeState } from "./services.ts";
+import type { ServeState } from "../http/serve-state.ts";
 import { spanOf, thoughtRecord, thoughtsSummary, type ThoughtEvent, type ThoughtRecord, type ThoughtsSummary } from "./thoughts-summary.ts";
 import type { TraceDecoder } from "./trace-decoder.ts";
 import { usageOf, type FinishEvent, type Usage } from "./usage.ts";

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
+import { shuttingDown } from "../http/serve-state.ts";
 
 /** Admission checks shared by the routes, in the order a request meets them. */
 
@@ -13,7 +14,7 @@ export function checkModel(app: FastifyInstance, model: string | undefined | nul
 /** New work is refused while draining (503 shutting_down) or when the engine worker is gone. */
 export function checkAccepting(app: FastifyInstance): void {
   if (app.serveState.draining) {
-    throw new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, 5);
+    throw shuttingDown(5);
   }
   if (!app.engine.alive) throw new ServeError("not_ready", "The inference engine is not running.", null, 5);
 }

@@ -36,6 +36,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentLogprobsRequest }>(
     "/v1/latent/logprobs",
     {
+      config: { counted: "latent_scoring" },
       schema: {
         summary: "Score latent trajectories (exact log-likelihoods)",
         tags: ["NF-CoT"],

@@ -1,21 +1,11 @@
 import { Type, type TSchema } from "@sinclair/typebox";
+import { ErrorResponse } from "../http/error-response.ts";
 
 /** Response schemas: for the OpenAPI document only. Responses are serialized with JSON.stringify
  * (app.ts), so a field missing here is never silently dropped from a response. */
 
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
 
-export const ErrorResponse = Type.Object(
-  {
-    error: Type.Object({
-      message: Type.String(),
-      type: Type.String(),
-      param: Nullable(Type.String()),
-      code: Type.String(),
-    }),
-  },
-  { $id: "ErrorResponse", title: "ErrorResponse" },
-);
 
 export const ThoughtsSummary = Type.Object(
   {

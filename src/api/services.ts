@@ -2,15 +2,10 @@ import type { Config } from "../config.ts";
 import type { EngineHandle } from "../engine/engine-handle.ts";
 import type { Manifest } from "../model/manifest.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
+import type { ServeState } from "../http/serve-state.ts";
 import type { GenerationService } from "./generation.ts";
 
 /** Shared services, decorated on the app instance by buildApp (app.ts). */
-
-/** Mutable: readiness and shutdown flip these. Draining: new generation requests get 503. */
-export interface ServeState {
-  ready: boolean;
-  draining: boolean;
-}
 
 declare module "fastify" {
   interface FastifyInstance {

@@ -48,8 +48,8 @@ async function* guarded(source: AsyncGenerator<string>, reply: FastifyReply): As
   } catch (err) {
     const e = toServeError(err);
     if (e.status >= 500) reply.log.error({ err }, "stream failed");
-    // The status line already said 200: count the failure here, by its code.
-    reply.server.metrics?.recordFailure(e.code);
+    // The status line already said 200: the ops plugin counts the failure by this code.
+    reply.request.streamFailure = e.code;
     yield sseData(e.toBody());
     yield SSE_DONE;
   }

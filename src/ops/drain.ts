@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { EngineHandle, EngineObserver } from "../engine/engine-handle.ts";
 import type { EngineEvent, GenerateRequest, ScoreRequest } from "../engine/types.ts";
-import type { ServeFlags } from "./health.ts";
+import type { ServeState } from "../http/serve-state.ts";
 
 /** Graceful shutdown: readiness turns 503 and new work is refused (the routes check `draining`),
  * requests in flight run to their end until the drain deadline, what is left then is aborted (its
@@ -23,7 +23,7 @@ export interface DrainOptions {
   app: FastifyInstance;
   engine: EngineHandle;
   inFlight: InFlightRequests;
-  state: ServeFlags;
+  state: ServeState;
   timeoutMs: number;
   log: FastifyBaseLogger;
   /** After the deadline (and the aborts), how long responses may take to end before their

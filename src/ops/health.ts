@@ -1,7 +1,9 @@
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { EngineHandle } from "../engine/engine-handle.ts";
 import { ServeError } from "../errors.ts";
+import { ErrorBody as ErrorFields, sendError } from "../http/error-response.ts";
+import { shuttingDown, type ServeState } from "../http/serve-state.ts";
 import type { ReadinessProbe } from "./probe.ts";
 
 /** GET /health is liveness: the process answers and the engine worker is alive (a restart helps
@@ -9,34 +11,17 @@ import type { ReadinessProbe } from "./probe.ts";
  * and a one-token generation, run ahead of queued work, finishes in time (a stalled engine takes
  * the pod out of rotation without restarting it; a busy one stays in). Both answer 503 in the OpenAI error shape, with Retry-After. */
 
-export interface ServeFlags {
-  ready: boolean;
-  draining: boolean;
-}
-
 export interface HealthOptions {
   engine: EngineHandle;
-  state: ServeFlags;
+  state: ServeState;
   probe: ReadinessProbe;
   modelName: string;
 }
 
-const ErrorBody = Type.Object({
-  error: Type.Object({
-    message: Type.String(),
-    type: Type.String(),
-    param: Type.Union([Type.String(), Type.Null()]),
-    code: Type.String(),
-  }),
-});
+const ErrorBody = Type.Object(ErrorFields);
 
 // Probes hit these every few seconds: their request lines stay out of the info log.
 const quiet = { logLevel: "warn" as const, config: { ops: true, access: "public" as const } };
-
-function unavailable(reply: FastifyReply, err: ServeError): FastifyReply {
-  if (err.retryAfterSeconds !== null) reply.header("retry-after", String(err.retryAfterSeconds));
-  return reply.code(503).type("application/json; charset=utf-8").send(err.toBody());
-}
 
 export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): Promise<void> {
   const { engine, state, probe, modelName } = opts;
@@ -52,7 +37,7 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): P
       },
     },
     async (_request, reply) => {
-      if (!engine.alive) return unavailable(reply, new ServeError("not_ready", "The inference engine worker is not running."));
+      if (!engine.alive) return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running."));
       return { status: "ok" as const };
     },
   );
@@ -72,15 +57,15 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): P
     },
     async (_request, reply) => {
       if (state.draining) {
-        return unavailable(reply, new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, 30));
+        return sendError(reply, shuttingDown(30));
       }
-      if (!state.ready) return unavailable(reply, new ServeError("not_ready", "The model is loading.", null, 5));
-      if (!engine.alive) return unavailable(reply, new ServeError("not_ready", "The inference engine worker is not running.", null, 5));
+      if (!state.ready) return sendError(reply, new ServeError("not_ready", "The model is loading.", null, 5));
+      if (!engine.alive) return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running.", null, 5));
       const r = await probe.check();
-      if (!r.ok) return unavailable(reply, new ServeError("not_ready", r.message, null, 1));
+      if (!r.ok) return sendError(reply, new ServeError("not_ready", r.message, null, 1));
       // Draining may have begun while the probe ran.
       if (state.draining) {
-        return unavailable(reply, new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, 30));
+        return sendError(reply, shuttingDown(30));
       }
       return { status: "ready" as const, model: modelName, probe_ms: r.ms };
     },

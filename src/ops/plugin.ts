@@ -1,8 +1,10 @@
-import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 import type { Config } from "../config.ts";
 import type { EngineHandle } from "../engine/engine-handle.ts";
 import { registerCors } from "./cors.ts";
-import { healthRoutes, type ServeFlags } from "./health.ts";
+import type { ServeState } from "../http/serve-state.ts";
+import { healthRoutes } from "./health.ts";
 import { ServeMetrics } from "./metrics.ts";
 import { ReadinessProbe } from "./probe.ts";
 import { registerRequestIds } from "./request-id.ts";
@@ -15,7 +17,7 @@ export interface OpsOptions {
   config: Pick<Config, "corsOrigins" | "readinessTimeoutMs">;
   modelName: string;
   /** Shared with server.ts, which flips it at start and on SIGTERM. */
-  state: ServeFlags;
+  state: ServeState;
 }
 
 declare module "fastify" {
@@ -25,20 +27,23 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** Operations routes: left out of the failure counter (probes are not user traffic). */
     ops?: boolean;
+    /** A route whose successful requests have a counter of their own. */
+    counted?: "latent_scoring";
+  }
+  interface FastifyRequest {
+    /** A stream that failed after its 200 status line: the error code it ended with (sse.ts). */
+    streamFailure?: string;
   }
 }
 
-const LATENT_SCORING_ROUTE = "/v1/latent/logprobs";
-
-const ops: FastifyPluginAsync<OpsOptions> = async (app: FastifyInstance, opts: OpsOptions) => {
+async function ops(app: FastifyInstance, opts: OpsOptions): Promise<void> {
   registerRequestIds(app);
   registerCors(app, opts.config.corsOrigins);
 
   const metrics = new ServeMetrics(opts.modelName);
-  // Stand-in engines (route tests with fakes, the OpenAPI generator) have no observer hook.
-  if (typeof opts.engine.observe === "function") opts.engine.observe(metrics);
+  opts.engine.observe(metrics);
   app.decorate("metrics", metrics);
-  metrics.setWeightsVersion(opts.engine.weightsVersion ?? "v0");
+  metrics.setWeightsVersion(opts.engine.weightsVersion);
 
   const probe = new ReadinessProbe(opts.engine, opts.config.readinessTimeoutMs);
   await healthRoutes(app, { engine: opts.engine, state: opts.state, probe, modelName: opts.modelName });
@@ -61,11 +66,11 @@ const ops: FastifyPluginAsync<OpsOptions> = async (app: FastifyInstance, opts: O
   });
 
   app.addHook("onResponse", async (request, reply) => {
-    if (request.method === "POST" && request.routeOptions.url === LATENT_SCORING_ROUTE && reply.statusCode < 300) {
-      metrics.recordLatentScoringRequest();
-    }
+    // The status line already said 200: a stream's failure is counted here, by its code.
+    if (request.streamFailure) metrics.recordFailure(request.streamFailure);
+    else if (request.routeOptions.config?.counted === "latent_scoring" && reply.statusCode < 300) metrics.recordLatentScoringRequest();
   });
-};
+}
 
 function errorCode(payload: unknown): string | null {
   const text = typeof payload === "string" ? payload : Buffer.isBuffer(payload) ? payload.toString("utf8") : null;
@@ -78,7 +83,5 @@ function errorCode(payload: unknown): string | null {
   }
 }
 
-// What fastify-plugin does: the plugin's hooks and decorators land on the parent instance.
-Object.assign(ops, { [Symbol.for("skip-override")]: true, [Symbol.for("fastify.display-name")]: "nfcot-ops" });
-
-export const opsPlugin = ops;
+// Not encapsulated: the plugin's hooks and decorators land on the parent instance.
+export const opsPlugin = fp(ops, { name: "nfcot-ops", fastify: "5.x" });
