@@ -5,10 +5,10 @@ import { choiceStream, type ChunkShape } from "./choice-stream.ts";
 import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
-import { ERROR_RESPONSES } from "./response-schemas.ts";
+import { postSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest } from "./schemas.ts";
-import { sendEventStream, sseContent } from "./sse.ts";
+import { jsonOrEventStream, sendEventStream } from "./sse.ts";
 import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
 import { checkChatParameters } from "./unsupported-params.ts";
 import { promptLogprobs, scorePromptTokens } from "./prompt-logprobs.ts";
@@ -21,27 +21,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
   app.post<{ Body: ChatCompletionRequest }>(
     "/v1/chat/completions",
     {
-      schema: {
-        summary: "Create a chat completion",
-        tags: ["OpenAI"],
-        body: { $ref: "ChatCompletionRequest#" },
-        response: {
-          200: {
-            description: "A chat.completion, or with stream: true an event stream of chat.completion.chunk objects.",
-            content: {
-              "application/json": { schema: { $ref: "ChatCompletion#" } },
-              "text/event-stream": sseContent("ChatCompletionChunk"),
-            },
-          },
-          ...ERROR_RESPONSES,
-        },
-      },
+      schema: postSchema("Create a chat completion", "OpenAI", "ChatCompletionRequest", jsonOrEventStream("A chat.completion, or with stream: true an event stream of chat.completion.chunk objects.", "ChatCompletion", "ChatCompletionChunk")),
     },
     async (request, reply) => {
       const body = request.body;
+      const n = checkGeneration(app, body);
       const info = app.engine.info;
-      const n = body.n ?? 1;
-      checkGeneration(app, body.model, n);
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
       if (mode === "latent") checkLatentAvailable(app, "reasoning.mode");
       if (!info.reasoningModes.includes(mode)) {

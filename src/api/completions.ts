@@ -5,10 +5,10 @@ import { choiceStream, type ChunkShape } from "./choice-stream.ts";
 import { checkGeneration, checkQueue } from "./guards.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
-import { ERROR_RESPONSES } from "./response-schemas.ts";
+import { postSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { CompletionRequest } from "./schemas.ts";
-import { sendEventStream, sseContent } from "./sse.ts";
+import { jsonOrEventStream, sendEventStream } from "./sse.ts";
 import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
 import { checkCompletionParameters } from "./unsupported-params.ts";
 import { echoPrompt, promptLogprobs, scorePromptsTokens, type PromptTokenLogprob } from "./prompt-logprobs.ts";
@@ -68,29 +68,14 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: CompletionRequest }>(
     "/v1/completions",
     {
-      schema: {
-        summary: "Create a text completion",
-        tags: ["OpenAI"],
-        body: { $ref: "CompletionRequest#" },
-        response: {
-          200: {
-            description: "A text_completion, or with stream: true an event stream of them.",
-            content: {
-              "application/json": { schema: { $ref: "Completion#" } },
-              "text/event-stream": sseContent("Completion"),
-            },
-          },
-          ...ERROR_RESPONSES,
-        },
-      },
+      schema: postSchema("Create a text completion", "OpenAI", "CompletionRequest", jsonOrEventStream("A text_completion, or with stream: true an event stream of them.", "Completion", "Completion")),
     },
     async (request, reply) => {
       const body = request.body;
-      const info = app.engine.info;
-      const n = body.n ?? 1;
-      checkGeneration(app, body.model, n);
+      const n = checkGeneration(app, body);
       checkCompletionParameters(app, body); // #18: refused parameters
       const prompts = toPromptList(app, body.prompt);
+      const info = app.engine.info;
       const echo = body.echo ?? false;
       // #18: echo the prompt as sent when the tokens' texts line up with it (prompt-logprobs.ts).
       if (echo) for (const p of prompts) p.text = echoPrompt(p.sent, p.prompt.ids, app.tokenizer).text;

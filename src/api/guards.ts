@@ -50,11 +50,14 @@ export function checkN(app: FastifyInstance, n: number): void {
   }
 }
 
-/** What every generation route checks first: the model, n, and that new work is accepted. */
-export function checkGeneration(app: FastifyInstance, model: string | undefined | null, n: number): void {
-  checkModel(app, model);
+/** What every generation route checks first: the model, n, and that new work is accepted.
+ * Returns n (1 when absent). */
+export function checkGeneration(app: FastifyInstance, body: { model?: string | null; n?: number | null }): number {
+  const n = body.n ?? 1;
+  checkModel(app, body.model);
   checkN(app, n);
   checkAccepting(app);
+  return n;
 }
 
 /** A latent request to a text-only model: 400 naming why latent reasoning is unavailable. */

@@ -5,7 +5,7 @@ import { encodeChat } from "./chat-prompt.ts";
 import { WEIGHTS_VERSION_HEADER, requestId } from "./generation.ts";
 import { checkAccepting, checkLatentAvailable, checkModel, checkQueue } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
-import { ERROR_RESPONSES } from "./response-schemas.ts";
+import { postSchema } from "./response-schemas.ts";
 import type { LatentDecodeRequest, LatentLogprobsRequest } from "./schemas.ts";
 import { parseThoughts, traceSteps, traceText } from "./thoughts.ts";
 
@@ -37,12 +37,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
     "/v1/latent/logprobs",
     {
       config: { counted: "latent_scoring" },
-      schema: {
-        summary: "Score latent trajectories (exact log-likelihoods)",
-        tags: ["NF-CoT"],
-        body: { $ref: "LatentLogprobsRequest#" },
-        response: { 200: { $ref: "LatentLogprobsResponse#" }, ...ERROR_RESPONSES },
-      },
+      schema: postSchema("Score latent trajectories (exact log-likelihoods)", "NF-CoT", "LatentLogprobsRequest", "LatentLogprobsResponse"),
     },
     async (request, reply) => {
       const body = request.body;
@@ -136,12 +131,7 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentDecodeRequest }>(
     "/v1/latent/decode",
     {
-      schema: {
-        summary: "Decode thoughts into trace text (models with a thought decoder)",
-        tags: ["NF-CoT"],
-        body: { $ref: "LatentDecodeRequest#" },
-        response: { 200: { $ref: "LatentDecodeResponse#" }, ...ERROR_RESPONSES },
-      },
+      schema: postSchema("Decode thoughts into trace text (models with a thought decoder)", "NF-CoT", "LatentDecodeRequest", "LatentDecodeResponse"),
     },
     async (request) => {
       const body = request.body;

@@ -283,3 +283,9 @@ export const ERROR_RESPONSES = Object.fromEntries(
     { description, content: { "application/json": { schema: { $ref: "ErrorResponse#" } } } },
   ]),
 );
+
+/** A POST route's documented schema: its request body (a registered schema's $id), its 200
+ * (a $id, or a whole response object such as jsonOrEventStream's) and the common errors. */
+export function postSchema(summary: string, tag: string, body: string, ok: string | Record<string, unknown>) {
+  return { summary, tags: [tag], body: { $ref: `${body}#` }, response: { 200: typeof ok === "string" ? { $ref: `${ok}#` } : ok, ...ERROR_RESPONSES } };
+}

@@ -30,6 +30,17 @@ export function sseContent(chunk: string): Record<string, unknown> {
   };
 }
 
+/** A generation route's 200: the whole object as JSON, or with stream: true its chunks as events. */
+export function jsonOrEventStream(description: string, json: string, chunk: string): Record<string, unknown> {
+  return {
+    description,
+    content: {
+      "application/json": { schema: { $ref: `${json}#` } },
+      "text/event-stream": sseContent(chunk),
+    },
+  };
+}
+
 export function sseData(obj: unknown): string {
   return `data: ${JSON.stringify(obj)}\n\n`;
 }

@@ -3,7 +3,7 @@ import { ServeError } from "../errors.ts";
 import { encodeChat } from "./chat-prompt.ts";
 import { checkModel } from "./guards.ts";
 import { checkPromptChars, checkPromptTokens, messagesChars, promptCharLimit } from "./prompt-limits.ts";
-import { ERROR_RESPONSES } from "./response-schemas.ts";
+import { postSchema } from "./response-schemas.ts";
 import type { DetokenizeRequest, TokenizeRequest } from "./schemas.ts";
 
 /** POST /tokenize and /detokenize (vLLM's shapes): the model's tokenizer and chat template. */
@@ -13,12 +13,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
     "/tokenize",
     {
       config: { access: "tokenizer" },
-      schema: {
-        summary: "Tokenize a prompt or chat messages",
-        tags: ["Tokenizer"],
-        body: { $ref: "TokenizeRequest#" },
-        response: { 200: { $ref: "TokenizeResponse#" }, ...ERROR_RESPONSES },
-      },
+      schema: postSchema("Tokenize a prompt or chat messages", "Tokenizer", "TokenizeRequest", "TokenizeResponse"),
     },
     async (request) => {
       const body = request.body;
@@ -42,12 +37,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
     "/detokenize",
     {
       config: { access: "tokenizer" },
-      schema: {
-        summary: "Turn token ids back into text",
-        tags: ["Tokenizer"],
-        body: { $ref: "DetokenizeRequest#" },
-        response: { 200: { $ref: "DetokenizeResponse#" }, ...ERROR_RESPONSES },
-      },
+      schema: postSchema("Turn token ids back into text", "Tokenizer", "DetokenizeRequest", "DetokenizeResponse"),
     },
     async (request) => {
       const body = request.body;

@@ -69,6 +69,7 @@ export class ServeMetrics implements EngineObserver {
     this.registry.setDefaultLabels({ model_name: modelName });
     const gauge = (name: string, help: string) => new Gauge({ name: PREFIX + name, help, registers });
     const counter = (name: string, help: string) => new Counter({ name: PREFIX + name, help, registers });
+    const byLabel = <L extends string>(name: string, help: string, label: L) => new Counter({ name: PREFIX + name, help, labelNames: [label], registers });
     const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name: PREFIX + name, help, buckets, registers });
 
     this.running = gauge("num_requests_running", "Number of requests in the running batch.");
@@ -82,18 +83,8 @@ export class ServeMetrics implements EngineObserver {
       "generation_tokens_total",
       "Generated outputs: text tokens plus latent thoughts (as usage.completion_tokens counts them).",
     );
-    this.success = new Counter({
-      name: PREFIX + "request_success_total",
-      help: "Finished engine requests, by finish reason.",
-      labelNames: ["finished_reason"],
-      registers,
-    });
-    this.failure = new Counter({
-      name: PREFIX + "request_failure_total",
-      help: "HTTP requests answered with an error, by the OpenAI error body's code.",
-      labelNames: ["code"],
-      registers,
-    });
+    this.success = byLabel("request_success_total", "Finished engine requests, by finish reason.", "finished_reason");
+    this.failure = byLabel("request_failure_total", "HTTP requests answered with an error, by the OpenAI error body's code.", "code");
     this.ttft = histogram("time_to_first_token_seconds", "Time from submission to the first output (thought or token).", TTFT_BUCKETS);
     this.itl = histogram("inter_token_latency_seconds", "Time between consecutive outputs (thoughts and tokens) of a request.", ITL_BUCKETS);
     this.e2e = histogram("e2e_request_latency_seconds", "Time from submission to finish.", LATENCY_BUCKETS);
@@ -106,12 +97,11 @@ export class ServeMetrics implements EngineObserver {
     this.scoringTrajectories = counter("latent_scoring_trajectories_total", "Latent trajectories submitted for scoring.");
     this.latentSpan = histogram("latent_span_seconds", "Time from the first to the last thought of a latent span.", ITL_BUCKETS.concat([160, 640]));
 
-    this.weightUpdates = new Counter({
-      name: PREFIX + "weight_updates_total",
-      help: "Weight updates (POST /admin/weights): ok = swapped in, failed = refused, the old weights kept serving.",
-      labelNames: ["result"],
-      registers,
-    });
+    this.weightUpdates = byLabel(
+      "weight_updates_total",
+      "Weight updates (POST /admin/weights): ok = swapped in, failed = refused, the old weights kept serving.",
+      "result",
+    );
     this.weightsVersion = new Gauge({
       name: PREFIX + "weights_version_info",
       help: "The weights version serving (label version; value 1).",
