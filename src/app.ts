@@ -14,6 +14,7 @@ import { latentRoutes } from "./api/latent.ts";
 import { modelsRoutes } from "./api/models.ts";
 import { registerOpenApi } from "./api/openapi.ts";
 import { tokenizeRoutes } from "./api/tokenize.ts";
+import { reportIgnoredFields } from "./api/unknown-fields.ts";
 import { TraceDecoder } from "./api/trace-decoder.ts";
 import type { ServeState } from "./http/serve-state.ts";
 import { opsPlugin } from "./ops/plugin.ts";
@@ -79,6 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(opsPlugin, { engine: deps.engine, config, modelName: app.modelName, state: serveState });
   registerAuth(app, config);
   refuseUnmatched(app);
+  reportIgnoredFields(app);
   await app.register(chatCompletionsRoutes);
   await app.register(completionsRoutes);
   await app.register(modelsRoutes);

@@ -4,6 +4,9 @@
 export const ERROR_CODES = {
   invalid_request: { status: 400, type: "invalid_request_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
+  // A parameter this server or model cannot honour (tools without template support, structured
+  // output, ...): refused rather than silently ignored; `param` names it.
+  unsupported_parameter: { status: 400, type: "invalid_request_error" },
   invalid_api_key: { status: 401, type: "authentication_error" },
   invalid_admin_key: { status: 401, type: "authentication_error" },
   conflict: { status: 409, type: "invalid_request_error" },

@@ -65,15 +65,20 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
     const lp = whole.choices[0]!.logprobs!.content!;
     assert.equal(lp.length, 40);
     assert.equal(Buffer.from(lp.flatMap((t) => t.bytes!)).toString("utf8"), content);
+    // The tokens' strings rebuild the content too (a split character: "" then the character).
+    assert.equal(lp.map((t) => t.token).join(""), content);
     const deltas: string[] = [];
+    const streamedTokens: string[] = [];
     let finish: string | null = null;
-    for await (const chunk of await client.chat.completions.create({ ...req, stream: true })) {
+    for await (const chunk of await client.chat.completions.create({ ...req, stream: true, logprobs: true })) {
       const c = chunk.choices[0];
       if (c?.delta?.content) deltas.push(c.delta.content);
+      streamedTokens.push(...(c?.logprobs?.content ?? []).map((t) => t.token));
       if (c?.finish_reason) finish = c.finish_reason;
     }
     assert.equal(finish, "length");
     assert.equal(deltas.join(""), content);
+    assert.equal(streamedTokens.join(""), content);
     for (const d of deltas) assert.ok(!d.includes("\uFFFD") || content.includes("\uFFFD"), JSON.stringify(d));
   });
 
@@ -88,10 +93,31 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
     for (const c of whole.choices) {
       assert.equal(streamed.get(c.index), c.text);
       const tokens = c.logprobs!.tokens!;
-      assert.ok(tokens.length > 0);
-      // A sampled id without a token would have the empty string as its text and no bytes.
-      assert.ok(tokens.every((t) => t.length > 0), JSON.stringify(tokens));
+      assert.equal(tokens.length, 48);
+      // Each token's text is its part of the returned text ("" for part of a character).
+      assert.equal(tokens.join(""), c.text);
+      c.logprobs!.text_offset!.forEach((o, i, all) => assert.ok(i === 0 || o >= all[i - 1]!));
     }
+    // A sampled id without a token would have no bytes: every token has its own.
+    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: prompt }], temperature: 1.5, max_tokens: 48, seed: 9, n: 3, logprobs: true });
+    for (const c of chat.choices) {
+      for (const t of c.logprobs!.content!) assert.ok(t.bytes!.length > 0, JSON.stringify(t));
+      assert.equal(Buffer.from(c.logprobs!.content!.flatMap((t) => t.bytes!)).toString("utf8"), c.message.content);
+    }
+  });
+
+  test("tools: a template that reads them gets them (the prompt grows); a forced tool call is refused", async () => {
+    const messages = [{ role: "user" as const, content: "What is 2 + 3?" }];
+    const tools = [{ type: "function" as const, function: { name: "add", description: "Add two numbers", parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } } } }];
+    const plain = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 1, temperature: 0 });
+    const withTools = await client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "auto", max_tokens: 1, temperature: 0 });
+    assert.ok(withTools.usage!.prompt_tokens > plain.usage!.prompt_tokens + 20, `${withTools.usage!.prompt_tokens} vs ${plain.usage!.prompt_tokens}`);
+    await assert.rejects(client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "required" }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.code, "unsupported_parameter");
+      assert.equal(e.param, "tool_choice");
+      return true;
+    });
   });
 
   test("chat_template_kwargs may not override what the server sets", async () => {

@@ -2,13 +2,16 @@ import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
 import { encodeChat } from "./chat-prompt.ts";
 import { choiceStream, type ChunkShape } from "./choice-stream.ts";
-import { checkGeneration, checkLatentAvailable } from "./guards.ts";
+import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { postSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest } from "./schemas.ts";
 import { jsonOrEventStream, sendEventStream } from "./sse.ts";
+import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
+import { checkChatParameters } from "./unsupported-params.ts";
+import { promptLogprobs, scorePromptTokens } from "./prompt-logprobs.ts";
 
 /** POST /v1/chat/completions: messages through the chat template (in the requested reasoning
  * mode) into the generation service; the answer shaped as a chat.completion or its chunks, with
@@ -30,14 +33,20 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
       }
       checkPromptChars(app, messagesChars(body.messages), "messages");
-      const prompt = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined });
+      const tools = checkChatParameters(app, body); // #18: refused parameters; tools for a template that reads them
+      const prompt = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined, ...(tools ? { tools } : {}) });
       const maxTokens = budgetMaxTokens(info, prompt, body.max_completion_tokens ?? body.max_tokens, "messages");
       const logprobs = body.logprobs ?? false;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
+      const sampling = toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 });
+      // #18: vLLM's prompt_logprobs, scored before generating (a sequence of its own beside the choices).
+      const k = body.prompt_logprobs ?? null;
+      if (k !== null) checkQueue(app, n + 1, "n");
+      const promptLps = k === null ? null : promptLogprobs(prompt.ids, await scorePromptTokens(app, reply, prompt.ids, k), k, app.tokenizer);
       const gen = app.generation.start({
         reply,
         idPrefix: "chatcmpl",
-        prompts: [{ prompt, sampling: toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 }) }],
+        prompts: [{ prompt, sampling }],
         n,
         latent: toLatent(info, body.reasoning),
         returnThoughts,
@@ -46,11 +55,16 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({ content: chatLogprobs(tokens, app.tokenizer), refusal: null });
 
       if (body.stream) {
+        // #18: each token's text as it lands in the content (held back with a possible stop string).
+        const attrs = Array.from({ length: gen.choices }, () => new TokenTextAttribution(app.tokenizer));
         const shape: ChunkShape = {
           blank: { delta: {}, logprobs: null, finish_reason: null },
           opening: () => [{ delta: { role: "assistant", content: "" } }],
-          text: (_, text, token) => ({ delta: { content: text }, logprobs: token ? lp([token]) : null }),
-          finish: (_, tail, reason, thoughts) => [...(tail ? [{ delta: { content: tail } }] : []), { finish_reason: reason, thoughts }],
+          text: (i, text, token) => ({ delta: { content: text }, logprobs: token ? lp(attrs[i]!.token(token)) : null }),
+          finish: (i, tail, reason, thoughts) => {
+            const rest = logprobs ? attrs[i]!.finish(tail) : [];
+            return [...(tail || rest.length > 0 ? [{ delta: { content: tail }, logprobs: rest.length > 0 ? lp(rest) : null }] : []), { finish_reason: reason, thoughts }];
+          },
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
         return sendEventStream(reply, choiceStream(gen, gen.head("chat.completion.chunk"), shape, { includeUsage, thoughtVectors: returnThoughts }));
@@ -61,11 +75,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         choices: choices.map((c) => ({
           index: c.index,
           message: { role: "assistant", content: c.text, refusal: null },
-          logprobs: logprobs ? lp(c.tokens) : null,
+          logprobs: logprobs ? lp(attributeTokens(c.tokens, c.text, app.tokenizer)) : null,
           finish_reason: c.finishReason,
           thoughts: c.thoughts,
         })),
         usage: gen.usage,
+        ...(promptLps ? { prompt_logprobs: promptLps } : {}),
       };
     },
   );

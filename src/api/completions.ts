@@ -2,7 +2,6 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { ServeError } from "../errors.ts";
 import { rawPrompt, type Prompt } from "../model/prompt.ts";
 import { choiceStream, type ChunkShape } from "./choice-stream.ts";
-import { requestId } from "./generation.ts";
 import { checkGeneration, checkQueue } from "./guards.ts";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from "./logprobs.ts";
 import { checkPromptChars, checkPromptTokens } from "./prompt-limits.ts";
@@ -10,15 +9,23 @@ import { postSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { CompletionRequest } from "./schemas.ts";
 import { jsonOrEventStream, sendEventStream } from "./sse.ts";
+import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
+import { checkCompletionParameters } from "./unsupported-params.ts";
+import { echoPrompt, promptLogprobs, scorePromptsTokens, type PromptTokenLogprob } from "./prompt-logprobs.ts";
 
 /** POST /v1/completions: raw prompts (text or token ids, one or a list), n choices each, echo;
  * through the generation service, shaped as text_completion objects. */
 
 interface CompletionPrompt {
   prompt: Prompt;
+  /** As sent (a text prompt); null for token ids. */
+  sent: string | null;
+  /** What echo returns. */
   text: string;
   /** Echo with logprobs: the prompt's tokens with log p(token | tokens before); the first has none. */
   logprobs: CompletionLogprobs | null;
+  /** vLLM's prompt_logprobs (#18). */
+  promptLogprobs: (Record<string, PromptTokenLogprob> | null)[] | null;
 }
 
 function toPromptList(app: FastifyInstance, prompt: CompletionRequest["prompt"]): CompletionPrompt[] {
@@ -33,31 +40,28 @@ function toPromptList(app: FastifyInstance, prompt: CompletionRequest["prompt"])
     if (ids.length === 0) throw new ServeError("invalid_request", "The prompt is empty.", param);
     const bad = ids.find((t) => t >= vocab);
     if (bad !== undefined) throw new ServeError("invalid_request", `Token id ${bad} is outside the vocabulary (size ${vocab}).`, param);
-    return { prompt: rawPrompt(ids, app.engine.info), text: typeof p === "string" ? p : app.tokenizer.decode(p, false), logprobs: null };
+    const sent = typeof p === "string" ? p : null;
+    return { prompt: rawPrompt(ids, app.engine.info), sent, text: sent ?? app.tokenizer.decode(p as number[], false), logprobs: null, promptLogprobs: null };
   });
 }
 
-/** The prompts' own token log-probs, by teacher-forced scoring of tokens 1.. after token 0. */
-async function scorePrompts(app: FastifyInstance, reply: FastifyReply, prompts: CompletionPrompt[]): Promise<void> {
-  const scored = prompts.filter((p) => p.prompt.ids.length > 1);
-  const id = requestId("cmpl-echo");
-  const results = await app.generation.score(
-    reply,
-    scored.map((p, i) => ({ kind: "score", id: `${id}-${i}`, promptIds: p.prompt.ids.slice(0, 1), thoughts: [], answerIds: p.prompt.ids.slice(1) })),
-  );
-  for (const p of prompts) {
-    const ids = p.prompt.ids;
-    const r = results[scored.indexOf(p)];
-    const tokens = ids.map((tokenId, i) => ({
-      tokenId,
-      // The exact length of each token's text in the decoded prompt, from incremental decodes.
-      text: app.tokenizer.decode(ids.slice(0, i + 1), false).slice(app.tokenizer.decode(ids.slice(0, i), false).length),
-      logprob: i === 0 ? null : r!.answerLogprobs[i - 1]!.logprob,
-      top: null,
+/** The prompts' own token log-probs, by teacher-forced scoring of tokens 1.. after token 0: for
+ * echo with logprobs (the top `echoTop` per position, each token's part of the echoed text) and
+ * for vLLM's prompt_logprobs (the top `promptTop`). */
+async function scorePrompts(app: FastifyInstance, reply: FastifyReply, prompts: CompletionPrompt[], echoTop: number | null, promptTop: number | null): Promise<void> {
+  const results = await scorePromptsTokens(app, reply, prompts.map((p) => p.prompt.ids), Math.max(echoTop ?? 0, promptTop ?? 0));
+  prompts.forEach((p, j) => {
+    const scored = results[j]!;
+    if (promptTop !== null) p.promptLogprobs = promptLogprobs(p.prompt.ids, scored, promptTop, app.tokenizer);
+    if (echoTop === null) return;
+    const tokens = echoPrompt(p.sent, p.prompt.ids, app.tokenizer).pieces.map((text, i) => ({
+      text,
+      logprob: i === 0 ? null : scored[i - 1]!.logprob,
+      top: i === 0 ? null : (scored[i - 1]!.top ?? []).slice(0, echoTop),
     }));
     p.logprobs = emptyCompletionLogprobs();
     appendCompletionLogprobs(p.logprobs, tokens, app.tokenizer, 0);
-  }
+  });
 }
 
 export async function completionsRoutes(app: FastifyInstance): Promise<void> {
@@ -69,19 +73,23 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const body = request.body;
       const n = checkGeneration(app, body);
+      checkCompletionParameters(app, body); // #18: refused parameters
       const prompts = toPromptList(app, body.prompt);
       const info = app.engine.info;
       const echo = body.echo ?? false;
+      // #18: echo the prompt as sent when the tokens' texts line up with it (prompt-logprobs.ts).
+      if (echo) for (const p of prompts) p.text = echoPrompt(p.sent, p.prompt.ids, app.tokenizer).text;
       const logprobs = body.logprobs ?? null;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
       const sampled = prompts.map((p) => ({
         prompt: p.prompt,
         sampling: toSampling(body, budgetMaxTokens(info, p.prompt, body.max_tokens, "prompt"), { enabled: logprobs !== null, top: logprobs ?? 0 }),
       }));
-      if (echo && logprobs !== null) {
+      const promptTop = body.prompt_logprobs ?? null;
+      if ((echo && logprobs !== null) || promptTop !== null) {
         // Echoed prompts are scored first, as sequences of their own beside the choices.
         checkQueue(app, prompts.length * (n + 1), "prompt");
-        await scorePrompts(app, reply, prompts);
+        await scorePrompts(app, reply, prompts, echo && logprobs !== null ? logprobs : null, promptTop);
       }
       const gen = app.generation.start({
         reply,
@@ -101,11 +109,13 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       };
 
       if (body.stream) {
+        // #18: each token's text as it lands in the returned text (held back with a possible stop string).
+        const attrs = Array.from({ length: gen.choices }, () => new TokenTextAttribution(app.tokenizer));
         const shape: ChunkShape = {
           blank: { text: "", logprobs: null, finish_reason: null },
           opening: (i) => (echo ? [{ text: promptOf(i).text, logprobs: logprobs !== null ? promptOf(i).logprobs : null }] : []),
-          text: (i, text, token) => ({ text, logprobs: token ? choiceLogprobs(i, [token]) : null }),
-          finish: (_, tail, reason, thoughts) => [{ text: tail, finish_reason: reason, thoughts }],
+          text: (i, text, token) => ({ text, logprobs: token ? choiceLogprobs(i, attrs[i]!.token(token)) : null }),
+          finish: (i, tail, reason, thoughts) => [{ text: tail, logprobs: logprobs !== null ? choiceLogprobs(i, attrs[i]!.finish(tail)) : null, finish_reason: reason, thoughts }],
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
         return sendEventStream(reply, choiceStream(gen, gen.head("text_completion"), shape, { includeUsage, thoughtVectors: returnThoughts }));
@@ -119,8 +129,9 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
           return {
             index: c.index,
             text: (echo ? p.text : "") + c.text,
-            logprobs: logprobs !== null ? choiceLogprobs(c.index, c.tokens, echoed) : null,
+            logprobs: logprobs !== null ? choiceLogprobs(c.index, attributeTokens(c.tokens, c.text, app.tokenizer), echoed) : null,
             finish_reason: c.finishReason,
+            ...(p.promptLogprobs ? { prompt_logprobs: p.promptLogprobs } : {}),
             thoughts: c.thoughts,
           };
         }),

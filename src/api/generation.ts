@@ -22,6 +22,8 @@ export const WEIGHTS_VERSION_HEADER = "x-weights-version";
 export interface TokenOut {
   tokenId: number;
   text: string;
+  /** The token's own detokenized text (token-text.ts attributes the content to tokens by it). */
+  piece?: string | undefined;
   logprob: number;
   top: TopLogprob[];
 }
@@ -236,7 +238,7 @@ export class Generation {
         if (e.type === "error") throw new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
         if (e.type === "token") {
           s.text += e.text;
-          if (e.logprob !== undefined) s.tokens.push({ tokenId: e.tokenId, text: e.text, logprob: e.logprob, top: e.topLogprobs ?? [] });
+          if (e.logprob !== undefined) s.tokens.push({ tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] });
         } else if (e.type === "thought") s.thoughts.push(thoughtRecord(e));
         else if (e.type === "flow") s.flowLogDet = e.logDet;
         else if (e.type === "finish") {

@@ -1,8 +1,11 @@
+import type { TopLogprob } from "../engine/types.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
-import type { TokenOut } from "./generation.ts";
+import type { LogprobToken } from "./token-text.ts";
 
 /** Token log-probs in the two OpenAI shapes: chat (`logprobs.content[]`) and legacy completions
- * (parallel arrays). A token's string is its text (ModelTokenizer.tokenText), its bytes the exact bytes. */
+ * (parallel arrays). A token's string and bytes are its part of the returned text (token-text.ts:
+ * they concatenate to the content); the alternatives' are their own text (ModelTokenizer.tokenText)
+ * and exact bytes. */
 
 export interface ChatTokenLogprob {
   token: string;
@@ -11,11 +14,11 @@ export interface ChatTokenLogprob {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
-export function chatLogprobs(tokens: TokenOut[], tok: ModelTokenizer): ChatTokenLogprob[] {
+export function chatLogprobs(tokens: LogprobToken[], tok: ModelTokenizer): ChatTokenLogprob[] {
   return tokens.map((t) => ({
-    token: tok.tokenText(t.tokenId),
+    token: t.text,
     logprob: t.logprob,
-    bytes: tok.tokenBytes(t.tokenId),
+    bytes: t.bytes,
     top_logprobs: t.top.map((x) => ({ token: tok.tokenText(x.tokenId), logprob: x.logprob, bytes: tok.tokenBytes(x.tokenId) })),
   }));
 }
@@ -31,16 +34,17 @@ export function emptyCompletionLogprobs(): CompletionLogprobs {
   return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
 }
 
-/** Appends tokens to `into`; `offset` is the text length before the first of them. Returns the
- * text length after them. A null logprob marks a token with none (the prompt's first). */
+/** Appends tokens to `into`; `offset` is the text length before the first of them (character
+ * offsets into the returned text: each token's text is its part of it). Returns the text length
+ * after them. A null logprob marks a token with none (the prompt's first). */
 export function appendCompletionLogprobs(
   into: CompletionLogprobs,
-  tokens: { tokenId: number; text: string; logprob: number | null; top: TokenOut["top"] | null }[],
+  tokens: { text: string; logprob: number | null; top: TopLogprob[] | null }[],
   tok: ModelTokenizer,
   offset: number,
 ): number {
   for (const t of tokens) {
-    into.tokens.push(tok.tokenText(t.tokenId));
+    into.tokens.push(t.text);
     into.token_logprobs.push(t.logprob);
     into.top_logprobs.push(t.top && t.top.length ? Object.fromEntries(t.top.map((x) => [tok.tokenText(x.tokenId), x.logprob])) : null);
     into.text_offset.push(offset);

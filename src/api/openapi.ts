@@ -43,6 +43,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         vocabSize: app.engine.info.vocabSize,
         maxN: app.config.maxN,
         maxQueue: app.config.maxQueue,
+        readsTools: app.tokenizer.template.readsTools,
+        latentAvailable: app.engine.info.latentUnavailable === null,
       }),
     // Components keep their TypeBox $id as their name.
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json["$id"] ?? `def-${i}`) },

@@ -33,13 +33,30 @@ export const ThoughtsSummary = Type.Object(
 );
 
 const TopLogprob = Type.Object({ token: Type.String(), logprob: Type.Number(), bytes: Nullable(Type.Array(Type.Integer())) });
-const TokenLogprob = Type.Object({
-  token: Type.String(),
-  logprob: Type.Number(),
-  bytes: Nullable(Type.Array(Type.Integer())),
-  top_logprobs: Type.Array(TopLogprob),
-});
+const TokenLogprob = Type.Object(
+  {
+    token: Type.String({ description: "The text this token added to the content (\"\" for part of a character, or text a stop string cut): the tokens join to the content." }),
+    logprob: Type.Number({ description: "The model's own log-prob (raw logits: before logit_bias, penalties and temperature), as vLLM reports." }),
+    bytes: Nullable(Type.Array(Type.Integer({ description: "The token's bytes: they join to the content's UTF-8." }))),
+    top_logprobs: Type.Array(TopLogprob),
+  },
+  { title: "TokenLogprob" },
+);
 const ChatLogprobs = Nullable(Type.Object({ content: Nullable(Type.Array(TokenLogprob)) }));
+const PromptLogprobs = Type.Array(
+  Nullable(
+    Type.Record(
+      Type.String({ pattern: "^[0-9]+$" }),
+      Type.Object({ logprob: Type.Number(), rank: Nullable(Type.Integer({ minimum: 1 })), decoded_token: Type.String() }),
+    ),
+  ),
+  {
+    title: "PromptLogprobs",
+    description:
+      "Extension (vLLM), with prompt_logprobs: per prompt position, null for the first, then {token id: {logprob, rank, decoded_token}} for the prompt's token and the prompt_logprobs most likely tokens.",
+  },
+);
+
 const FinishReason = Nullable(Type.Union([Type.Literal("stop"), Type.Literal("length")]));
 
 export const Usage = Type.Object(
@@ -79,6 +96,7 @@ export const ChatCompletion = Type.Object(
       }),
     ),
     usage: Type.Ref("Usage"),
+    prompt_logprobs: Type.Optional(PromptLogprobs),
   },
   { $id: "ChatCompletion", title: "ChatCompletion" },
 );
@@ -122,7 +140,7 @@ const CompletionLogprobs = Nullable(
     tokens: Type.Array(Type.String()),
     token_logprobs: Type.Array(Nullable(Type.Number())),
     top_logprobs: Type.Array(Nullable(Type.Record(Type.String(), Type.Number()))),
-    text_offset: Type.Array(Type.Integer()),
+    text_offset: Type.Array(Type.Integer({ description: "Character offset of each token's text in the returned text (echoed prompt included)." })),
   }),
 );
 
@@ -136,6 +154,7 @@ export const Completion = Type.Object(
         text: Type.String(),
         logprobs: CompletionLogprobs,
         finish_reason: FinishReason,
+        prompt_logprobs: Type.Optional(PromptLogprobs),
         thoughts: Type.Optional(Type.Ref("ThoughtsSummary")),
         thought: Type.Optional(StreamThought),
       }),

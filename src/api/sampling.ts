@@ -17,6 +17,8 @@ export interface SamplingFields {
   seed?: number | null;
   ignore_eos?: boolean | null;
   stop_token_ids?: number[] | null;
+  logit_bias?: Record<string, number> | null;
+  min_tokens?: number | null;
 }
 
 export function toSampling(
@@ -24,6 +26,9 @@ export function toSampling(
   maxTokens: number,
   logprobs: { enabled: boolean; top: number },
 ): SamplingParams {
+  if ((f.min_tokens ?? 0) > maxTokens) {
+    throw new ServeError("invalid_request", `min_tokens (${f.min_tokens}) must be at most max_tokens (${maxTokens}).`, "min_tokens");
+  }
   const stop = f.stop === undefined || f.stop === null ? [] : typeof f.stop === "string" ? [f.stop] : f.stop;
   return {
     temperature: f.temperature ?? 1,
@@ -40,6 +45,8 @@ export function toSampling(
     logprobs: logprobs.enabled,
     topLogprobs: logprobs.enabled ? logprobs.top : 0,
     ignoreEos: f.ignore_eos ?? false,
+    ...(f.logit_bias ? { logitBias: Object.entries(f.logit_bias).map(([id, b]): [number, number] => [Number(id), b]) } : {}),
+    ...(f.min_tokens ? { minTokens: f.min_tokens } : {}),
   };
 }
 

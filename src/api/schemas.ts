@@ -63,10 +63,67 @@ const SamplingFields = {
   ignore_eos: Opt(Type.Boolean({ description: "Extension: keep generating past EOS until max_tokens." })),
   // Any id: one outside the vocabulary is never sampled, so it never stops anything.
   stop_token_ids: Opt(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: "Extension: token ids that end a choice." })),
+  logit_bias: Opt(
+    Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 }), {
+      additionalProperties: false,
+      description:
+        "Token id (as a string) -> bias in [-100, 100] added to the model's logits before sampling (greedy too). Reported logprobs stay the model's own, before the bias (vLLM's default). Ids outside the vocabulary are a 400.",
+    }),
+  ),
+  min_tokens: Opt(
+    Type.Integer({
+      minimum: 0,
+      description:
+        "Extension (vLLM): EOS and stop_token_ids cannot end a choice before this many text tokens, and stop strings match only in text generated after them. At most max_tokens.",
+    }),
+  ),
+  prompt_logprobs: Opt(
+    Type.Integer({
+      minimum: 0,
+      maximum: 20,
+      description:
+        "Extension (vLLM): log-probs of the prompt's tokens: `prompt_logprobs` is null for the first position, then per position {token id: {logprob, rank, decoded_token}} for the prompt's token and this many most likely tokens. Not with stream: true.",
+    }),
+  ),
 };
 
 const maxTokens = (minimum: number) =>
   Opt(Type.Integer({ minimum, description: "Text tokens to generate at most (thoughts are extra). Default: what fits in the context." }));
+
+const TOOLS_NOTE = "Refused (400 unsupported_parameter) unless the model's chat template reads `tools`.";
+
+/** OpenAI's tool fields: passed to a chat template that reads `tools` (no tool-call parsing of the
+ * output); refused for a template that does not. */
+const ToolFields = {
+  tools: Opt(
+    Type.Array(
+      Type.Object({
+        type: Type.Literal("function"),
+        function: Type.Object({
+          name: Type.String(),
+          description: Type.Optional(Type.String()),
+          parameters: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+          strict: Type.Optional(Nullable(Type.Boolean())),
+        }),
+      }),
+      { description: `${TOOLS_NOTE} Given to the template as they are; the output is not parsed into tool_calls.` },
+    ),
+  ),
+  tool_choice: Opt(
+    Type.Union(
+      [
+        Type.Literal("none"),
+        Type.Literal("auto"),
+        Type.Literal("required"),
+        Type.Object({ type: Type.Literal("function"), function: Type.Object({ name: Type.String() }) }),
+      ],
+      { description: `${TOOLS_NOTE} "required" and a named function are always refused (no constrained decoding).` },
+    ),
+  ),
+  parallel_tool_calls: Opt(Type.Boolean({ description: TOOLS_NOTE })),
+  functions: Opt(Type.Array(Type.Unknown(), { description: "Deprecated by OpenAI for tools: always refused (400 unsupported_parameter)." })),
+  function_call: Opt(Type.Unknown({ description: "Deprecated by OpenAI for tool_choice: always refused (400 unsupported_parameter)." })),
+};
 
 const TextPart = Type.Object({ type: Type.Literal("text"), text: Type.String() }, { title: "TextContentPart" });
 
@@ -105,6 +162,13 @@ export const ChatCompletionRequest = Type.Object(
     top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Needs logprobs: true when over 0." })),
     reasoning: Opt(Reasoning),
     chat_template_kwargs: Type.Optional(ChatTemplateKwargs),
+    ...ToolFields,
+    response_format: Opt(
+      Type.Object(
+        { type: Type.Union([Type.Literal("text"), Type.Literal("json_object"), Type.Literal("json_schema")]), json_schema: Type.Optional(Type.Unknown()) },
+        { description: "Only {\"type\": \"text\"}: json_object and json_schema are refused (400 unsupported_parameter): there is no structured-output decoding." },
+      ),
+    ),
   },
   {
     $id: "ChatCompletionRequest",

@@ -1,4 +1,5 @@
 import { FLOAT32_MAX, finiteFloat32Base64Pattern } from "./float32-base64.ts";
+import { describeRefusals, type RefusalFacts } from "./served-refusals.ts";
 
 /** The OpenAPI document states the rules of the model and configuration this server serves,
  * which the routes enforce but the request schemas (shared by every model) cannot: the model name
@@ -7,7 +8,7 @@ import { FLOAT32_MAX, finiteFloat32Base64Pattern } from "./float32-base64.ts";
  * request body an example that works as is (the docs UI's "Try it out"), and documents streams
  * as event streams whose events are the chunk schemas. */
 
-export interface ServedFacts {
+export interface ServedFacts extends RefusalFacts {
   modelName: string;
   numThoughts: number;
   thoughtDim: number;
@@ -78,6 +79,7 @@ export function describeServed(doc: Json, f: ServedFacts): Json {
   for (const branch of schemas["CompletionRequest"]!["properties"]["prompt"]["anyOf"] as Json[]) {
     if (branch["type"] === "array" && branch["items"]?.["type"] !== "integer") branch["maxItems"] = f.maxQueue;
   }
+  describeRefusals(schemas, f);
   const trajectories = schemas["LatentLogprobsRequest"]!["properties"]["trajectories"];
   trajectories["maxItems"] = Math.min(trajectories["maxItems"] ?? Infinity, f.maxQueue);
 

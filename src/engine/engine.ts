@@ -2,14 +2,14 @@ import type { BlockManager } from "./block-manager.ts";
 import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts";
 import { Rng } from "./rng.ts";
 import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
-import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
+import { sampleToken, scoreToken, type TokenHistory } from "./sampler.ts";
 import { samplingProblem } from "./sampling-params.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence } from "./sequence.ts";
 import { THOUGHT } from "./thought-marker.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, ScoreRequest, StepRecord } from "./types.ts";
+import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, ScoredToken, ScoreRequest, StepRecord } from "./types.ts";
 
 
 export interface SpecialTokens {
@@ -43,7 +43,7 @@ export interface SequenceFailure {
 interface ScoreState {
   thoughtLogProbs: number[];
   thoughtBehaviourLogProbs: (number | null)[];
-  answerLogprobs: { tokenId: number; logprob: number }[];
+  answerLogprobs: ScoredToken[];
 }
 
 /** A finished latent span whose flow log-det was asked for: run after the step's update. */
@@ -313,7 +313,7 @@ export class Engine {
       st.thoughtLogProbs.push(thoughtLogProb(u, mu, ls));
       st.thoughtBehaviourLogProbs.push(behaviourLogProb(u, mu, ls, (seq.request as ScoreRequest).temperature ?? 0));
     }
-    else st.answerLogprobs.push({ tokenId: next, logprob: logSoftmax(logits)[next]! });
+    else st.answerLogprobs.push({ tokenId: next, ...scoreToken(logits, next, (seq.request as ScoreRequest).topLogprobs) });
   }
 
   private sample(seq: Sequence, req: GenerateRequest, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
@@ -338,7 +338,10 @@ export class Engine {
     } else {
       // One latent span per answer: the model may open it, but not loop on it.
       const banned = [...this.alwaysBanned, ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : [])];
-      if (req.sampling.ignoreEos) banned.push(...this.eosIds);
+      // min_tokens (vLLM): neither EOS nor a stop token id may end the choice before it.
+      const early = seq.completionTokens < (req.sampling.minTokens ?? 0);
+      if (req.sampling.ignoreEos || early) banned.push(...this.eosIds);
+      if (early) banned.push(...req.sampling.stopTokenIds);
       const s = sampleToken(logits, req.sampling, g.history, g.rng, banned);
       if (this.eosIds.includes(s.tokenId) || req.sampling.stopTokenIds.includes(s.tokenId)) {
         this.scheduler.finish(seq, "stop");
@@ -348,15 +351,15 @@ export class Engine {
       this.counters.generationTokens++;
       g.history.counts.set(s.tokenId, (g.history.counts.get(s.tokenId) ?? 0) + 1);
       g.history.seen.add(s.tokenId);
-      g.text.push(s.tokenId);
+      const piece = g.text.push(s.tokenId);
       if (s.tokenId === this.special.bot) this.openLatentSpan(seq);
-      const { delta, stopped } = g.stop.push(g.text.text);
+      const { delta, stopped } = g.stop.push(g.text.text, seq.completionTokens > (req.sampling.minTokens ?? 0));
       this.emit({
         type: "token",
         id: seq.id,
         tokenId: s.tokenId,
         text: delta,
-        ...(req.sampling.logprobs ? { logprob: s.logprob, topLogprobs: s.topLogprobs } : {}),
+        ...(req.sampling.logprobs ? { piece, logprob: s.logprob, topLogprobs: s.topLogprobs } : {}),
       });
       if (stopped) {
         this.scheduler.finish(seq, "stop");

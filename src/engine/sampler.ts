@@ -38,6 +38,13 @@ export function applyPenalties(logits: Float32Array, history: TokenHistory, p: S
   }
 }
 
+/** In place: OpenAI's logit_bias, added to the logits (ids outside the vocabulary skipped). A
+ * masked (-Infinity) logit stays masked. */
+export function applyLogitBias(logits: Float32Array, bias: readonly (readonly [number, number])[] | undefined): void {
+  if (!bias) return;
+  for (const [id, b] of bias) if (id >= 0 && id < logits.length) logits[id] = logits[id] + b;
+}
+
 /** In place: -Infinity outside the k largest (0 = off). Ties with the k-th value are kept, as HF
  * and vLLM do (`logits < kth` is masked), so the kept set never depends on token order. */
 export function applyTopK(logits: Float32Array, k: number): void {
@@ -105,13 +112,13 @@ export function logSoftmax(logits: Float32Array): Float64Array {
 }
 
 /** Samples one token. `rawLogits` is read only (it may be a view into the runner's output).
- * Pipeline: banned ids -> -Infinity (no id is special here: the caller bans EOS when it must),
- * penalties, then temperature 0 = greedy argmax (ties: lowest id), else temperature, top-k,
+ * Pipeline (vLLM's order): banned ids -> -Infinity (no id is special here: the caller bans EOS
+ * when it must, e.g. for min_tokens), logit bias, penalties, then temperature 0 = greedy argmax (ties: lowest id), else temperature, top-k,
  * softmax, top-p, min-p, and a draw from the renormalised remainder using exactly one rng.next(),
  * so a seeded request gives the same tokens whatever shares its batch.
- * `logprob` and `topLogprobs` come from log-softmax of the RAW logits, before bans, penalties and
- * the sampling transforms: the model's own distribution, as vLLM reports by default, and what a
- * scoring request or an RL trainer recomputes. */
+ * `logprob` and `topLogprobs` come from log-softmax of the RAW logits, before bans, logit bias,
+ * penalties and the sampling transforms: the model's own distribution, as vLLM reports by default
+ * (logprobs_mode raw_logprobs), and what a scoring request or an RL trainer recomputes. */
 export function sampleToken(
   rawLogits: Float32Array,
   p: SamplingParams,
@@ -121,6 +128,7 @@ export function sampleToken(
 ): TokenSample {
   const logits = rawLogits.slice();
   if (banned) for (const id of banned) if (id >= 0 && id < logits.length) logits[id] = -Infinity;
+  applyLogitBias(logits, p.logitBias);
   applyPenalties(logits, history, p);
   if (!sanitizeLogits(logits)) throw new SamplingError("the model gave no finite logit for any allowed token");
 
@@ -144,6 +152,19 @@ export function sampleToken(
     logprob: finiteLogprob(raw[tokenId] - lse),
     topLogprobs: p.logprobs ? topTokens(raw, p.topLogprobs, lse) : [],
   };
+}
+
+/** One teacher-forced position: log p(tokenId) of the raw logits, and when `top` is given its
+ * rank (1 + the tokens strictly more likely, as vLLM ranks) and the `top` most likely tokens. */
+export function scoreToken(rawLogits: Float32Array, tokenId: number, top?: number): { logprob: number; rank?: number; top?: TopLogprob[] } {
+  const lp = logSoftmax(rawLogits);
+  const logprob = lp[tokenId]!;
+  if (top === undefined) return { logprob };
+  const raw = rawLogits.slice();
+  sanitizeLogits(raw);
+  let above = 0;
+  for (let i = 0; i < raw.length; i++) if (raw[i]! > raw[tokenId]!) above++;
+  return { logprob, rank: above + 1, top: topTokens(raw, top, logSumExp(raw)) };
 }
 
 const FLOAT32_MAX = 3.4028234663852886e38;

@@ -23,6 +23,8 @@ export function samplingProblem(p: SamplingParams, latentTemperature: number): s
     [p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty), `repetition_penalty must be finite and > 0, got ${p.repetitionPenalty}`],
     [Number.isInteger(p.maxTokens) && p.maxTokens >= 0, `max_tokens must be an integer >= 0, got ${p.maxTokens}`],
     [Number.isInteger(p.topLogprobs) && p.topLogprobs >= 0, `top_logprobs must be an integer >= 0, got ${p.topLogprobs}`],
+    [p.minTokens === undefined || (Number.isInteger(p.minTokens) && p.minTokens >= 0), `min_tokens must be an integer >= 0, got ${p.minTokens}`],
+    [(p.logitBias ?? []).every(([id, b]) => Number.isInteger(id) && Number.isFinite(b)), "logit_bias must map integer token ids to finite numbers"],
     [latentTemperature >= 0 && Number.isFinite(latentTemperature), `latent_temperature must be finite and >= 0, got ${latentTemperature}`],
   ];
   return checks.find(([ok]) => !ok)?.[1] ?? null;

@@ -18,6 +18,11 @@ export interface SamplingParams {
   logprobs: boolean;
   topLogprobs: number;
   ignoreEos: boolean;
+  /** OpenAI's logit_bias: [token id, bias] added to the logits before sampling (greedy too). */
+  logitBias?: [number, number][];
+  /** vLLM's min_tokens: EOS and stopTokenIds are masked, and stop strings not matched, until
+   * this many text tokens have been generated. */
+  minTokens?: number;
 }
 
 export interface LatentParams {
@@ -56,6 +61,8 @@ export interface ScoreRequest {
   /** T_z of the behaviour density to report beside the T_z = 1 one (absent or 0: none). */
   temperature?: number;
   returnFlowLogDet?: boolean;
+  /** Given (0 included): per answer position also the given token's rank and this many most likely tokens. */
+  topLogprobs?: number;
   weightsVersion?: string;
 }
 
@@ -66,12 +73,24 @@ export interface TopLogprob {
   logprob: number;
 }
 
+/** A teacher-forced token: its log-prob; with topLogprobs asked, its rank (1 = most likely) and
+ * the most likely tokens at that position. */
+export interface ScoredToken {
+  tokenId: number;
+  logprob: number;
+  rank?: number;
+  top?: TopLogprob[];
+}
+
 export type EngineEvent =
   | {
       type: "token";
       id: string;
       tokenId: number;
-      text: string; // detokenized delta (may be "" while a multi-token character is incomplete)
+      text: string; // released text: held back while a multi-token character is incomplete or it may start a stop string
+      /** With logprobs: this token's own text as the detokenizer emitted it ("" for part of a
+       * character), before stop strings hold or cut it. */
+      piece?: string;
       logprob?: number;
       topLogprobs?: TopLogprob[];
     }
@@ -105,7 +124,7 @@ export type EngineEvent =
       thoughtLogProbs: number[];
       /** At the request's temperature; null entries when it is 0 or absent. */
       thoughtBehaviourLogProbs: (number | null)[];
-      answerLogprobs: { tokenId: number; logprob: number }[];
+      answerLogprobs: ScoredToken[];
       flowLogDet?: number;
       weightsVersion?: string;
     }

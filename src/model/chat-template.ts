@@ -37,10 +37,15 @@ export class ChatTemplate {
   /** The template loops over a message's content parts (multimodal-style); otherwise text parts
    * are joined with "\n" into one string, as vLLM does for string-content templates. */
   readonly takesContentParts: boolean;
+  /** The template reads the `tools` variable: the model declares tool support this way (as
+   * Hugging Face templates do); a request's tools are refused for one that does not. */
+  readonly readsTools: boolean;
 
   constructor(readonly source: string, tokenizerConfig: Record<string, unknown>) {
     this.template = new Template(source);
     this.specials = specialTokenStrings(tokenizerConfig);
+    // Inside {{ }} and {% %} only: the word in the template's literal text or comments is no read.
+    this.readsTools = [...source.matchAll(/\{[{%]([\s\S]*?)[%}]\}/g)].some((m) => /\btools\b/.test(m[1]!));
     this.takesContentParts = /\{%-?\s*for\s+\w+\s+in\s+[\w.]*?(message|m|msg)(\.content|\[['"]content['"]\])/.test(source);
   }
 

@@ -7,7 +7,7 @@ import type { FastifyInstance } from "fastify";
 const METHODS = "GET, POST, OPTIONS";
 const DEFAULT_HEADERS = "authorization, content-type, x-request-id";
 // Browsers hide response headers from scripts unless listed.
-const EXPOSED = "x-request-id, retry-after";
+const EXPOSED = "x-request-id, retry-after, x-ignored-fields";
 
 export function registerCors(app: FastifyInstance, origins: string[]): void {
   if (origins.length === 0) return;
