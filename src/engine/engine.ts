@@ -3,6 +3,7 @@ import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts
 import { Rng } from "./rng.ts";
 import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
 import { logSoftmax, sampleToken, type TokenHistory } from "./sampler.ts";
+import { promptThoughtsProblem } from "./prompt-thoughts.ts";
 import { samplingProblem } from "./sampling-params.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence, THOUGHT } from "./sequence.ts";
@@ -130,7 +131,10 @@ export class Engine {
   add(req: EngineRequest): void {
     const seq = new Sequence(req, this.now());
     // Refused alone, before it holds anything: the API checks the same, so this is the backstop.
-    const problem = req.kind === "generate" ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) : null;
+    const problem =
+      req.kind === "generate"
+        ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) ?? promptThoughtsProblem(req, this.runner.thoughtDim)
+        : null;
     if (problem) return this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
     // A generation needs one position past its prompt; scoring needs its positions.
     const needed = seq.numPositions + (req.kind === "generate" ? 1 : 0);
@@ -143,7 +147,8 @@ export class Engine {
       });
     }
     if (req.kind === "generate") {
-      const seen = new Set(req.promptIds);
+      // Penalties look at tokens only: a prompt's thought positions are not in its history.
+      const seen = new Set(req.promptIds.filter((t) => t !== THOUGHT));
       this.gen.set(req.id, {
         rng: Rng.forChoice(req.sampling.seed, req.choiceIndex),
         history: { counts: new Map(), seen },
