@@ -6,7 +6,7 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { loadManifest } from "../src/model/manifest.ts";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
-import { THOUGHT } from "../src/engine/thought-marker.ts";
+import { THOUGHT } from "../src/model/positions.ts";
 import { runPython, SHIPPED_MODEL } from "./helpers/python.ts";
 import { relErr } from "./helpers/compare-logits.ts";
 import type { Packed } from "./helpers/packed-tensor.ts";

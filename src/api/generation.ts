@@ -143,6 +143,7 @@ export class Generation {
         id: `${this.id}-${p * input.n + i}`,
         promptIds: prompt.ids,
         opensLatentSpan: prompt.opensLatentSpan,
+        ...(prompt.thoughts ? { promptThoughts: prompt.thoughts } : {}),
         sampling,
         latent: input.latent,
         choiceIndex: i,

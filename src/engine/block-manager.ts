@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Sequence } from "./sequence.ts";
-import { THOUGHT } from "./thought-marker.ts";
+import { THOUGHT } from "../model/positions.ts";
 
 /** Paged KV cache bookkeeping: a pool of fixed-size blocks, per-sequence block tables, refcounts,
  * a free list, and automatic prefix caching by chained hashes of full blocks. Ids only: the

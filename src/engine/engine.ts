@@ -3,10 +3,11 @@ import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts
 import { Rng } from "./rng.ts";
 import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
 import { sampleToken, scoreToken, type TokenHistory } from "./sampler.ts";
+import { promptThoughtsProblem } from "./prompt-thoughts.ts";
 import { samplingProblem } from "./sampling-params.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
 import { Sequence } from "./sequence.ts";
-import { THOUGHT } from "./thought-marker.ts";
+import { THOUGHT } from "../model/positions.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, ScoredToken, ScoreRequest, StepRecord } from "./types.ts";
@@ -131,7 +132,10 @@ export class Engine {
   add(req: EngineRequest): void {
     const seq = new Sequence(req, this.now());
     // Refused alone, before it holds anything: the API checks the same, so this is the backstop.
-    const problem = req.kind === "generate" ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) : null;
+    const problem =
+      req.kind === "generate"
+        ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) ?? promptThoughtsProblem(req, this.runner.thoughtDim)
+        : null;
     if (problem) return this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
     // A generation needs one position past its prompt; scoring needs its positions.
     const needed = seq.numPositions + (req.kind === "generate" ? 1 : 0);
@@ -144,7 +148,8 @@ export class Engine {
       });
     }
     if (req.kind === "generate") {
-      const seen = new Set(req.promptIds);
+      // Penalties look at tokens only: a prompt's thought positions are not in its history.
+      const seen = new Set(req.promptIds.filter((t) => t !== THOUGHT));
       this.gen.set(req.id, {
         rng: Rng.forChoice(req.sampling.seed, req.choiceIndex),
         history: { counts: new Map(), seen },

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { hasThoughtIO, resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
 import type { EngineOptions } from "./options.ts";
-import { THOUGHT } from "./thought-marker.ts";
+import { THOUGHT } from "../model/positions.ts";
 
 /** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
 

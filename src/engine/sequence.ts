@@ -1,4 +1,4 @@
-import { THOUGHT } from "./thought-marker.ts";
+import { THOUGHT } from "../model/positions.ts";
 import type { EngineRequest, FinishReason } from "./types.ts";
 
 export type SequenceStatus = "waiting" | "running" | "preempted" | "finished";
@@ -39,7 +39,11 @@ export class Sequence {
     this.request = request;
     this.arrivalMs = arrivalMs;
     this.tokens = [...request.promptIds];
-    this.thoughts = request.promptIds.map(() => null);
+    // A generation prompt may hold thought positions (an earlier latent turn continued): their
+    // vectors, in order. A count mismatch is refused by the engine before it schedules anything.
+    const given = request.kind === "generate" ? (request.promptThoughts ?? []) : [];
+    let k = 0;
+    this.thoughts = request.promptIds.map((id) => (id === THOUGHT ? (given[k++] ?? null) : null));
     if (request.kind === "score") {
       for (const t of request.thoughts) this.pushThought(t);
       for (const id of request.answerIds) this.pushToken(id);

@@ -38,6 +38,9 @@ export interface GenerateRequest {
   promptIds: number[];
   /** The prompt ends in <bot>: its K thoughts come first (src/model/prompt.ts decides it). */
   opensLatentSpan: boolean;
+  /** The vectors of the prompt's thought positions (THOUGHT in promptIds), in order: an earlier
+   * latent turn carried back. Absent: the prompt has none. */
+  promptThoughts?: Float32Array[];
   sampling: SamplingParams;
   latent: LatentParams;
   /** Index of this choice among n (the seed of choice i is seed + i). */

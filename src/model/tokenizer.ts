@@ -74,6 +74,12 @@ export class ModelTokenizer {
     return this.encodeGuarded(text, protectedRanges);
   }
 
+  /** Text as a chat message's content encodes (special-token strings stay text): an answer the
+   * model generated, re-tokenized to carry it back into a prompt. */
+  encodeText(text: string): number[] {
+    return text.length > 0 ? this.plain.encode(text, { add_special_tokens: false }).ids : [];
+  }
+
   /** The rendered prompt text (what encodeChat tokenizes). */
   renderChat(messages: readonly TemplateMessage[], opts: RenderOptions): string {
     return this.guard.restore(this.template.render(messages.map((m) => this.protectMessage(m)), opts)).text;

@@ -1,5 +1,5 @@
 import type { ForwardRow, Runner } from "../../src/engine/runner.ts";
-import { THOUGHT } from "../../src/engine/thought-marker.ts";
+import { THOUGHT } from "../../src/model/positions.ts";
 
 /** A fake runner for engine unit tests (one layer under test): its logits always favour token
  * (last input token + 1), and its NF head gives mu = 0.5, sigma = 1 everywhere. Faults, for the
