@@ -219,6 +219,8 @@ def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepV
                            "eot": tk.EOT},
         "reasoning_modes": ["none", "explicit", "latent"],
         "default_reasoning_mode": "latent",
+        # The explicit trace is every line but the last; the answer is the last line.
+        "reasoning_split": {"answer": "last_line"},
         "kv_cache": {"dtype": "float32",
                      "layout": ["num_blocks", "num_layers", 2, "num_kv_heads", "block_size", "head_dim"]},
         "tokenizer": "tokenizer.json",

@@ -31,17 +31,25 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       }
       checkPromptChars(app, messagesChars(body.messages), "messages");
       const prompt = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined });
-      const maxTokens = budgetMaxTokens(info, prompt, body.max_completion_tokens ?? body.max_tokens, "messages");
+      const budget = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+      const maxTokens = budgetMaxTokens(info, prompt, { value: body[budget], param: budget }, "messages");
       const logprobs = body.logprobs ?? false;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
+      // A written trace (the model declares where it ends) or the decoded thoughts (latent, when
+      // asked) go to reasoning_content; the answer alone to content.
+      const reasoning = {
+        split: mode !== "latent" ? info.reasoningSplit : null,
+        decodedThoughts: mode === "latent" && returnThoughts && info.hasThoughtDecoder,
+      };
       const gen = app.generation.start({
         reply,
         idPrefix: "chatcmpl",
         prompts: [{ prompt, sampling: toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 }) }],
         n,
-        latent: toLatent(info, body.reasoning),
+        latent: toLatent(info, body.reasoning, body.temperature),
         returnThoughts,
         sizeParam: "n",
+        reasoning,
       });
       const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({ content: chatLogprobs(tokens, app.tokenizer), refusal: null });
 
@@ -49,8 +57,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         const shape: ChunkShape = {
           blank: { delta: {}, logprobs: null, finish_reason: null },
           opening: () => [{ delta: { role: "assistant", content: "" } }],
-          text: (_, text, token) => ({ delta: { content: text }, logprobs: token ? lp([token]) : null }),
-          finish: (_, tail, reason, thoughts) => [...(tail ? [{ delta: { content: tail } }] : []), { finish_reason: reason, thoughts }],
+          text: (_, channel, text, tokens) =>
+            channel === "reasoning"
+              ? { delta: { reasoning_content: text, reasoning: text } }
+              : { delta: { content: text }, logprobs: tokens.length ? lp(tokens) : null },
+          finish: (_, reason, thoughts) => ({ finish_reason: reason, thoughts }),
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
         return sendEventStream(reply, choiceStream(gen, gen.head("chat.completion.chunk"), shape, { includeUsage, thoughtVectors: returnThoughts }));
@@ -60,7 +71,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         ...gen.head("chat.completion"),
         choices: choices.map((c) => ({
           index: c.index,
-          message: { role: "assistant", content: c.text, refusal: null },
+          message: { role: "assistant", content: c.text, reasoning_content: c.reasoning, reasoning: c.reasoning, refusal: null },
           logprobs: logprobs ? lp(c.tokens) : null,
           finish_reason: c.finishReason,
           thoughts: c.thoughts,

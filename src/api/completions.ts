@@ -76,7 +76,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
       const sampled = prompts.map((p) => ({
         prompt: p.prompt,
-        sampling: toSampling(body, budgetMaxTokens(info, p.prompt, body.max_tokens, "prompt"), { enabled: logprobs !== null, top: logprobs ?? 0 }),
+        sampling: toSampling(body, budgetMaxTokens(info, p.prompt, { value: body.max_tokens, param: "max_tokens" }, "prompt"), { enabled: logprobs !== null, top: logprobs ?? 0 }),
       }));
       if (echo && logprobs !== null) {
         // Echoed prompts are scored first, as sequences of their own beside the choices.
@@ -88,7 +88,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
         idPrefix: "cmpl",
         prompts: sampled,
         n,
-        latent: toLatent(info, body.reasoning),
+        latent: toLatent(info, body.reasoning, body.temperature),
         returnThoughts,
         sizeParam: "prompt",
       });
@@ -104,8 +104,8 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
         const shape: ChunkShape = {
           blank: { text: "", logprobs: null, finish_reason: null },
           opening: (i) => (echo ? [{ text: promptOf(i).text, logprobs: logprobs !== null ? promptOf(i).logprobs : null }] : []),
-          text: (i, text, token) => ({ text, logprobs: token ? choiceLogprobs(i, [token]) : null }),
-          finish: (_, tail, reason, thoughts) => [{ text: tail, finish_reason: reason, thoughts }],
+          text: (i, _, text, tokens) => ({ text, logprobs: tokens.length ? choiceLogprobs(i, tokens) : null }),
+          finish: (_, reason, thoughts) => ({ finish_reason: reason, thoughts }),
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
         return sendEventStream(reply, choiceStream(gen, gen.head("text_completion"), shape, { includeUsage, thoughtVectors: returnThoughts }));
