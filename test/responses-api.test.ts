@@ -109,3 +109,38 @@ describe("responses.stream", () => {
     assert.deepEqual(final.usage, whole.usage);
   });
 });
+
+describe("a latent reasoning item sent back", () => {
+  test("the next turn runs on the same thoughts, from the prefix cache: never re-sampled", async () => {
+    const user1 = { role: "user" as const, content: PROGRAM };
+    const first = await client.responses.create({
+      model: MODEL,
+      input: [user1],
+      temperature: 0.8,
+      seed: 11,
+      reasoning: { effort: "medium", latent_temperature: 0.9 } as OpenAI.Reasoning,
+      include: ["reasoning.encrypted_content"],
+    });
+    const item = first.output[0] as unknown as ReasoningItem;
+    assert.equal(item.type, "reasoning");
+    assert.match(item.encrypted_content!, /^nfcot1:/);
+    const user2 = { role: "user" as const, content: "c = 2\nprint(c)" };
+    const followUp = (withReasoning: boolean) =>
+      client.responses.create({
+        model: MODEL,
+        input: [user1, ...(withReasoning ? [item] : []), { role: "assistant", content: first.output_text }, user2] as OpenAI.Responses.ResponseInput,
+        temperature: 0,
+        reasoning: { effort: "medium" },
+      });
+    const second = await followUp(true);
+    // Turn 1's whole sequence (prompt, K thoughts, answer, EOS) is the prefix of turn 2's prompt:
+    // every full 16-position block of it is served from the cache.
+    const sequence1 = first.usage!.input_tokens + first.usage!.output_tokens + 1;
+    assert.equal(second.usage!.input_tokens_details.cached_tokens, Math.floor(sequence1 / 16) * 16);
+    assert.equal(second.usage!.output_tokens_details.reasoning_tokens, K, "only the new turn's thoughts are sampled");
+    // Without the item the earlier turn has no thoughts: the prompt differs after turn 1's prompt.
+    const without = await followUp(false);
+    assert.ok(without.usage!.input_tokens_details.cached_tokens < second.usage!.input_tokens_details.cached_tokens);
+    assert.equal(without.usage!.input_tokens, second.usage!.input_tokens - K);
+  });
+});
