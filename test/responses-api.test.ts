@@ -141,6 +141,5 @@ describe("a latent reasoning item sent back", () => {
     // Without the item the earlier turn has no thoughts: the prompt differs after turn 1's prompt.
     const without = await followUp(false);
     assert.ok(without.usage!.input_tokens_details.cached_tokens < second.usage!.input_tokens_details.cached_tokens);
-    assert.equal(without.usage!.input_tokens, second.usage!.input_tokens - K);
   });
 });
