@@ -11,6 +11,7 @@ import { GenerationService } from "./api/generation.ts";
 import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
 import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
+import { responsesRoutes } from "./api/responses.ts";
 import { modelsRoutes } from "./api/models.ts";
 import { registerOpenApi } from "./api/openapi.ts";
 import { tokenizeRoutes } from "./api/tokenize.ts";
@@ -86,6 +87,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(modelsRoutes);
   await app.register(tokenizeRoutes);
   await app.register(latentRoutes);
+  await app.register(responsesRoutes);
   // Off by default: without an admin key the admin routes do not exist (404).
   if (config.adminKey) await app.register(adminRoutes, { adminKey: config.adminKey });
   return app;

@@ -29,7 +29,7 @@ before(async () => {
     messages: [{ role: "user", content: SOURCE }],
     n: 3,
     seed: 11,
-    max_tokens: 6,
+    max_tokens: 12,
     temperature: 1,
     logprobs: true,
     reasoning: { mode: "latent", latent_temperature: TZ, return_thoughts: true, return_flow_log_det: true },
@@ -106,7 +106,7 @@ test("at T_z = 0 (u = mu) there is no behaviour density: null, and streams carry
   const res = await postJson(`${s.url}/v1/chat/completions`, {
     model: MODEL,
     messages: [{ role: "user", content: SOURCE }],
-    max_tokens: 4,
+    max_tokens: 10,
     stream: true,
     reasoning: { mode: "latent", latent_temperature: 0 },
   });

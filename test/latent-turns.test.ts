@@ -68,7 +68,7 @@ test("a continued latent conversation is served from the prefix cache through th
   assert.equal(p2.opensLatentSpan, true);
   // The budget counts the carried thoughts as prompt positions (and K more for the new span).
   const served = { maxContext: info.maxContext, numThoughts: K } as EngineInfo;
-  assert.equal(budgetMaxTokens(served, p2, null, "messages"), info.maxContext - p2.ids.length - K);
+  assert.equal(budgetMaxTokens(served, p2, { value: null, param: "max_tokens" }, "messages"), info.maxContext - p2.ids.length - K);
   const t2 = await generate(p2);
   // Turn 1's positions ran (prompt, K thoughts, the answer; the EOS was sampled, never run):
   // every full block of them is served from the cache.

@@ -83,7 +83,7 @@ describe("chat completions through the SDK", () => {
   });
 
   test("logprobs with top_logprobs", async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 6, seed: 1, logprobs: true, top_logprobs: 3 });
+    const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 12, seed: 1, logprobs: true, top_logprobs: 3 });
     const content = r.choices[0]!.logprobs!.content!;
     assert.ok(content.length >= 1);
     for (const t of content) {
@@ -167,7 +167,7 @@ describe("errors raise the SDK's typed errors", () => {
       assert.equal(first.status, 200);
       assert.equal(s.engine.inFlight, 2);
       const c = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: "x", maxRetries: 0 });
-      await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 2, max_tokens: 2 }), (e: unknown) => {
+      await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 2, max_tokens: 8 }), (e: unknown) => {
         assert.ok(e instanceof OpenAI.RateLimitError);
         assert.equal(e.code, "queue_full");
         assert.equal(e.headers?.["retry-after"], "1");

@@ -41,7 +41,7 @@ const chat = (headers: Record<string, string>) =>
     method: "POST",
     url: "/v1/chat/completions",
     headers: { "content-type": "application/json", ...headers },
-    payload: JSON.stringify({ model: "nfcot-trace-small", messages: [{ role: "user", content: "x = 1" }], max_tokens: 4 }),
+    payload: JSON.stringify({ model: "nfcot-trace-small", messages: [{ role: "user", content: "x = 1" }], max_tokens: 10 }),
   });
 
 const failures = async (code: string) => {

@@ -170,7 +170,7 @@ describe("weight swap", () => {
     const want = ref.thought_log_probs.reduce((a: number, b: number) => a + b, 0);
     assert.ok(Math.abs(w1.body.data[0].thought_log_prob - want) < 1e-3, `server ${w1.body.data[0].thought_log_prob}, PyTorch ${want}`);
 
-    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 4 });
+    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 10 });
     assert.equal(chat.headers.get("x-weights-version"), "w1");
     assert.equal((await chat.json()).weights_version, "w1");
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
@@ -188,7 +188,7 @@ describe("weight swap", () => {
     const res = await admin({ model_dir: SHIPPED_MODEL, version: "w2" });
     assert.equal(res.status, 409);
     assert.equal((await res.json()).error.code, "conflict");
-    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 4 });
+    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 10 });
     assert.equal((await chat.json()).weights_version, "w2");
   });
 });

@@ -233,7 +233,9 @@ def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepV
                     "default_temperature": default_temperature, "span": "fixed"},
             special_tokens={"pad": tk.PAD, "unk": tk.UNK, "bos": tk.BOS, "eos": tk.EOS, "bot": tk.BOT, "eot": tk.EOT},
             reasoning_modes=["none", "explicit", "latent"],
-            default_reasoning_mode="latent"),
+            default_reasoning_mode="latent",
+            # The explicit trace is every line but the last; the answer is the last line.
+            reasoning_split={"answer": "last_line"}),
         **(extra or {}),
     }
     write_json(os.path.join(out, "manifest.json"), manifest)

@@ -38,7 +38,16 @@ def manifest_for(hm, name: str, graphs: dict, flags: list) -> dict:
                        "default_temperature": x.get("default_temperature", 0.9), "span": "fixed"}
         m["reasoning_modes"] = x.get("reasoning_modes", ["none", "explicit", "latent"])
         m["default_reasoning_mode"] = x.get("default_reasoning_mode", "latent")
+    split = (x or {}).get("reasoning_split") or think_markers(hm.chat_template)
+    if split:
+        m["reasoning_split"] = split
     return m
+
+
+def think_markers(template: str) -> dict | None:
+    """Where the reply's reasoning ends, when the chat template writes <think> ... </think> turns
+    (Qwen3, DeepSeek-R1): the server returns the trace as reasoning_content, the rest as content."""
+    return {"start": "<think>", "end": "</think>"} if "<think>" in template and "</think>" in template else None
 
 
 def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = False,

@@ -35,9 +35,16 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       checkPromptChars(app, messagesChars(body.messages), "messages");
       const tools = checkChatParameters(app, body); // #18: refused parameters; tools for a template that reads them
       const prompt = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined, ...(tools ? { tools } : {}) });
-      const maxTokens = budgetMaxTokens(info, prompt, body.max_completion_tokens ?? body.max_tokens, "messages");
+      const budget = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+      const maxTokens = budgetMaxTokens(info, prompt, { value: body[budget], param: budget }, "messages");
       const logprobs = body.logprobs ?? false;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
+      // A written trace (the model declares where it ends) or the decoded thoughts (latent, when
+      // asked) go to reasoning_content; the answer alone to content.
+      const reasoning = {
+        split: mode !== "latent" ? info.reasoningSplit : null,
+        decodedThoughts: mode === "latent" && returnThoughts && info.hasThoughtDecoder,
+      };
       const sampling = toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 });
       // #18: vLLM's prompt_logprobs, scored before generating (a sequence of its own beside the choices).
       const k = body.prompt_logprobs ?? null;
@@ -48,9 +55,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         idPrefix: "chatcmpl",
         prompts: [{ prompt, sampling }],
         n,
-        latent: toLatent(info, body.reasoning),
+        latent: toLatent(info, body.reasoning, body.temperature),
         returnThoughts,
         sizeParam: "n",
+        reasoning,
       });
       const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({ content: chatLogprobs(tokens, app.tokenizer), refusal: null });
 
@@ -60,10 +68,15 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         const shape: ChunkShape = {
           blank: { delta: {}, logprobs: null, finish_reason: null },
           opening: () => [{ delta: { role: "assistant", content: "" } }],
-          text: (i, text, token) => ({ delta: { content: text }, logprobs: token ? lp(attrs[i]!.token(token)) : null }),
-          finish: (i, tail, reason, thoughts) => {
-            const rest = logprobs ? attrs[i]!.finish(tail) : [];
-            return [...(tail || rest.length > 0 ? [{ delta: { content: tail }, logprobs: rest.length > 0 ? lp(rest) : null }] : []), { finish_reason: reason, thoughts }];
+          text: (i, channel, text, tokens) => {
+            if (channel === "reasoning") return { delta: { reasoning_content: text, reasoning: text } };
+            // Text without tokens is the tail held back as a possible stop string: it completes them.
+            const done = !logprobs ? [] : tokens.length > 0 ? tokens.flatMap((t) => attrs[i]!.token(t)) : attrs[i]!.finish(text);
+            return { delta: { content: text }, logprobs: done.length > 0 ? lp(done) : null };
+          },
+          finish: (i, reason, thoughts) => {
+            const rest = logprobs ? attrs[i]!.finish("") : [];
+            return { finish_reason: reason, thoughts, ...(rest.length > 0 ? { logprobs: lp(rest) } : {}) };
           },
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
@@ -74,7 +87,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         ...gen.head("chat.completion"),
         choices: choices.map((c) => ({
           index: c.index,
-          message: { role: "assistant", content: c.text, refusal: null },
+          message: { role: "assistant", content: c.text, reasoning_content: c.reasoning, reasoning: c.reasoning, refusal: null },
           logprobs: logprobs ? lp(attributeTokens(c.tokens, c.text, app.tokenizer)) : null,
           finish_reason: c.finishReason,
           thoughts: c.thoughts,

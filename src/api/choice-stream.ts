@@ -2,6 +2,7 @@ import type { Generation, TokenOut } from "./generation.ts";
 import { SSE_DONE, chunkEncoder, sseData } from "./sse.ts";
 import { streamThought } from "./thoughts-summary.ts";
 import type { FinishReason } from "../engine/types.ts";
+import type { Channel } from "../model/reasoning-splitter.ts";
 import type { ThoughtsSummary } from "./thoughts-summary.ts";
 
 /** The one stream loop: a generation's choice events as OpenAI chunks, then usage (when asked)
@@ -14,9 +15,11 @@ export interface ChunkShape {
   blank: Record<string, unknown>;
   /** Chunks a choice opens with (chat: the role; completions with echo: the prompt). */
   opening(choice: number): Record<string, unknown>[];
-  text(choice: number, text: string, token: TokenOut | null): Record<string, unknown>;
-  /** The choice's last chunks: the tail text and the finish reason with the thoughts summary. */
-  finish(choice: number, tail: string, reason: FinishReason, thoughts: ThoughtsSummary): Record<string, unknown>[];
+  /** Answer text, or reasoning text (chat only: completions ask for no split); `tokens`: the
+   * answer tokens' logprobs when asked for. */
+  text(choice: number, channel: Channel, text: string, tokens: TokenOut[]): Record<string, unknown>;
+  /** The choice's last chunk: the finish reason with the thoughts summary. */
+  finish(choice: number, reason: FinishReason, thoughts: ThoughtsSummary): Record<string, unknown>;
 }
 
 export async function* choiceStream(
@@ -29,9 +32,9 @@ export async function* choiceStream(
   const chunk = (index: number, fields: Record<string, unknown>) => encode({ index, ...shape.blank, ...fields });
   for (let i = 0; i < gen.choices; i++) for (const fields of shape.opening(i)) yield chunk(i, fields);
   for await (const e of gen.events()) {
-    if (e.type === "text") yield chunk(e.choice, shape.text(e.choice, e.text, e.token));
+    if (e.type === "text") yield chunk(e.choice, shape.text(e.choice, e.channel, e.text, e.tokens));
     else if (e.type === "thought") yield chunk(e.choice, { thought: streamThought(e.thought, opts.thoughtVectors) });
-    else for (const fields of shape.finish(e.choice, e.tail, e.reason, e.thoughts)) yield chunk(e.choice, fields);
+    else yield chunk(e.choice, shape.finish(e.choice, e.reason, e.thoughts));
   }
   if (opts.includeUsage) yield sseData({ ...head, choices: [], usage: gen.usage });
   yield SSE_DONE;

@@ -83,7 +83,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
       const sampled = prompts.map((p) => ({
         prompt: p.prompt,
-        sampling: toSampling(body, budgetMaxTokens(info, p.prompt, body.max_tokens, "prompt"), { enabled: logprobs !== null, top: logprobs ?? 0 }),
+        sampling: toSampling(body, budgetMaxTokens(info, p.prompt, { value: body.max_tokens, param: "max_tokens" }, "prompt"), { enabled: logprobs !== null, top: logprobs ?? 0 }),
       }));
       const promptTop = body.prompt_logprobs ?? null;
       if ((echo && logprobs !== null) || promptTop !== null) {
@@ -96,7 +96,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
         idPrefix: "cmpl",
         prompts: sampled,
         n,
-        latent: toLatent(info, body.reasoning),
+        latent: toLatent(info, body.reasoning, body.temperature),
         returnThoughts,
         sizeParam: "prompt",
       });
@@ -114,8 +114,12 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
         const shape: ChunkShape = {
           blank: { text: "", logprobs: null, finish_reason: null },
           opening: (i) => (echo ? [{ text: promptOf(i).text, logprobs: logprobs !== null ? promptOf(i).logprobs : null }] : []),
-          text: (i, text, token) => ({ text, logprobs: token ? choiceLogprobs(i, attrs[i]!.token(token)) : null }),
-          finish: (i, tail, reason, thoughts) => [{ text: tail, logprobs: logprobs !== null ? choiceLogprobs(i, attrs[i]!.finish(tail)) : null, finish_reason: reason, thoughts }],
+          text: (i, _, text, tokens) => {
+            if (logprobs === null) return { text };
+            // Text without tokens is the tail held back as a possible stop string: it completes them.
+            return { text, logprobs: choiceLogprobs(i, tokens.length > 0 ? tokens.flatMap((t) => attrs[i]!.token(t)) : attrs[i]!.finish(text)) };
+          },
+          finish: (i, reason, thoughts) => ({ finish_reason: reason, thoughts, ...(logprobs !== null ? { logprobs: choiceLogprobs(i, attrs[i]!.finish("")) } : {}) }),
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
         return sendEventStream(reply, choiceStream(gen, gen.head("text_completion"), shape, { includeUsage, thoughtVectors: returnThoughts }));

@@ -4,7 +4,9 @@ import { RequestAborted } from "../engine/client.ts";
 import type { EngineHandle, ScoreEvent } from "../engine/engine-handle.ts";
 import type { EngineEvent, FinishReason, GenerateRequest, LatentParams, SamplingParams, ScoreRequest, TopLogprob } from "../engine/types.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
+import type { ReasoningSplit } from "../model/manifest.ts";
 import type { Prompt } from "../model/prompt.ts";
+import { ReasoningSplitter, type Channel, type Routed } from "../model/reasoning-splitter.ts";
 import { checkQueue } from "./guards.ts";
 import type { ServeState } from "../http/serve-state.ts";
 import { spanOf, thoughtRecord, thoughtsSummary, type ThoughtEvent, type ThoughtRecord, type ThoughtsSummary } from "./thoughts-summary.ts";
@@ -29,18 +31,30 @@ export interface TokenOut {
 }
 
 export type ChoiceEvent =
-  /** Text as the detokenizer released it; `token` when logprobs were asked for. */
-  | { type: "text"; choice: number; text: string; token: TokenOut | null }
+  /** Text as the detokenizer released it, on its side of the reasoning split; `tokens`: its
+   * tokens' logprobs when they were asked for (answer text only). */
+  | { type: "text"; choice: number; channel: Channel; text: string; tokens: TokenOut[] }
   | { type: "thought"; choice: number; thought: ThoughtEvent }
-  /** `tail`: text held back as a possible stop-string prefix, released at the end. */
-  | { type: "finish"; choice: number; reason: FinishReason; tail: string; thoughts: ThoughtsSummary };
+  | { type: "finish"; choice: number; reason: FinishReason; thoughts: ThoughtsSummary };
 
 export interface ChoiceOutput {
   index: number;
+  /** The answer (all text when the reply is not split). */
   text: string;
-  tokens: TokenOut[]; // filled when logprobs were asked for
+  /** The trace (explicit mode with a declared split) or the decoded thoughts (latent, when
+   * asked); null when there is none. */
+  reasoning: string | null;
+  tokens: TokenOut[]; // the answer's, when logprobs were asked for
   finishReason: FinishReason | null;
   thoughts: ThoughtsSummary;
+}
+
+/** How a reply's reasoning is told apart from its answer. */
+export interface ReasoningOutput {
+  /** Explicit mode: the model's declared split of its text. */
+  split: ReasoningSplit | null;
+  /** Latent mode: the decoded thoughts as reasoning text (models with a thought decoder). */
+  decodedThoughts: boolean;
 }
 
 export interface GenerationInput {
@@ -54,6 +68,8 @@ export interface GenerationInput {
   returnThoughts: boolean;
   /** The request field that sets how many sequences it needs (for the queue's 400). */
   sizeParam: string;
+  /** Absent: all text is the answer (text completions). */
+  reasoning?: ReasoningOutput;
 }
 
 interface ServiceDeps {
@@ -109,11 +125,25 @@ export class GenerationService {
   }
 }
 
+/** One piece of text as the engine released it: a token's (with its logprob when asked), or the
+ * tail held back as a possible stop-string prefix (no token). */
+interface Piece {
+  text: string;
+  token: TokenOut | null;
+  isToken: boolean;
+}
+
 interface ChoiceState {
   text: string;
+  reasoning: string | null;
   tokens: TokenOut[];
+  /** Text tokens on the reasoning side of the split (usage counts them as reasoning tokens). */
+  reasoningTokens: number;
+  splitter: ReasoningSplitter<Piece> | null;
   thoughts: ThoughtRecord[];
   flowLogDet: number | null;
+  /** The decoded span, once asked for (undefined: not yet; a string or null after). */
+  decoded: string | undefined | null;
   finish: FinishEvent | null;
 }
 
@@ -150,7 +180,18 @@ export class Generation {
         leaderId: i === 0 ? null : `${this.id}-${p * input.n}`,
       })),
     );
-    this.states = this.requests.map(() => ({ text: "", tokens: [], thoughts: [], flowLogDet: null, finish: null }));
+    const split = input.reasoning?.split ?? null;
+    this.states = this.requests.map(() => ({
+      text: "",
+      reasoning: null,
+      tokens: [],
+      reasoningTokens: 0,
+      splitter: split ? new ReasoningSplitter<Piece>(split, (p) => p.text) : null,
+      thoughts: [],
+      flowLogDet: null,
+      decoded: undefined,
+      finish: null,
+    }));
     this.iterators = this.requests.map((r) => {
       if (r.sampling.maxTokens === 0) return nothingGenerated(r);
       this.open.add(r.id);
@@ -179,28 +220,34 @@ export class Generation {
     return this.requests.length;
   }
 
-  /** After the events have ended. */
+  /** After the events have ended. Reasoning tokens: thoughts, and the trace's text tokens. */
   get usage(): Usage {
     return usageOf(
       this.states.map((s) => s.finish),
       this.n,
+      this.states.map((s) => s.reasoningTokens),
     );
   }
 
   /** Every choice's events as they come; a finish carries the choice's thoughts summary (decoded
-   * trace included, vectors not: those came in the thought events). Throws a ServeError on an
+   * trace included, vectors not: those came in the thought events). With decoded thoughts as
+   * reasoning, a full span's trace text follows its last thought. Throws a ServeError on an
    * engine error or the timeout. */
   async *events(): AsyncGenerator<ChoiceEvent> {
-    for await (const { choice, event: e } of this.merged()) {
-      if (e.type === "token") {
-        if (e.text === "" && e.logprob === undefined) continue;
-        yield { type: "text", choice, text: e.text, token: e.logprob === undefined ? null : this.states[choice]!.tokens.at(-1)! };
-      } else if (e.type === "thought") {
-        yield { type: "thought", choice, thought: e };
+    const K = this.deps.engine.info.numThoughts;
+    for await (const e of this.merged()) {
+      const s = this.states[e.choice]!;
+      if (e.type === "thought" && this.input.reasoning?.decodedThoughts && s.thoughts.length === K) {
+        yield e;
+        const text = await this.decoded(e.choice);
+        if (text) {
+          s.reasoning = text;
+          yield { type: "text", choice: e.choice, channel: "reasoning", text, tokens: [] };
+        }
       } else if (e.type === "finish") {
-        const [decoded] = await this.deps.traceDecoder.decode([spanOf(this.states[choice]!.thoughts)]);
-        yield { type: "finish", choice, reason: e.reason, tail: e.tail, thoughts: this.summary(choice, decoded, false) };
-      }
+        const decoded = await this.decoded(e.choice);
+        yield { ...e, thoughts: this.summary(e.choice, decoded ?? undefined, false) };
+      } else yield e;
     }
   }
 
@@ -208,18 +255,54 @@ export class Generation {
   async collect(): Promise<ChoiceOutput[]> {
     for await (const _ of this.merged());
     const decoded = await this.deps.traceDecoder.decode(this.states.map((s) => spanOf(s.thoughts)));
-    return this.states.map((s, i) => ({
-      index: i,
-      text: s.text,
-      tokens: s.tokens,
-      finishReason: s.finish?.reason ?? null,
-      thoughts: this.summary(i, decoded[i], this.input.returnThoughts),
-    }));
+    return this.states.map((s, i) => {
+      if (this.input.reasoning?.decodedThoughts && decoded[i]) s.reasoning = decoded[i]!;
+      return {
+        index: i,
+        text: s.text,
+        reasoning: s.reasoning,
+        tokens: s.tokens,
+        finishReason: s.finish?.reason ?? null,
+        thoughts: this.summary(i, decoded[i], this.input.returnThoughts),
+      };
+    });
+  }
+
+  /** The choice's span through the thought decoder, once. */
+  private async decoded(choice: number): Promise<string | null> {
+    const s = this.states[choice]!;
+    if (s.decoded === undefined) s.decoded = (await this.deps.traceDecoder.decode([spanOf(s.thoughts)]))[0] ?? null;
+    return s.decoded;
   }
 
   private summary(choice: number, decoded: string | undefined, vectors: boolean): ThoughtsSummary {
     const s = this.states[choice]!;
     return thoughtsSummary(s.thoughts, { vectors, decoded, temperature: this.input.latent.temperature, flowLogDet: s.flowLogDet });
+  }
+
+  /** A piece of text through the choice's split (if any): the text events it releases, recorded. */
+  private route(choice: number, piece: Piece | null): ChoiceEvent[] {
+    const s = this.states[choice]!;
+    const routed: Routed<Piece>[] = s.splitter
+      ? piece
+        ? s.splitter.push(piece)
+        : s.splitter.finish()
+      : piece
+        ? [{ channel: "content", pieces: [piece], text: piece.text }]
+        : [];
+    const out: ChoiceEvent[] = [];
+    for (const r of routed) {
+      const tokens = r.channel === "content" ? r.pieces.flatMap((p) => (p.token ? [p.token] : [])) : [];
+      if (r.channel === "reasoning") {
+        s.reasoning = (s.reasoning ?? "") + r.text;
+        s.reasoningTokens += r.pieces.filter((p) => p.isToken).length;
+      } else {
+        s.text += r.text;
+        s.tokens.push(...tokens);
+      }
+      if (r.text !== "" || tokens.length > 0) out.push({ type: "text", choice, channel: r.channel, text: r.text, tokens });
+    }
+    return out;
   }
 
   private abort(reason: "client" | "timeout" | "error"): void {
@@ -228,25 +311,28 @@ export class Generation {
     for (const id of this.open) this.deps.engine.abort(id);
   }
 
-  /** The engine's events of every choice, interleaved as they come and recorded in the choice's
-   * state; engine errors and the timeout thrown as ServeErrors. */
-  private async *merged(): AsyncGenerator<{ choice: number; event: EngineEvent }> {
+  /** The engine's events of every choice, interleaved as they come, recorded in the choice's
+   * state and turned into choice events (the finish's thoughts summary is filled by the reader);
+   * engine errors and the timeout thrown as ServeErrors. */
+  private async *merged(): AsyncGenerator<ChoiceEvent> {
     try {
-      for await (const item of interleave(this.iterators)) {
-        const { choice, event: e } = item;
+      for await (const { choice, event: e } of interleave(this.iterators)) {
         const s = this.states[choice]!;
         if (e.type === "finish" || e.type === "error") this.open.delete(this.requests[choice]!.id);
         if (e.type === "error") throw new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
         if (e.type === "token") {
-          s.text += e.text;
-          if (e.logprob !== undefined) s.tokens.push({ tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] });
-        } else if (e.type === "thought") s.thoughts.push(thoughtRecord(e));
-        else if (e.type === "flow") s.flowLogDet = e.logDet;
+          const token = e.logprob === undefined ? null : { tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] };
+          yield* this.route(choice, { text: e.text, token, isToken: true });
+        } else if (e.type === "thought") {
+          s.thoughts.push(thoughtRecord(e));
+          yield { type: "thought", choice, thought: e };
+        } else if (e.type === "flow") s.flowLogDet = e.logDet;
         else if (e.type === "finish") {
-          s.text += e.tail;
+          if (e.tail) yield* this.route(choice, { text: e.tail, token: null, isToken: false });
+          yield* this.route(choice, null);
           s.finish = e;
+          yield { type: "finish", choice, reason: e.reason, thoughts: this.summary(choice, undefined, false) };
         }
-        yield item;
       }
       if (this.abortReason === "timeout") {
         throw new ServeError("request_timeout", `The request did not finish within ${this.deps.config.requestTimeoutMs} ms and was aborted.`);

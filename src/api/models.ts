@@ -19,6 +19,8 @@ function modelObject(app: FastifyInstance) {
       reasoning_modes: info.reasoningModes,
       default_reasoning_mode: info.defaultReasoningMode,
       default_latent_temperature: info.defaultLatentTemperature,
+      greedy_latent_temperature: 0,
+      reasoning_split: info.reasoningSplit,
       has_thought_decoder: info.hasThoughtDecoder,
       latent_available: info.latentUnavailable === null,
       ...(info.latentUnavailable !== null ? { latent_unavailable_reason: info.latentUnavailable } : {}),

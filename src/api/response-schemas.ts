@@ -6,6 +6,9 @@ import { ErrorResponse } from "../http/error-response.ts";
 
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
 
+const REASONING_TEXT =
+  "The reasoning, apart from the answer: in explicit mode the trace, where the model declares where it ends (manifest reasoning_split); in latent mode with reasoning.return_thoughts, the thoughts decoded by the model's thought decoder. Null when there is none (the model declares no split: all text is in content).";
+
 
 export const ThoughtsSummary = Type.Object(
   {
@@ -89,7 +92,13 @@ export const ChatCompletion = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        message: Type.Object({ role: Type.Literal("assistant"), content: Type.String(), refusal: Type.Null() }),
+        message: Type.Object({
+          role: Type.Literal("assistant"),
+          content: Type.String({ description: "The answer. With a reasoning trace split off, the answer alone." }),
+          reasoning_content: Nullable(Type.String({ description: REASONING_TEXT })),
+          reasoning: Nullable(Type.String({ description: "The same as reasoning_content (vLLM's newer name)." })),
+          refusal: Type.Null(),
+        }),
         logprobs: ChatLogprobs,
         finish_reason: FinishReason,
         thoughts: Type.Ref("ThoughtsSummary"),
@@ -118,7 +127,12 @@ export const ChatCompletionChunk = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        delta: Type.Object({ role: Type.Optional(Type.Literal("assistant")), content: Type.Optional(Type.String()) }),
+        delta: Type.Object({
+          role: Type.Optional(Type.Literal("assistant")),
+          content: Type.Optional(Type.String()),
+          reasoning_content: Type.Optional(Type.String({ description: "Reasoning text, streamed before the answer's content." })),
+          reasoning: Type.Optional(Type.String({ description: "The same as reasoning_content." })),
+        }),
         logprobs: Type.Optional(ChatLogprobs),
         finish_reason: FinishReason,
         thought: Type.Optional(StreamThought),
@@ -176,7 +190,16 @@ export const Model = Type.Object(
       thought_dim: Type.Integer(),
       reasoning_modes: Type.Array(Type.String()),
       default_reasoning_mode: Type.String(),
-      default_latent_temperature: Type.Number(),
+      default_latent_temperature: Type.Number({ description: "T_z of the thoughts when the request gives no latent_temperature and its temperature is not 0." }),
+      greedy_latent_temperature: Type.Number({
+        description: "T_z of the thoughts when the request's temperature is 0 and it gives no latent_temperature: 0 (u = mu), so a greedy request gives the same answer every time.",
+      }),
+      reasoning_split: Nullable(
+        Type.Unsafe<unknown>({
+          description:
+            'Where a written trace ends and the answer begins: {"answer": "last_line"} or {"start"?, "end"} markers. Null: the model declares none, all text is content.',
+        }),
+      ),
       has_thought_decoder: Type.Boolean(),
       latent_available: Type.Boolean({ description: "False for a text-only model (no NF-CoT extras): only text reasoning modes." }),
       latent_unavailable_reason: Type.Optional(Type.String({ description: "Why latent reasoning is unavailable, when it is." })),

@@ -51,40 +51,56 @@ export function toSampling(
 }
 
 /** The engine returns the vectors when the client asked for them, and also when the model has a
- * thought decoder: every full span is decoded to its trace text. */
+ * thought decoder: every full span is decoded to its trace text. The thoughts' T_z is the
+ * request's latent_temperature, else 0 when the text is greedy (temperature 0: the same request
+ * gives the same answer every time), else the model's default. */
 export function toLatent(
   info: EngineInfo,
   r: { latent_temperature?: number; return_thoughts?: boolean; return_flow_log_det?: boolean } | null | undefined,
+  textTemperature: number | null | undefined,
 ): LatentParams {
   const flow = r?.return_flow_log_det ?? false;
   if (flow && !info.hasFlow) {
     throw new ServeError("invalid_request", "This model ships no shallow flow graphs: there is no flow log-det to return.", "reasoning.return_flow_log_det");
   }
   return {
-    temperature: r?.latent_temperature ?? info.defaultLatentTemperature,
+    temperature: r?.latent_temperature ?? (textTemperature === 0 ? 0 : info.defaultLatentTemperature),
     returnVectors: (r?.return_thoughts ?? false) || info.hasThoughtDecoder,
     ...(flow ? { returnFlowLogDet: true } : {}),
   };
 }
 
-/** Text tokens a request may generate: prompt + thoughts + max tokens must fit the context (a
- * latent prompt opens a span of K thoughts). Absent max tokens means whatever fits. Errors state
- * the limit and the requested total. */
-export function budgetMaxTokens(info: EngineInfo, prompt: Prompt, requested: number | null | undefined, param: string): number {
+/** The completion budget, as OpenAI counts it: reasoning positions (a latent prompt's K thoughts)
+ * count toward max_completion_tokens / max_tokens, so a budget must hold them plus one answer
+ * token. Returns the text tokens left for the engine. Absent: whatever fits the context. Errors
+ * state the limit, the minimum and the requested total. */
+export function budgetMaxTokens(
+  info: EngineInfo,
+  prompt: Prompt,
+  requested: { value: number | null | undefined; param: string },
+  promptParam: string,
+): number {
   const maxContext = info.maxContext;
   const promptTokens = prompt.ids.length;
   const thoughts = prompt.opensLatentSpan ? info.numThoughts : 0;
-  const reserved = promptTokens + thoughts;
-  const wanted = requested ?? Math.max(1, maxContext - reserved);
-  if (reserved + wanted > maxContext) {
-    const where = param === "prompt" ? "prompt" : "messages";
+  const completion = requested.value ?? Math.max(thoughts + 1, maxContext - promptTokens);
+  if (thoughts > 0 && completion < thoughts + 1) {
     throw new ServeError(
-      "context_length_exceeded",
-      `This model's maximum context length is ${maxContext} tokens. However, you requested ${reserved + wanted} tokens ` +
-        `(${promptTokens} in the ${where}, ${thoughts} latent thoughts, ${wanted} in the completion). ` +
-        `Please reduce the length of the ${where} or the completion.`,
-      param,
+      "invalid_request",
+      `${requested.param} is ${completion}, but this request reasons in ${thoughts} latent thoughts, which count as completion ` +
+        `(reasoning) tokens: it must be at least ${thoughts + 1} (the thoughts and one answer token).`,
+      requested.param,
     );
   }
-  return wanted;
+  if (promptTokens + completion > maxContext) {
+    const where = promptParam === "prompt" ? "prompt" : "messages";
+    throw new ServeError(
+      "context_length_exceeded",
+      `This model's maximum context length is ${maxContext} tokens. However, you requested ${promptTokens + completion} tokens ` +
+        `(${promptTokens} in the ${where}, ${completion} in the completion, of which ${thoughts} latent thoughts). ` +
+        `Please reduce the length of the ${where} or the completion.`,
+      promptParam,
+    );
+  }
+  return completion - thoughts;
 }

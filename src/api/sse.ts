@@ -41,6 +41,11 @@ export function jsonOrEventStream(description: string, json: string, chunk: stri
   };
 }
 
+/** A named event (the Responses API's dialect): `event: <type>` then its data. */
+export function sseEvent(obj: { type: string; [field: string]: unknown }): string {
+  return `event: ${obj.type}\ndata: ${JSON.stringify(obj)}\n\n`;
+}
+
 export function sseData(obj: unknown): string {
   return `data: ${JSON.stringify(obj)}\n\n`;
 }

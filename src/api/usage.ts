@@ -11,8 +11,9 @@ export interface Usage {
 }
 
 /** Prompts count once per prompt (not per choice, as OpenAI counts n); thoughts count as
- * completion tokens and again as reasoning tokens. */
-export function usageOf(finishes: (FinishEvent | null)[], n: number): Usage {
+ * completion tokens and again as reasoning tokens, as do a trace's text tokens (`traceTokens`,
+ * per choice). */
+export function usageOf(finishes: (FinishEvent | null)[], n: number, traceTokens: number[] = []): Usage {
   let prompt = 0;
   let completion = 0;
   let reasoning = 0;
@@ -24,7 +25,7 @@ export function usageOf(finishes: (FinishEvent | null)[], n: number): Usage {
       cached += f.cachedTokens;
     }
     completion += f.completionTokens + f.thoughts;
-    reasoning += f.thoughts;
+    reasoning += f.thoughts + (traceTokens[i] ?? 0);
   });
   return {
     prompt_tokens: prompt,

@@ -10,6 +10,12 @@ import { Value } from "@sinclair/typebox/value";
 export const ReasoningModeSchema = Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")]);
 export type ReasoningMode = Static<typeof ReasoningModeSchema>;
 
+export const ReasoningSplitSchema = Type.Union([
+  Type.Object({ answer: Type.Literal("last_line") }),
+  Type.Object({ start: Type.Optional(Type.String({ minLength: 1 })), end: Type.String({ minLength: 1 }) }),
+]);
+export type ReasoningSplit = Static<typeof ReasoningSplitSchema>;
+
 const TensorSpec = Type.Object({
   name: Type.String(),
   dtype: Type.Union([Type.Literal("float32"), Type.Literal("int64"), Type.Literal("float16")]),
@@ -63,6 +69,10 @@ export const ManifestSchema = Type.Object({
   eos_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
   reasoning_modes: Type.Array(ReasoningModeSchema),
   default_reasoning_mode: ReasoningModeSchema,
+  /** Where an explicit-mode trace ends and the answer begins, by the model's own convention:
+   * "last_line" (the answer is the reply's last line: nfcot-trace) or marker strings around the
+   * trace (<think> ... </think>: Qwen3, DeepSeek-R1). Absent: no split, all text is the answer. */
+  reasoning_split: Type.Optional(ReasoningSplitSchema),
   /** float16: the pool is half the memory; the graph casts what it reads (models/nfcot/kv_dtype.py). */
   kv_cache: Type.Object({
     dtype: Type.Union([Type.Literal("float32"), Type.Literal("float16")]),

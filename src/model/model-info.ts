@@ -1,4 +1,4 @@
-import { eosTokenIds, latentUnavailableReason, type Manifest, type ReasoningMode } from "./manifest.ts";
+import { eosTokenIds, latentUnavailableReason, type Manifest, type ReasoningMode, type ReasoningSplit } from "./manifest.ts";
 
 /** What the served model is, from its manifest alone: the one builder of these facts, used by the
  * engine thread (which adds what loading found out, engine-info.ts) and the HTTP thread. A
@@ -14,6 +14,8 @@ export interface ModelInfo {
   latentUnavailable: string | null;
   reasoningModes: ReasoningMode[];
   defaultReasoningMode: ReasoningMode;
+  /** Where an explicit trace ends and the answer begins; null: the model declares no split. */
+  reasoningSplit: ReasoningSplit | null;
   hasThoughtDecoder: boolean;
   /** Ships the shallow flow graphs (flow log-dets can be asked for). */
   hasFlow: boolean;
@@ -35,6 +37,7 @@ export function modelInfo(manifest: Manifest): ModelInfo {
     latentUnavailable: latentUnavailableReason(manifest),
     reasoningModes: manifest.reasoning_modes,
     defaultReasoningMode: manifest.default_reasoning_mode,
+    reasoningSplit: manifest.reasoning_split ?? null,
     hasThoughtDecoder: graphs.thought_decoder !== undefined,
     hasFlow: graphs.flow_forward !== undefined && graphs.flow_inverse !== undefined,
     special: manifest.special_tokens,

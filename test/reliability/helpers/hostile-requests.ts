@@ -58,7 +58,7 @@ function post(kind: string, name: string, path: string, body: (t: Target) => str
 }
 
 const msgs = (content = "a = 1\nprint(a)") => [{ role: "user", content }];
-const chat = (t: Target, extra: Record<string, unknown>) => JSON.stringify({ model: t.model, messages: msgs(), max_tokens: 4, ...extra });
+const chat = (t: Target, extra: Record<string, unknown>) => JSON.stringify({ model: t.model, messages: msgs(), max_tokens: 10, ...extra });
 /** A chat body with one field's value spliced in as raw text (may be invalid JSON on purpose). */
 const chatRaw = (t: Target, field: string, raw: string) => `{"model":${JSON.stringify(t.model)},"messages":${JSON.stringify(msgs())},"max_tokens":4,${JSON.stringify(field)}:${raw}}`;
 const zeros = (t: Target) => Array.from({ length: t.numThoughts }, () => Array<number>(t.thoughtDim).fill(0));

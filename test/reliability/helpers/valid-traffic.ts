@@ -68,18 +68,19 @@ export const VALID_CALLS: ValidCall[] = [
   chat("edge: seed 2^53 - 1", { seed: Number.MAX_SAFE_INTEGER, temperature: 1 }),
   chat("edge: seed -(2^53 - 1)", { seed: -Number.MAX_SAFE_INTEGER, temperature: 1 }),
   chat("edge: top_k 1e9", { top_k: 1_000_000_000, temperature: 1, seed: 1 }),
-  chat("edge: max_tokens 1", { max_tokens: 1 }),
+  chat("edge: max_tokens K + 1 (the thoughts and one answer token)", { max_tokens: 7 }),
+  chat("edge: max_tokens 1 without reasoning", { max_tokens: 1, reasoning: { mode: "none" } }),
   chat("edge: stop strings 10k characters", { stop: ["x".repeat(10_000), "\u2603"] }),
   chat("edge: stop_token_ids beyond the vocabulary", { stop_token_ids: [1_000_000] }),
   {
     name: "edge: odd characters and an empty turn",
     run: async (t) =>
-      chatCheck(await json(t, "/v1/chat/completions", { model: t.model, max_tokens: 4, messages: [{ role: "user", content: "\u0000\u200b\ud83d\ude00 \ud800" }, { role: "assistant", content: "" }, { role: "user", content: "" }] })),
+      chatCheck(await json(t, "/v1/chat/completions", { model: t.model, max_tokens: 10, messages: [{ role: "user", content: "\u0000\u200b\ud83d\ude00 \ud800" }, { role: "assistant", content: "" }, { role: "user", content: "" }] })),
   },
   {
     name: "edge: unknown field nested 1000 deep",
     run: async (t) => {
-      const body = `{"model":${JSON.stringify(t.model)},"messages":${JSON.stringify(msgs)},"max_tokens":2,"x_extension":${"[".repeat(1000)}${"]".repeat(1000)}}`;
+      const body = `{"model":${JSON.stringify(t.model)},"messages":${JSON.stringify(msgs)},"max_tokens":8,"x_extension":${"[".repeat(1000)}${"]".repeat(1000)}}`;
       const r = await sendBody(t, "/v1/chat/completions", body);
       return r.status === 200 ? null : `HTTP ${r.status} ${r.error ?? r.body.slice(0, 200)}`;
     },
