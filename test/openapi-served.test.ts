@@ -55,7 +55,7 @@ describe("the served model's facts", () => {
       const ref = item.post?.requestBody?.content?.["application/json"]?.schema?.$ref as string | undefined;
       if (ref) bodies.set(path, ref.split("/").pop()!);
     }
-    assert.equal(bodies.size, 6);
+    assert.equal(bodies.size, 7);
     for (const [path, name] of bodies) {
       const example = schemas()[name].examples?.[0];
       assert.ok(example, `${name} has an example`);

@@ -111,6 +111,15 @@ describe("responses.stream", () => {
 });
 
 describe("a latent reasoning item sent back", () => {
+  // Small KV blocks, so that the cache's granularity shows where two prompts part.
+  let small: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    small = await startServer({ blockSize: 4 });
+    client = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(() => small.close());
+
   test("the next turn runs on the same thoughts, from the prefix cache: never re-sampled", async () => {
     const user1 = { role: "user" as const, content: PROGRAM };
     const first = await client.responses.create({
@@ -134,11 +143,11 @@ describe("a latent reasoning item sent back", () => {
       });
     const second = await followUp(true);
     // Turn 1's positions that ran (prompt, K thoughts, the answer; its EOS was sampled, never run)
-    // are the prefix of turn 2's prompt: every full 16-position block of them is served cached.
+    // are the prefix of turn 2's prompt: every full 4-position block of them is served cached.
     const sequence1 = first.usage!.input_tokens + first.usage!.output_tokens;
-    assert.equal(second.usage!.input_tokens_details.cached_tokens, Math.floor(sequence1 / 16) * 16);
+    assert.equal(second.usage!.input_tokens_details.cached_tokens, Math.floor(sequence1 / 4) * 4);
     assert.equal(second.usage!.output_tokens_details.reasoning_tokens, K, "only the new turn's thoughts are sampled");
-    // Without the item the earlier turn has no thoughts: the prompt differs after turn 1's prompt.
+    // Without the item the earlier turn has no thoughts: the prompts part inside turn 1's prompt.
     const without = await followUp(false);
     assert.ok(without.usage!.input_tokens_details.cached_tokens < second.usage!.input_tokens_details.cached_tokens);
   });

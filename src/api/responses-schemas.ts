@@ -30,7 +30,7 @@ const InputReasoning = Type.Object(
     encrypted_content: Opt(
       Type.String({
         description:
-          "A latent reasoning item's thoughts, as this server returned them: sent back before the assistant message it preceded, the conversation continues with those thoughts (prefix-cached), not re-sampled ones.",
+          "A latent reasoning item's thoughts, as this server returned them: sent back before the assistant message it preceded, the conversation continues with those thoughts (prefix-cached), not re-sampled ones. Opaque: anything else is a 400 naming it.",
       }),
     ),
     status: Type.Optional(Type.String()),
@@ -48,7 +48,7 @@ export const ResponseRequest = Type.Object(
     model: Type.String(),
     input: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.Union([InputMessage, InputReasoning]), { minItems: 1 })]),
     instructions: Opt(Type.String({ description: "A system message before the input." })),
-    max_output_tokens: Opt(Type.Integer({ minimum: 1, description: "Output tokens at most, reasoning (thoughts, trace) included." })),
+    max_output_tokens: Opt(Type.Integer({ minimum: 1, description: "Output tokens at most, reasoning (thoughts, trace) included: a latent request needs at least K + 1 (400 naming this field otherwise)." })),
     temperature: Opt(Type.Number({ minimum: 0, maximum: 2 })),
     top_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
     stream: Opt(Type.Boolean()),
@@ -80,6 +80,13 @@ const OutputText = Type.Object({
   annotations: Type.Array(Type.Unknown()),
   logprobs: Type.Array(Type.Unknown()),
 });
+
+/** One event of a streamed response: response.created ... response.completed, each with its
+ * sequence number and what it carries (the response, an output item, a text delta...). */
+export const ResponseStreamEvent = Type.Object(
+  { type: Type.String({ description: "response.created, response.output_text.delta, response.completed, ..." }), sequence_number: Type.Integer() },
+  { $id: "ResponseStreamEvent", title: "ResponseStreamEvent", additionalProperties: true },
+);
 
 export const ResponseObject = Type.Object(
   {

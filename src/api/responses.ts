@@ -7,7 +7,7 @@ import { requestId, type Generation } from "./generation.ts";
 import { checkGeneration, checkLatentAvailable } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { postSchema } from "./response-schemas.ts";
-import { ResponseObject, ResponseRequest, type ResponseRequest as Body } from "./responses-schemas.ts";
+import { ResponseObject, ResponseRequest, ResponseStreamEvent, type ResponseRequest as Body } from "./responses-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import { jsonOrEventStream, sendEventStream, sseEvent } from "./sse.ts";
 import { encodeThought, parseThoughts } from "./thoughts.ts";
@@ -86,10 +86,11 @@ const outputText = (text: string) => ({ type: "output_text", text, annotations: 
 export async function responsesRoutes(app: FastifyInstance): Promise<void> {
   app.addSchema(ResponseRequest);
   app.addSchema(ResponseObject);
+  app.addSchema(ResponseStreamEvent);
   app.post<{ Body: Body }>(
     "/v1/responses",
     {
-      schema: postSchema("Create a model response", "OpenAI", "ResponseRequest", jsonOrEventStream("A response, or with stream: true its events (response.created ... response.completed).", "ResponseObject", "ResponseObject")),
+      schema: postSchema("Create a model response", "OpenAI", "ResponseRequest", jsonOrEventStream("A response, or with stream: true its events (response.created ... response.completed).", "ResponseObject", "ResponseStreamEvent")),
     },
     async (request, reply) => {
       const body = request.body;

@@ -88,7 +88,13 @@ const SamplingFields = {
 };
 
 const maxTokens = (minimum: number) =>
-  Opt(Type.Integer({ minimum, description: "Text tokens to generate at most (thoughts are extra). Default: what fits in the context." }));
+  Opt(
+    Type.Integer({
+      minimum,
+      description:
+        "Completion tokens at most, reasoning included (as OpenAI counts it): a latent prompt's K thoughts count, so it needs at least K + 1 (400 naming this field otherwise). Default: what fits in the context.",
+    }),
+  );
 
 const TOOLS_NOTE = "Refused (400 unsupported_parameter) unless the model's chat template reads `tools`.";
 
@@ -157,7 +163,7 @@ export const ChatCompletionRequest = Type.Object(
     ...SamplingFields,
     messages: Type.Array(ChatMessage, { minItems: 1 }),
     max_tokens: maxTokens(1),
-    max_completion_tokens: Opt(Type.Integer({ minimum: 1, description: "Wins over max_tokens." })),
+    max_completion_tokens: Opt(Type.Integer({ minimum: 1, description: "Wins over max_tokens; the same rule (thoughts count)." })),
     logprobs: Opt(Type.Boolean({ description: "Log-probabilities of the text tokens (EOS excluded)." })),
     top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Needs logprobs: true when over 0." })),
     reasoning: Opt(Reasoning),

@@ -19,7 +19,7 @@ export interface ServedFacts extends RefusalFacts {
 
 type Json = Record<string, any>;
 
-const REQUESTS = ["ChatCompletionRequest", "CompletionRequest", "LatentLogprobsRequest", "LatentDecodeRequest", "TokenizeRequest", "DetokenizeRequest"];
+const REQUESTS = ["ChatCompletionRequest", "CompletionRequest", "ResponseRequest", "LatentLogprobsRequest", "LatentDecodeRequest", "TokenizeRequest", "DetokenizeRequest"];
 
 function walk(node: unknown, visit: (n: Json) => void): void {
   if (Array.isArray(node)) for (const x of node) walk(x, visit);
@@ -53,6 +53,7 @@ function examples(f: ServedFacts): Record<string, Json> {
   return {
     ChatCompletionRequest: { model: f.modelName, messages: user, max_tokens: 16, seed: 1 },
     CompletionRequest: { model: f.modelName, prompt: "a = 3\nb = a + 4\nprint(b)\n", max_tokens: 8, seed: 1 },
+    ResponseRequest: { model: f.modelName, input: "a = 3\nb = a + 4\nprint(b)", max_output_tokens: 16 },
     LatentLogprobsRequest: { model: f.modelName, messages: user, trajectories: [{ thoughts: zeros, answer: "7" }] },
     LatentDecodeRequest: { model: f.modelName, thoughts: zeros },
     TokenizeRequest: { model: f.modelName, messages: user },
