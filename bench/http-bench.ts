@@ -76,13 +76,17 @@ const agent = new Agent({ connections: C * 2, keepAliveTimeout: 60_000 });
 
 /** One SSE stream, read to [DONE]; its text tokens come from the usage chunk at the end (the
  * only chunk parsed). */
+/** The model's K (set once the server is up). */
+let thoughts = 0;
+
 async function oneStream(url: string, content: string, seed: number): Promise<number> {
   const res = await request(`${url}/v1/chat/completions`, {
     method: "POST",
     dispatcher: agent,
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
-      model: MODEL, messages: [{ role: "user", content }], max_tokens: MAX, seed, ignore_eos: true,
+      // The thoughts count inside max_tokens (as OpenAI counts reasoning): MAX text tokens each.
+      model: MODEL, messages: [{ role: "user", content }], max_tokens: MAX + thoughts, seed, ignore_eos: true,
       stream: true, stream_options: { include_usage: true },
     }),
   });
@@ -122,6 +126,7 @@ await app.listen({ host: config.host, port: config.port });
 const server = { engine, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
 try {
   const prompts = programs.map((p) => chatPrompt(tok, engine.info, [{ role: "user", content: p }], { mode: "latent" }));
+  thoughts = server.engine.info.numThoughts;
   console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
   await engineDirect(server.engine, prompts, 0);
