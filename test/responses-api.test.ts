@@ -152,3 +152,23 @@ describe("a latent reasoning item sent back", () => {
     assert.ok(without.usage!.input_tokens_details.cached_tokens < second.usage!.input_tokens_details.cached_tokens);
   });
 });
+
+test("what /v1/responses cannot honour is refused with 400 unsupported_parameter naming it", async () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ tools: [{ type: "function", name: "add", parameters: {} }] }, "tools"],
+    [{ tool_choice: "auto" }, "tool_choice"],
+    [{ previous_response_id: "resp_x" }, "previous_response_id"],
+    [{ background: true }, "background"],
+    [{ text: { format: { type: "json_object" } } }, "text.format"],
+  ];
+  for (const [extra, param] of cases) {
+    await assert.rejects(client.responses.create({ model: MODEL, input: PROGRAM, ...extra } as never), (e: InstanceType<typeof OpenAI.APIError>) => {
+      assert.equal(e.status, 400);
+      assert.equal(e.code, "unsupported_parameter");
+      assert.equal(e.param, param);
+      return true;
+    });
+  }
+  const text = await client.responses.create({ model: MODEL, input: PROGRAM, text: { format: { type: "text" } }, temperature: 0 });
+  assert.equal(text.output_text, "15");
+});

@@ -69,6 +69,12 @@ export const ResponseRequest = Type.Object(
     seed: Opt(Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: "Extension (as vLLM)." })),
     user: Opt(Type.String()),
     metadata: Opt(Type.Record(Type.String(), Type.String())),
+    // Known and refused (400 unsupported_parameter naming them; the served document says so).
+    tools: Opt(Type.Array(Type.Unknown())),
+    tool_choice: Opt(Type.Unknown()),
+    previous_response_id: Opt(Type.String()),
+    background: Opt(Type.Boolean()),
+    text: Opt(Type.Object({ format: Opt(Type.Object({ type: Type.String() }, { additionalProperties: true })) })),
   },
   { $id: "ResponseRequest", title: "ResponseRequest" },
 );

@@ -81,6 +81,21 @@ function toMessages(app: FastifyInstance, body: Body): TemplateMessage[] {
   return out;
 }
 
+/** What this server cannot honour on /v1/responses is refused, never silently ignored. */
+function checkResponseParameters(body: Body): void {
+  const refuse = (param: string, message: string) => new ServeError("unsupported_parameter", message, param);
+  if (body.tools != null) throw refuse("tools", "Tools are not supported on /v1/responses.");
+  if (body.tool_choice != null) throw refuse("tool_choice", "Tools are not supported on /v1/responses.");
+  if (body.previous_response_id != null) {
+    throw refuse("previous_response_id", "Responses are not stored: send the earlier output items (the reasoning item included) back in input.");
+  }
+  if (body.background === true) throw refuse("background", "Responses are not stored: background mode is not supported.");
+  const format = body.text?.format?.type;
+  if (format != null && format !== "text") {
+    throw refuse("text.format", `text.format '${format}' is not supported: this server has no structured-output decoding.`);
+  }
+}
+
 const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] });
 
 export async function responsesRoutes(app: FastifyInstance): Promise<void> {
@@ -95,6 +110,7 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const body = request.body;
       checkGeneration(app, body);
+      checkResponseParameters(body);
       const info = app.engine.info;
       const mode = modeOf(app, body.reasoning);
       const messages = toMessages(app, body);

@@ -47,6 +47,20 @@ export function describeRefusals(schemas: Record<string, Json>, f: RefusalFacts)
     const min = s["properties"]["min_tokens"];
     min["description"] = `${min["description"]} Above max_tokens (or, without it, above what fits in the context) it is a 400 invalid_request.`;
   }
+  const responses = schemas["ResponseRequest"]?.["properties"];
+  if (responses) {
+    responses["tools"] = refusedBy("no tool calls on /v1/responses.");
+    responses["tool_choice"] = refusedBy("no tool calls on /v1/responses.");
+    responses["previous_response_id"] = refusedBy("responses are not stored: send the earlier output items back in input.");
+    responses["background"] = { anyOf: [{ const: false }, { type: "null" }], description: "Refused when true: responses are not stored." };
+    responses["text"] = {
+      anyOf: [
+        { type: "object", properties: { format: { anyOf: [{ type: "object", required: ["type"], properties: { type: { const: "text" } } }, { type: "null" }] } } },
+        { type: "null" },
+      ],
+      description: "Only the text format: json_object and json_schema are refused (no structured-output decoding).",
+    };
+  }
   const reasoning = completion["properties"]["reasoning"];
   const options = (reasoning["anyOf"] as Json[]).find((b) => b["type"] === "object")!;
   if (!f.latentAvailable) {
