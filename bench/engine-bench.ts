@@ -20,7 +20,9 @@ const blockSize = 16;
 const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxB, P + steps + 1, blockSize);
 
 // Plain text tokens (no specials), the same for both sides.
-const prompts = Array.from({ length: maxB }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));
+const prompts = Array.from({ length: maxB }, (_, b) =>
+  Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))),
+);
 
 function argmax(x: Float32Array, off: number): number {
   let best = 0;
@@ -29,12 +31,24 @@ function argmax(x: Float32Array, off: number): number {
 }
 
 async function raw(runner: Runner, B: number): Promise<number> {
-  const tables = Array.from({ length: B }, (_, b) => Array.from({ length: blocksPerSeq }, (_, j) => b * blocksPerSeq + j));
+  const tables = Array.from({ length: B }, (_, b) =>
+    Array.from({ length: blocksPerSeq }, (_, j) => b * blocksPerSeq + j),
+  );
   const t0 = performance.now();
-  let out = await runner.forward(prompts.slice(0, B).map((p, b) => ({ tokens: p, thoughts: p.map(() => null), start: 0, blockTable: tables[b]!, outputs: [P - 1] })));
+  let out = await runner.forward(
+    prompts
+      .slice(0, B)
+      .map((p, b) => ({ tokens: p, thoughts: p.map(() => null), start: 0, blockTable: tables[b]!, outputs: [P - 1] })),
+  );
   let next = Array.from({ length: B }, (_, b) => argmax(out.logits, b * V));
   for (let s = 0; s < steps - 1; s++) {
-    const rows: ForwardRow[] = next.map((t, b) => ({ tokens: [t], thoughts: [null], start: P + s, blockTable: tables[b]!, outputs: [P + s] }));
+    const rows: ForwardRow[] = next.map((t, b) => ({
+      tokens: [t],
+      thoughts: [null],
+      start: P + s,
+      blockTable: tables[b]!,
+      outputs: [P + s],
+    }));
     out = await runner.forward(rows);
     next = next.map((_, b) => argmax(out.logits, b * V));
   }
@@ -49,7 +63,12 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
     prompts.slice(0, B).map(async (p, b) => {
       let n = 0;
       const it = engine.generate({
-        kind: "generate", id: `${tag}-${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
+        kind: "generate",
+        id: `${tag}-${b}`,
+        promptIds: p,
+        opensLatentSpan: false,
+        choiceIndex: 0,
+        leaderId: null,
         latent: { temperature: 0, returnVectors: false },
         sampling: greedySampling({ maxTokens: steps, ignoreEos: true }),
       });
@@ -62,9 +81,27 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
   return { tps: (B * steps) / dt, p99ms: h.percentile(99) / 1e6 };
 }
 
-const runner = await Runner.create(manifest, { modelDir, provider: "cpu", threads, graphOptimization: "all", numBlocks, blockSize });
-const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir, threads, kvCacheBlocks: numBlocks, blockSize, enablePrefixCaching: false, maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(2048, maxB * P) });
-console.log(`model ${manifest.name} (${modelDir}); prompt ${P}, ${steps} generated tokens per sequence, ${threads} threads`);
+const runner = await Runner.create(manifest, {
+  modelDir,
+  provider: "cpu",
+  threads,
+  graphOptimization: "all",
+  numBlocks,
+  blockSize,
+});
+const engine = await EngineClient.start({
+  ...DEFAULT_ENGINE_OPTIONS,
+  modelDir,
+  threads,
+  kvCacheBlocks: numBlocks,
+  blockSize,
+  enablePrefixCaching: false,
+  maxNumSeqs: maxB,
+  maxNumBatchedTokens: Math.max(2048, maxB * P),
+});
+console.log(
+  `model ${manifest.name} (${modelDir}); prompt ${P}, ${steps} generated tokens per sequence, ${threads} threads`,
+);
 await raw(runner, 1);
 await engineRun(engine, 1, "warm");
 const rows: { B: number; raw: number; eng: number; p99: number }[] = [];
@@ -78,7 +115,10 @@ for (const B of batches) {
 }
 console.log("| batch | raw runner tok/s | engine tok/s | engine / raw | HTTP-thread p99 event-loop delay |");
 console.log("|---|---|---|---|---|");
-for (const r of rows) console.log(`| ${r.B} | ${r.raw.toFixed(0)} | ${r.eng.toFixed(0)} | ${(r.eng / r.raw).toFixed(3)} | ${r.p99.toFixed(1)} ms |`);
+for (const r of rows)
+  console.log(
+    `| ${r.B} | ${r.raw.toFixed(0)} | ${r.eng.toFixed(0)} | ${(r.eng / r.raw).toFixed(3)} | ${r.p99.toFixed(1)} ms |`,
+  );
 const one = rows.find((r) => r.B === 1);
 const top = rows.find((r) => r.B === maxB);
 if (one && top && maxB > 1) console.log(`engine tok/s at batch ${maxB} / batch 1: ${(top.eng / one.eng).toFixed(2)}x`);

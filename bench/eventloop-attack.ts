@@ -57,7 +57,9 @@ interface PhaseResult {
 /** Event-loop delay as the server's prom-client reports it; reading it also resets it. */
 async function eventLoop(url: string): Promise<{ p50: number; p99: number; max: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const get = (name: string) => Number(new RegExp(`^nfcot_nodejs_eventloop_lag_${name}_seconds\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) * 1000;
+  const get = (name: string) =>
+    Number(new RegExp(`^nfcot_nodejs_eventloop_lag_${name}_seconds\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) *
+    1000;
   return { p50: get("p50"), p99: get("p99"), max: get("max") };
 }
 
@@ -79,9 +81,9 @@ async function phase(server: ServerProcess, attackers: number, seconds: number):
         body: toTokenize ? TOKENIZE_BODY : CHAT_BIG_BODY,
       }).then(
         async (res) => {
-        await res.body.dump();
-        return res.statusCode;
-      },
+          await res.body.dump();
+          return res.statusCode;
+        },
         () => 0,
       );
       attacks.set(r, (attacks.get(r) ?? 0) + 1);
@@ -106,7 +108,8 @@ async function phase(server: ServerProcess, attackers: number, seconds: number):
         body: VICTIM_BODY,
       });
       const text = await res.body.text();
-      if (res.statusCode !== 200 || !text.includes("[DONE]")) throw new Error(`the victim stream failed: ${res.statusCode} ${text.slice(0, 200)}`);
+      if (res.statusCode !== 200 || !text.includes("[DONE]"))
+        throw new Error(`the victim stream failed: ${res.statusCode} ${text.slice(0, 200)}`);
       stream.push(performance.now() - t0);
     }
   };
@@ -128,15 +131,35 @@ const p99 = (xs: number[]) => percentile(xs, 99);
 const summary: Record<string, Record<string, PhaseResult>> = {};
 for (const [name, env] of CONFIGS) {
   process.stderr.write(`starting the ${name} server...\n`);
-  const server = await startServerProcess({ NFCOT_API_KEYS: KEY, NFCOT_THREADS: "1", NFCOT_BODY_LIMIT: String(BODY_LIMIT), ...env });
+  const server = await startServerProcess({
+    NFCOT_API_KEYS: KEY,
+    NFCOT_THREADS: "1",
+    NFCOT_BODY_LIMIT: String(BODY_LIMIT),
+    ...env,
+  });
   try {
     summary[name] = {};
-    for (const [label, n, s] of [["quiet", 0, QUIET_S], [`${ATTACKERS} attackers`, ATTACKERS, ATTACK_S]] as const) {
+    for (const [label, n, s] of [
+      ["quiet", 0, QUIET_S],
+      [`${ATTACKERS} attackers`, ATTACKERS, ATTACK_S],
+    ] as const) {
       process.stderr.write(`  ${label} for ${s} s\n`);
       const r = await phase(server, n, s);
       summary[name]![label] = r;
       const answered = [...r.attacks].map(([status, count]) => `${status}:${count}`).join(" ") || "-";
-      rows.push([name, label, r.loop.p50, r.loop.p99, r.loop.max, p50(r.health), p99(r.health), p50(r.stream), p99(r.stream), r.stream.length, answered]);
+      rows.push([
+        name,
+        label,
+        r.loop.p50,
+        r.loop.p99,
+        r.loop.max,
+        p50(r.health),
+        p99(r.health),
+        p50(r.stream),
+        p99(r.stream),
+        r.stream.length,
+        answered,
+      ]);
     }
   } finally {
     await server.stop();
@@ -145,11 +168,24 @@ for (const [name, env] of CONFIGS) {
 
 console.log(
   gridTable(
-    ["server", "phase", "loop p50 ms", "loop p99 ms", "loop max ms", "/health p50 ms", "/health p99 ms", "stream p50 ms", "stream p99 ms", "streams", "attack answers (status:count)"],
+    [
+      "server",
+      "phase",
+      "loop p50 ms",
+      "loop p99 ms",
+      "loop max ms",
+      "/health p50 ms",
+      "/health p99 ms",
+      "stream p50 ms",
+      "stream p99 ms",
+      "streams",
+      "attack answers (status:count)",
+    ],
     rows,
   ),
 );
-const ratio = (name: string, f: (r: PhaseResult) => number) => f(summary[name]![`${ATTACKERS} attackers`]!) / f(summary[name]!["quiet"]!);
+const ratio = (name: string, f: (r: PhaseResult) => number) =>
+  f(summary[name]![`${ATTACKERS} attackers`]!) / f(summary[name]!["quiet"]!);
 console.log("\nunder attack / quiet, side by side:");
 for (const [name] of CONFIGS) {
   console.log(

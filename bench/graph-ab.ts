@@ -38,11 +38,49 @@ async function optimizedNodes(dir: string): Promise<number> {
   const m = loadManifest(dir);
   const tmp = mkdtempSync(join(tmpdir(), "graph-ab-"));
   const out = join(tmp, "opt.onnx");
-  const s = await ort.InferenceSession.create(join(dir, m.graphs.backbone.file), { graphOptimizationLevel: "all", optimizedModelFilePath: out, logSeverityLevel: 3 });
+  const s = await ort.InferenceSession.create(join(dir, m.graphs.backbone.file), {
+    graphOptimizationLevel: "all",
+    optimizedModelFilePath: out,
+    logSeverityLevel: 3,
+  });
   await s.release();
-  const ops = new Set(["MatMul", "Add", "Mul", "Reshape", "Transpose", "Gather", "Concat", "Unsqueeze", "Slice", "Shape", "Softmax", "Neg",
-    "Div", "Sub", "Where", "Equal", "Cast", "Expand", "ReduceSum", "FusedMatMul", "SimplifiedLayerNormalization", "QuickGelu", "Gemm",
-    "MatMulNBits", "Sigmoid", "ConstantOfShape", "Range", "Less", "Not", "And", "Trilu", "Tile", "Clip", "Squeeze", "SkipSimplifiedLayerNormalization"]);
+  const ops = new Set([
+    "MatMul",
+    "Add",
+    "Mul",
+    "Reshape",
+    "Transpose",
+    "Gather",
+    "Concat",
+    "Unsqueeze",
+    "Slice",
+    "Shape",
+    "Softmax",
+    "Neg",
+    "Div",
+    "Sub",
+    "Where",
+    "Equal",
+    "Cast",
+    "Expand",
+    "ReduceSum",
+    "FusedMatMul",
+    "SimplifiedLayerNormalization",
+    "QuickGelu",
+    "Gemm",
+    "MatMulNBits",
+    "Sigmoid",
+    "ConstantOfShape",
+    "Range",
+    "Less",
+    "Not",
+    "And",
+    "Trilu",
+    "Tile",
+    "Clip",
+    "Squeeze",
+    "SkipSimplifiedLayerNormalization",
+  ]);
   const buf = readFileSync(out);
   rmSync(tmp, { recursive: true, force: true });
   let n = 0;
@@ -56,24 +94,59 @@ async function optimizedNodes(dir: string): Promise<number> {
   return n;
 }
 
-const runners = await Promise.all(dirs.map((d) => Runner.create(loadManifest(d), { modelDir: d, provider: "cpu", threads: Number(values.threads), graphOptimization: "all", numBlocks: maxB * perSeq + 8, blockSize: 16 })));
+const runners = await Promise.all(
+  dirs.map((d) =>
+    Runner.create(loadManifest(d), {
+      modelDir: d,
+      provider: "cpu",
+      threads: Number(values.threads),
+      graphOptimization: "all",
+      numBlocks: maxB * perSeq + 8,
+      blockSize: 16,
+    }),
+  ),
+);
 async function msPerStep(r: Runner, B: number): Promise<number> {
   const V = r.vocabSize;
   const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
-  await r.forward(tables.map((t, b) => ({ tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))), thoughts: Array(P).fill(null), start: 0, blockTable: t, outputs: [P - 1] })));
+  await r.forward(
+    tables.map((t, b) => ({
+      tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))),
+      thoughts: Array(P).fill(null),
+      start: 0,
+      blockTable: t,
+      outputs: [P - 1],
+    })),
+  );
   const t0 = performance.now();
-  for (let s = 0; s < steps; s++) await r.forward(tables.map((t, b): ForwardRow => ({ tokens: [3 + ((b + s) % (V - 3))], thoughts: [null], start: P + s, blockTable: t, outputs: [P + s] })));
+  for (let s = 0; s < steps; s++)
+    await r.forward(
+      tables.map(
+        (t, b): ForwardRow => ({
+          tokens: [3 + ((b + s) % (V - 3))],
+          thoughts: [null],
+          start: P + s,
+          blockTable: t,
+          outputs: [P + s],
+        }),
+      ),
+    );
   return (performance.now() - t0) / steps;
 }
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const nodes = await Promise.all(dirs.map(optimizedNodes));
-console.log(`A ${dirs[0]} (${nodes[0]} nodes after optimization), B ${dirs[1]} (${nodes[1]} nodes); ${values.threads} threads; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+console.log(
+  `A ${dirs[0]} (${nodes[0]} nodes after optimization), B ${dirs[1]} (${nodes[1]} nodes); ${values.threads} threads; load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);
 console.log("| batch | A ms/step | B ms/step | A / B (> 1: B faster) |");
 console.log("|---|---|---|---|");
 for (const B of batches) {
   for (const r of runners) await msPerStep(r, B);
   const t: number[][] = [[], []];
-  for (let k = 0; k < Number(values.rounds); k++) for (let i = 0; i < 2; i++) t[i]!.push(await msPerStep(runners[i]!, B));
+  for (let k = 0; k < Number(values.rounds); k++)
+    for (let i = 0; i < 2; i++) t[i]!.push(await msPerStep(runners[i]!, B));
   const [a, b] = t.map(median) as [number, number];
   console.log(`| ${B} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)} |`);
 }

@@ -37,7 +37,10 @@ const MAX = Number(args["max-tokens"]);
 const ROUNDS = Number(args.rounds);
 const MODEL = "nfcot-trace-small";
 
-const programs = Array.from({ length: C }, (_, i) => `a = ${i % 10}\nb = a + ${(i * 7) % 10}\nc = b * ${(i % 3) + 2}\nprint(c)`);
+const programs = Array.from(
+  { length: C },
+  (_, i) => `a = ${i % 10}\nb = a + ${(i * 7) % 10}\nc = b * ${(i % 3) + 2}\nprint(c)`,
+);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Result {
@@ -86,8 +89,13 @@ async function oneStream(url: string, content: string, seed: number): Promise<nu
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
       // The thoughts count inside max_tokens (as OpenAI counts reasoning): MAX text tokens each.
-      model: MODEL, messages: [{ role: "user", content }], max_tokens: MAX + thoughts, seed, ignore_eos: true,
-      stream: true, stream_options: { include_usage: true },
+      model: MODEL,
+      messages: [{ role: "user", content }],
+      max_tokens: MAX + thoughts,
+      seed,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
     }),
   });
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${await res.body.text()}`);
@@ -115,7 +123,18 @@ async function viaHttp(url: string, round: number): Promise<Result> {
 
 // The server as src/server.ts builds it, in this process (the engine-direct side needs its engine).
 const config = parseConfig(
-  ["--host", "127.0.0.1", "--port", "0", "--threads", args.threads!, "--max-num-seqs", `${Math.max(64, C)}`, "--max-queue", `${Math.max(256, 4 * C)}`],
+  [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--threads",
+    args.threads!,
+    "--max-num-seqs",
+    `${Math.max(64, C)}`,
+    "--max-queue",
+    `${Math.max(256, 4 * C)}`,
+  ],
   {},
 );
 const manifest = loadManifest(config.modelDir);
@@ -127,7 +146,9 @@ const server = { engine, url: `http://127.0.0.1:${(app.server.address() as Addre
 try {
   const prompts = programs.map((p) => chatPrompt(tok, engine.info, [{ role: "user", content: p }], { mode: "latent" }));
   thoughts = server.engine.info.numThoughts;
-  console.log(`model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`);
+  console.log(
+    `model ${MODEL}, ${C} concurrent requests x ${MAX} text tokens (+${server.engine.info.numThoughts} thoughts each), ${ROUNDS} rounds, engine threads ${args.threads}`,
+  );
   // Warm-up: graph optimisation, JIT, prefix cache for both paths alike.
   await engineDirect(server.engine, prompts, 0);
   await viaHttp(server.url, 0);
@@ -138,7 +159,8 @@ try {
   for (let r = 1; r <= ROUNDS; r++) {
     const d = await engineDirect(server.engine, prompts, r);
     const h = await viaHttp(server.url, r);
-    if (d.tokens !== C * MAX || h.tokens !== C * MAX) throw new Error(`token counts differ: direct ${d.tokens}, http ${h.tokens}, want ${C * MAX}`);
+    if (d.tokens !== C * MAX || h.tokens !== C * MAX)
+      throw new Error(`token counts differ: direct ${d.tokens}, http ${h.tokens}, want ${C * MAX}`);
     direct.push(d.tokens / d.seconds);
     http.push(h.tokens / h.seconds);
     ratios.push(http.at(-1)! / direct.at(-1)!);
@@ -149,7 +171,9 @@ try {
   }
   const ratio = median(ratios);
   console.log(`median: engine-direct ${median(direct).toFixed(0)} tok/s, http ${median(http).toFixed(0)} tok/s`);
-  console.log(`ratio http / engine-direct (median of rounds) = ${(ratio * 100).toFixed(1)}% (target >= 80%): ${ratio >= 0.8 ? "PASS" : "FAIL"}`);
+  console.log(
+    `ratio http / engine-direct (median of rounds) = ${(ratio * 100).toFixed(1)}% (target >= 80%): ${ratio >= 0.8 ? "PASS" : "FAIL"}`,
+  );
   process.exitCode = ratio >= 0.8 ? 0 : 1;
 } finally {
   await agent.close();

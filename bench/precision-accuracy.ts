@@ -39,30 +39,58 @@ const VARIANTS: Record<string, string[]> = {
   kv16: ["--kv-dtype", "float16"],
 };
 const names = values.variants!.split(",");
-for (const n of names) if (!VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(", ")}`);
+for (const n of names)
+  if (!VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(", ")}`);
 
-interface Row { condition: string; accuracy: number }
+interface Row {
+  condition: string;
+  accuracy: number;
+}
 const results = new Map<string, Row[]>();
-console.log(`# shipped model accuracy per precision, ${new Date().toISOString()}, ${values["num-prompts"]} test-split prompts, load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+console.log(
+  `# shipped model accuracy per precision, ${new Date().toISOString()}, ${values["num-prompts"]} test-split prompts, load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);
 for (const n of names) {
   const dir = n === "fp32" ? SHIPPED : join(SCRATCH, n);
   if (n !== "fp32") {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(SCRATCH, { recursive: true });
     cpSync(SHIPPED, dir, { recursive: true });
-    execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, ...VARIANTS[n]!], { cwd: join(ROOT, "models"), stdio: ["ignore", "inherit", "inherit"] });
+    execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, ...VARIANTS[n]!], {
+      cwd: join(ROOT, "models"),
+      stdio: ["ignore", "inherit", "inherit"],
+    });
   }
   const out = join(SCRATCH, `${n}.json`);
   if (existsSync(out)) rmSync(out);
   // Exit code 1 only says reasoning-cost's own speed target was missed; the JSON is what we read.
   try {
-    execFileSync(process.execPath, ["--import", "tsx", "bench/reasoning-cost.ts", "--num-prompts", values["num-prompts"]!, "--concurrency", "0",
-      `--server-args=--model-dir ${dir}`, "--out", out], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "bench/reasoning-cost.ts",
+        "--num-prompts",
+        values["num-prompts"]!,
+        "--concurrency",
+        "0",
+        `--server-args=--model-dir ${dir}`,
+        "--out",
+        out,
+      ],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] },
+    );
   } catch (e) {
     if (!existsSync(out)) throw e;
   }
   const r = JSON.parse(readFileSync(out, "utf8"));
-  results.set(n, r.phases[0].results.map((x: Row) => ({ condition: x.condition, accuracy: x.accuracy })));
+  results.set(
+    n,
+    r.phases[0].results.map((x: Row) => ({ condition: x.condition, accuracy: x.accuracy })),
+  );
 }
 const conditions = results.get(names[0]!)!.map((r) => r.condition);
 const base = results.get("fp32");
@@ -75,4 +103,8 @@ for (const n of names) {
   });
   console.log(`| ${n} | ${cells.join(" | ")} |`);
 }
-console.log(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+console.log(
+  `load average at end ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);

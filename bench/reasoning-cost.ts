@@ -53,7 +53,8 @@ const a = parseCli(
   },
   USAGE,
 );
-const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) => numberArg(USAGE, name, a[name] as string | undefined, valid)!;
+const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) =>
+  numberArg(USAGE, name, a[name] as string | undefined, valid)!;
 const N = num("num-prompts", isPositiveInt);
 const C = num("concurrency", isNonNegativeInt);
 const maxTokens = num("max-tokens", isPositiveInt);
@@ -105,9 +106,15 @@ const url = (a.url ?? server!.url).replace(/\/$/, "");
 const agent = new Agent({ connections: Math.max(1, C), keepAliveTimeout: 60_000 });
 
 try {
-  const models = await fetchJson<{ data: { id: string; nfcot?: { default_latent_temperature?: number } }[] }>(`${url}/v1/models`, { dispatcher: agent });
+  const models = await fetchJson<{ data: { id: string; nfcot?: { default_latent_temperature?: number } }[] }>(
+    `${url}/v1/models`,
+    { dispatcher: agent },
+  );
   if (models.status !== 200) throw new Error(`GET /v1/models: HTTP ${models.status}`);
-  const modelInfo = (a.model ? models.body.data.find((m) => m.id === a.model) : models.body.data[0]) ?? { id: a.model!, nfcot: {} };
+  const modelInfo = (a.model ? models.body.data.find((m) => m.id === a.model) : models.body.data[0]) ?? {
+    id: a.model!,
+    nfcot: {},
+  };
   const model = modelInfo.id;
   const defaultTz = modelInfo.nfcot?.default_latent_temperature ?? null;
   const conditions: Condition[] = [
@@ -130,33 +137,59 @@ try {
     if (line === "") return Promise.resolve(0);
     let p = lineTokens.get(line);
     if (!p) {
-      p = fetchJson<{ count: number }>(`${url}/tokenize`, { body: { model, prompt: line }, dispatcher: agent }).then((r) => {
-        if (r.status !== 200) throw new Error(`/tokenize: HTTP ${r.status}`);
-        return r.body.count;
-      });
+      p = fetchJson<{ count: number }>(`${url}/tokenize`, { body: { model, prompt: line }, dispatcher: agent }).then(
+        (r) => {
+          if (r.status !== 200) throw new Error(`/tokenize: HTTP ${r.status}`);
+          return r.body.count;
+        },
+      );
       lineTokens.set(line, p);
     }
     return p;
   };
 
   async function ask(c: Condition, p: TestProgram, index: number): Promise<Answer> {
-    const reasoning = { mode: c.mode, ...(c.latentTemperature !== null ? { latent_temperature: c.latentTemperature } : {}) };
-    const r = await fetchJson<{ choices?: { message: { content: string } }[]; usage?: Usage; error?: { message: string } }>(
-      `${url}/v1/chat/completions`,
-      {
-        body: { model, messages: [{ role: "user", content: p.source }], temperature: 0, max_tokens: maxTokens, seed: seed + index, reasoning },
-        dispatcher: agent,
+    const reasoning = {
+      mode: c.mode,
+      ...(c.latentTemperature !== null ? { latent_temperature: c.latentTemperature } : {}),
+    };
+    const r = await fetchJson<{
+      choices?: { message: { content: string } }[];
+      usage?: Usage;
+      error?: { message: string };
+    }>(`${url}/v1/chat/completions`, {
+      body: {
+        model,
+        messages: [{ role: "user", content: p.source }],
+        temperature: 0,
+        max_tokens: maxTokens,
+        seed: seed + index,
+        reasoning,
       },
-    );
+      dispatcher: agent,
+    });
     const text = r.body.choices?.[0]?.message.content ?? "";
     const usage = r.body.usage;
-    const error = r.status === 200 && usage ? null : `HTTP ${r.status}: ${r.body.error?.message ?? JSON.stringify(r.body).slice(0, 200)}`;
+    const error =
+      r.status === 200 && usage
+        ? null
+        : `HTTP ${r.status}: ${r.body.error?.message ?? JSON.stringify(r.body).slice(0, 200)}`;
     const thoughts = usage?.completion_tokens_details?.reasoning_tokens ?? 0;
     const textTokens = (usage?.completion_tokens ?? 0) - thoughts;
     const { line, hasLinesBefore } = answerLine(text);
     const traceTokens = Math.max(0, textTokens - (await tokensOf(line)) - (hasLinesBefore ? 1 : 0));
     const answer = parseAnswer(text);
-    return { prompt: index, ms: r.ms, error, text, answer, correct: error === null && answer === p.answer, generated: usage?.completion_tokens ?? 0, thoughts, traceTokens };
+    return {
+      prompt: index,
+      ms: r.ms,
+      error,
+      text,
+      answer,
+      correct: error === null && answer === p.answer,
+      generated: usage?.completion_tokens ?? 0,
+      thoughts,
+      traceTokens,
+    };
   }
 
   const rotate = <T>(xs: T[], k: number) => xs.map((_, j) => xs[(j + k) % xs.length]!);
@@ -194,14 +227,15 @@ try {
     }
   }
   progress.finish();
-  const phases: { name: string; concurrency: number; results: ConditionResult[]; answers: Record<string, Answer[]> }[] = [
-    {
-      name: "sequential",
-      concurrency: 1,
-      results: conditions.map((c) => summarizeCondition(c, sequential.get(c.name)!, null)),
-      answers: Object.fromEntries(sequential),
-    },
-  ];
+  const phases: { name: string; concurrency: number; results: ConditionResult[]; answers: Record<string, Answer[]> }[] =
+    [
+      {
+        name: "sequential",
+        concurrency: 1,
+        results: conditions.map((c) => summarizeCondition(c, sequential.get(c.name)!, null)),
+        answers: Object.fromEntries(sequential),
+      },
+    ];
 
   // Pass 2, C requests in flight, one condition at a time (batches of one mode, as a server
   // dedicated to it would see), in blocks of 5C prompts with the conditions taking turns.
@@ -239,15 +273,39 @@ try {
 
   console.log(`model ${model} at ${url}; ${N} test-split prompts, greedy text, max_tokens ${maxTokens}`);
   console.log(`majority-answer baseline: ${baseline.toFixed(3)} (answer ${base.value}, ${base.count} of ${N})\n`);
-  const ratios: Record<string, { meanRatio: number; medianRatio: number; defaultTzMeanRatio: number; beyondNoneMeanRatio: number | null }> = {};
+  const ratios: Record<
+    string,
+    { meanRatio: number; medianRatio: number; defaultTzMeanRatio: number; beyondNoneMeanRatio: number | null }
+  > = {};
   for (const ph of phases) {
     console.log(`${ph.name}:`);
     console.log(
       gridTable(
-        ["condition", "accuracy", "reasoning pos", "thoughts", "trace tok", "generated", "mean ms", "median ms", "p99 ms", ...(ph.concurrency > 1 ? ["answers/s"] : []), "failed"],
+        [
+          "condition",
+          "accuracy",
+          "reasoning pos",
+          "thoughts",
+          "trace tok",
+          "generated",
+          "mean ms",
+          "median ms",
+          "p99 ms",
+          ...(ph.concurrency > 1 ? ["answers/s"] : []),
+          "failed",
+        ],
         ph.results.map((r) => [
-          r.condition, r.accuracy, r.reasoningPositions, r.thoughts, r.traceTokens, r.generatedPositions,
-          r.timeMs.mean, r.timeMs.median, r.timeMs.p99, ...(ph.concurrency > 1 ? [r.answersPerS] : []), r.failed,
+          r.condition,
+          r.accuracy,
+          r.reasoningPositions,
+          r.thoughts,
+          r.traceTokens,
+          r.generatedPositions,
+          r.timeMs.mean,
+          r.timeMs.median,
+          r.timeMs.p99,
+          ...(ph.concurrency > 1 ? [r.answersPerS] : []),
+          r.failed,
         ]),
       ),
     );
@@ -266,7 +324,7 @@ try {
     console.log(
       `time to answer, explicit / latent: ${ratio.meanRatio.toFixed(2)}x mean, ${ratio.medianRatio.toFixed(2)}x median ` +
         `(T_z = 0); ${ratio.defaultTzMeanRatio.toFixed(2)}x mean (${LATENTD}); time beyond mode none's ` +
-        `${floor.toFixed(1)} ms: ${ratio.beyondNoneMeanRatio === null ? "-" : ratio.beyondNoneMeanRatio.toFixed(2) + "x"} mean\n`,
+        `${floor.toFixed(1)} ms: ${ratio.beyondNoneMeanRatio === null ? "-" : `${ratio.beyondNoneMeanRatio.toFixed(2)}x`} mean\n`,
     );
   }
   const seq = phases[0]!.results;
@@ -286,13 +344,28 @@ try {
       url,
       startedServer: server !== null,
       model,
-      config: { numPrompts: N, concurrency: C, maxTokens, seed, warmup, accuracyBound, timeTarget, defaultLatentTemperature: defaultTz },
+      config: {
+        numPrompts: N,
+        concurrency: C,
+        maxTokens,
+        seed,
+        warmup,
+        accuracyBound,
+        timeTarget,
+        defaultLatentTemperature: defaultTz,
+      },
       majorityBaseline: { accuracy: baseline, answer: base.value, count: base.count },
-      phases: phases.map((ph) => ({ name: ph.name, concurrency: ph.concurrency, results: ph.results, ratios: ratios[ph.name], answers: ph.answers })),
+      phases: phases.map((ph) => ({
+        name: ph.name,
+        concurrency: ph.concurrency,
+        results: ph.results,
+        ratios: ratios[ph.name],
+        answers: ph.answers,
+      })),
       target: { timeOk, accuracyOk: accOk, pass },
     };
     mkdirSync(dirname(a.out), { recursive: true });
-    writeFileSync(a.out, toJson(result) + "\n");
+    writeFileSync(a.out, `${toJson(result)}\n`);
     process.stderr.write(`wrote ${a.out}\n`);
   }
   process.exitCode = pass ? 0 : 1;

@@ -60,7 +60,8 @@ const a = parseCli(
   },
   USAGE,
 );
-const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) => numberArg(USAGE, name, a[name] as string | undefined, valid);
+const num = (name: keyof typeof a & string, valid?: (x: number) => boolean) =>
+  numberArg(USAGE, name, a[name] as string | undefined, valid);
 const numPrompts = num("num-prompts", isPositiveInt)!;
 const rate = num("request-rate", (x) => x > 0)!;
 const maxConcurrency = num("max-concurrency", isPositiveInt) ?? null;
@@ -72,7 +73,8 @@ const slo: Slo = {
   ...(a["slo-tpot-ms"] !== undefined ? { tpotMs: num("slo-tpot-ms")! } : {}),
   ...(a["slo-e2e-ms"] !== undefined ? { e2eMs: num("slo-e2e-ms")! } : {}),
 };
-if (a.mode !== undefined && !["none", "explicit", "latent"].includes(a.mode)) fail(USAGE, `--mode: expected none, explicit or latent, got ${a.mode}`);
+if (a.mode !== undefined && !["none", "explicit", "latent"].includes(a.mode))
+  fail(USAGE, `--mode: expected none, explicit or latent, got ${a.mode}`);
 
 let server: ServerProcess | null = null;
 if (!a.url) {
@@ -87,7 +89,8 @@ const agent = new Agent({ connections: maxConcurrency, keepAliveTimeout: 60_000,
 
 try {
   const models = await request(`${url}/v1/models`, { dispatcher: agent, headers });
-  if (models.statusCode !== 200) throw new Error(`GET /v1/models: HTTP ${models.statusCode}: ${await models.body.text()}`);
+  if (models.statusCode !== 200)
+    throw new Error(`GET /v1/models: HTTP ${models.statusCode}: ${await models.body.text()}`);
   const model = a.model ?? ((await models.body.json()) as { data: { id: string }[] }).data[0]!.id;
   if (a.model) await models.body.dump();
 
@@ -121,7 +124,9 @@ try {
   progress.finish();
 
   const m = computeServeMetrics(results, durationMs / 1000, slo);
-  const sloText = Object.entries(slo).map(([k, v]) => `${k.replace(/Ms$/, "")} <= ${v} ms`).join(", ");
+  const sloText = Object.entries(slo)
+    .map(([k, v]) => `${k.replace(/Ms$/, "")} <= ${v} ms`)
+    .join(", ");
   const rows: ([string, number | string | null] | string)[] = [
     ["Successful requests:", m.completed],
     ["Failed requests:", m.failed],
@@ -155,7 +160,17 @@ try {
       startedServer: server !== null,
       serverArgs: server ? a["server-args"] : null,
       model,
-      config: { numPrompts, requestRate: rate, maxConcurrency, mode: a.mode ?? null, maxTokens: maxTokens ?? null, ignoreEos: a["ignore-eos"], temperature, seed, slo },
+      config: {
+        numPrompts,
+        requestRate: rate,
+        maxConcurrency,
+        mode: a.mode ?? null,
+        maxTokens: maxTokens ?? null,
+        ignoreEos: a["ignore-eos"],
+        temperature,
+        seed,
+        slo,
+      },
       metrics: m,
       requests: results.map((r, i) => ({
         index: i,
@@ -172,7 +187,7 @@ try {
       })),
     };
     mkdirSync(dirname(a.out), { recursive: true });
-    writeFileSync(a.out, toJson(result) + "\n");
+    writeFileSync(a.out, `${toJson(result)}\n`);
     process.stderr.write(`wrote ${a.out}\n`);
   }
   if (m.completed === 0) process.exitCode = 1;

@@ -18,28 +18,62 @@ const configs = [
   { name: "2 threads, no spinning (default)", threads: 2, spinning: false },
   { name: "2 threads, spinning", threads: 2, spinning: true },
 ];
-const runners = await Promise.all(configs.map((c) =>
-  Runner.create(m, { modelDir: dir, provider: "cpu", threads: c.threads, spinning: c.spinning, graphOptimization: "all", numBlocks, blockSize: 16 })));
+const runners = await Promise.all(
+  configs.map((c) =>
+    Runner.create(m, {
+      modelDir: dir,
+      provider: "cpu",
+      threads: c.threads,
+      spinning: c.spinning,
+      graphOptimization: "all",
+      numBlocks,
+      blockSize: 16,
+    }),
+  ),
+);
 
 async function msPerStep(r: Runner, B: number): Promise<number> {
   const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
-  await r.forward(tables.map((t, b) => ({ tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))), thoughts: Array(P).fill(null), start: 0, blockTable: t, outputs: [P - 1] })));
+  await r.forward(
+    tables.map((t, b) => ({
+      tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))),
+      thoughts: Array(P).fill(null),
+      start: 0,
+      blockTable: t,
+      outputs: [P - 1],
+    })),
+  );
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
-    await r.forward(tables.map((t, b): ForwardRow => ({ tokens: [3 + ((b + s) % (V - 3))], thoughts: [null], start: P + s, blockTable: t, outputs: [P + s] })));
+    await r.forward(
+      tables.map(
+        (t, b): ForwardRow => ({
+          tokens: [3 + ((b + s) % (V - 3))],
+          thoughts: [null],
+          start: P + s,
+          blockTable: t,
+          outputs: [P + s],
+        }),
+      ),
+    );
   }
   return (performance.now() - t0) / steps;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`model ${m.name} (${dir}); decode steps at context ${P}..${P + steps}; ${args.rounds} interleaved rounds; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-console.log("| batch | " + configs.map((c) => `${c.name} ms/step`).join(" | ") + " |");
-console.log("|---|" + configs.map(() => "---").join("|") + "|");
+console.log(
+  `model ${m.name} (${dir}); decode steps at context ${P}..${P + steps}; ${args.rounds} interleaved rounds; load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);
+console.log(`| batch | ${configs.map((c) => `${c.name} ms/step`).join(" | ")} |`);
+console.log(`|---|${configs.map(() => "---").join("|")}|`);
 for (const B of batches) {
   for (const r of runners) await msPerStep(r, B); // warm-up
   const times = configs.map(() => [] as number[]);
-  for (let k = 0; k < args.rounds; k++) for (let i = 0; i < runners.length; i++) times[i]!.push(await msPerStep(runners[i]!, B));
+  for (let k = 0; k < args.rounds; k++)
+    for (let i = 0; i < runners.length; i++) times[i]!.push(await msPerStep(runners[i]!, B));
   const med = times.map(median);
-  console.log(`| ${B} | ` + med.map((x) => `${x.toFixed(3)} (${(med[1]! / x).toFixed(2)}x)`).join(" | ") + " |");
+  console.log(`| ${B} | ${med.map((x) => `${x.toFixed(3)} (${(med[1]! / x).toFixed(2)}x)`).join(" | ")} |`);
 }
 for (const r of runners) await r.close();

@@ -32,10 +32,13 @@ const { modelDir, manifest, vocabSize: V, batches, maxBatch, prompt: P, steps, t
 const blockSize = 16;
 const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxBatch, P + steps + 2, blockSize);
 const base = { modelDir, provider: "cpu" as const, threads, graphOptimization: "all" as const, numBlocks, blockSize };
-const prompts = (B: number) => Array.from({ length: B }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));
+const prompts = (B: number) =>
+  Array.from({ length: B }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));
 
 function delta(a: RunnerTiming, b: RunnerTiming): RunnerTiming {
-  return Object.fromEntries(Object.keys(a).map((k) => [k, b[k as keyof RunnerTiming] - a[k as keyof RunnerTiming]])) as unknown as RunnerTiming;
+  return Object.fromEntries(
+    Object.keys(a).map((k) => [k, b[k as keyof RunnerTiming] - a[k as keyof RunnerTiming]]),
+  ) as unknown as RunnerTiming;
 }
 
 /** Unprofiled: the engine as the worker builds it, timed around each decode step. */
@@ -45,11 +48,20 @@ async function enginePass(B: number) {
   const blocks = new BlockManager({ numBlocks, blockSize, enablePrefixCaching: false });
   const scheduler = new Scheduler({ maxNumSeqs: B, maxNumBatchedTokens: Math.max(2048, B * P) }, blocks);
   let events: EngineEvent[] = [];
-  const special = { ...manifest.special_tokens, eosIds: eosTokenIds(manifest), neverSample: tokenizer.idsWithoutToken(V) };
+  const special = {
+    ...manifest.special_tokens,
+    eosIds: eosTokenIds(manifest),
+    neverSample: tokenizer.idsWithoutToken(V),
+  };
   const engine = new Engine(runner, scheduler, blocks, tokenizer, special, manifest.max_context, (e) => events.push(e));
   prompts(B).forEach((p, b) =>
     engine.add({
-      kind: "generate", id: `r${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
+      kind: "generate",
+      id: `r${b}`,
+      promptIds: p,
+      opensLatentSpan: false,
+      choiceIndex: 0,
+      leaderId: null,
       latent: { temperature: 0, returnVectors: false },
       sampling: greedySampling({ maxTokens: steps + 4, ignoreEos: true }),
     }),
@@ -104,12 +116,22 @@ function samplingMs(): { greedy: number; topP: number } {
 async function profiledPass(B: number): Promise<{ ops: OpTimes; runMsProfiled: number }> {
   const dir = mkdtempSync(join(tmpdir(), "step-profile-"));
   const runner = await Runner.create(manifest, { ...base, profileFilePrefix: join(dir, "ort") });
-  const tables = Array.from({ length: B }, (_, b) => Array.from({ length: blocksPerSeq }, (_, j) => b * blocksPerSeq + j));
+  const tables = Array.from({ length: B }, (_, b) =>
+    Array.from({ length: blocksPerSeq }, (_, j) => b * blocksPerSeq + j),
+  );
   const ps = prompts(B);
-  await runner.forward(ps.map((p, b) => ({ tokens: p, thoughts: p.map(() => null), start: 0, blockTable: tables[b]!, outputs: [P - 1] })));
+  await runner.forward(
+    ps.map((p, b) => ({ tokens: p, thoughts: p.map(() => null), start: 0, blockTable: tables[b]!, outputs: [P - 1] })),
+  );
   const warm = 3;
   for (let s = 0; s < steps + warm; s++) {
-    const rows: ForwardRow[] = ps.map((p, b) => ({ tokens: [p[s % P]!], thoughts: [null], start: P + s, blockTable: tables[b]!, outputs: [P + s] }));
+    const rows: ForwardRow[] = ps.map((p, b) => ({
+      tokens: [p[s % P]!],
+      thoughts: [null],
+      start: P + s,
+      blockTable: tables[b]!,
+      outputs: [P + s],
+    }));
     await runner.forward(rows);
   }
   runner.endProfiling();
@@ -121,7 +143,9 @@ async function profiledPass(B: number): Promise<{ ops: OpTimes; runMsProfiled: n
 }
 
 const pct = (x: number, total: number) => `${((100 * x) / total).toFixed(1)}%`;
-console.log(`model ${manifest.name} (${modelDir}), prompt ${P}, decode steps ${steps} (context ${P + 3}..${P + 3 + steps}), ${threads} threads`);
+console.log(
+  `model ${manifest.name} (${modelDir}), prompt ${P}, decode steps ${steps} (context ${P + 3}..${P + 3 + steps}), ${threads} threads`,
+);
 const samp = samplingMs();
 for (const B of batches) {
   const e = await enginePass(B);
@@ -135,17 +159,39 @@ for (const B of batches) {
   // onnxruntime's per-call overhead (the profiled ratio of kernels to model_run).
   const kernelFrac = kernelsProfiled / prof.ops.runMs;
   const total = e.stepMs + msg;
-  console.log(`\n## batch ${B}: ${total.toFixed(3)} ms per decode step (${((B * 1000) / total).toFixed(0)} tok/s incl. the events message)`);
+  console.log(
+    `\n## batch ${B}: ${total.toFixed(3)} ms per decode step (${((B * 1000) / total).toFixed(0)} tok/s incl. the events message)`,
+  );
   console.log("| part | ms per step | share |");
   console.log("|---|---|---|");
-  for (const c of ortShare) console.log(`| ORT kernels: ${c.name} (${c.nodes} nodes) | ${((runMs * kernelFrac * c.ms) / kernelsProfiled).toFixed(3)} | ${pct((runMs * kernelFrac * c.ms) / kernelsProfiled, total)} |`);
-  console.log(`| ORT per-call overhead (session.run minus kernels: executor, allocations, output copies, setImmediate hop) | ${(runMs * (1 - kernelFrac)).toFixed(3)} | ${pct(runMs * (1 - kernelFrac), total)} |`);
+  for (const c of ortShare)
+    console.log(
+      `| ORT kernels: ${c.name} (${c.nodes} nodes) | ${((runMs * kernelFrac * c.ms) / kernelsProfiled).toFixed(3)} | ${pct((runMs * kernelFrac * c.ms) / kernelsProfiled, total)} |`,
+    );
+  console.log(
+    `| ORT per-call overhead (session.run minus kernels: executor, allocations, output copies, setImmediate hop) | ${(runMs * (1 - kernelFrac)).toFixed(3)} | ${pct(runMs * (1 - kernelFrac), total)} |`,
+  );
   console.log(`| runner JS: building feeds | ${perStep(e.t.feedMs).toFixed(3)} | ${pct(perStep(e.t.feedMs), total)} |`);
-  console.log(`| runner JS: new K/V into the pool | ${perStep(e.t.writeKvMs).toFixed(3)} | ${pct(perStep(e.t.writeKvMs), total)} |`);
+  console.log(
+    `| runner JS: new K/V into the pool | ${perStep(e.t.writeKvMs).toFixed(3)} | ${pct(perStep(e.t.writeKvMs), total)} |`,
+  );
   const engineJs = e.stepMs - perStep(e.t.forwardMs);
-  console.log(`| engine JS: schedule, sampling ${B} x ${V} logits, detokenize, events | ${engineJs.toFixed(3)} | ${pct(engineJs, total)} |`);
-  console.log(`| events message to the HTTP thread (structured clone + hop) | ${msg.toFixed(3)} | ${pct(msg, total)} |`);
-  console.log(`(profiled session.run ${prof.ops.runMs.toFixed(3)} ms, of it kernels ${kernelsProfiled.toFixed(3)} ms in ${prof.ops.kernels} kernel calls; unprofiled session.run ${runMs.toFixed(3)} ms)`);
-  console.log("top ops (profiled ms per step): " + prof.ops.byOpType.slice(0, 8).map(([op, ms]) => `${op} ${ms.toFixed(3)}`).join(", "));
+  console.log(
+    `| engine JS: schedule, sampling ${B} x ${V} logits, detokenize, events | ${engineJs.toFixed(3)} | ${pct(engineJs, total)} |`,
+  );
+  console.log(
+    `| events message to the HTTP thread (structured clone + hop) | ${msg.toFixed(3)} | ${pct(msg, total)} |`,
+  );
+  console.log(
+    `(profiled session.run ${prof.ops.runMs.toFixed(3)} ms, of it kernels ${kernelsProfiled.toFixed(3)} ms in ${prof.ops.kernels} kernel calls; unprofiled session.run ${runMs.toFixed(3)} ms)`,
+  );
+  console.log(
+    `top ops (profiled ms per step): ${prof.ops.byOpType
+      .slice(0, 8)
+      .map(([op, ms]) => `${op} ${ms.toFixed(3)}`)
+      .join(", ")}`,
+  );
 }
-console.log(`\nsampling one row over ${V} logits: greedy ${(samp.greedy * 1000).toFixed(1)} us, temperature 0.8 + top_p 0.95 ${(samp.topP * 1000).toFixed(1)} us`);
+console.log(
+  `\nsampling one row over ${V} logits: greedy ${(samp.greedy * 1000).toFixed(1)} us, temperature 0.8 + top_p 0.95 ${(samp.topP * 1000).toFixed(1)} us`,
+);

@@ -8,7 +8,13 @@ import { registerAuth } from "./api/auth.ts";
 import { chatCompletionsRoutes } from "./api/chat-completions.ts";
 import { completionsRoutes } from "./api/completions.ts";
 import { GenerationService } from "./api/generation.ts";
-import { clientErrorHandler, frameworkErrorHandler, refuseContentEncoding, refuseExpectation, type RecordFailure } from "./api/client-errors.ts";
+import {
+  clientErrorHandler,
+  frameworkErrorHandler,
+  refuseContentEncoding,
+  refuseExpectation,
+  type RecordFailure,
+} from "./api/client-errors.ts";
 import { refuseUnmatched, registerErrorHandling } from "./api/error-handler.ts";
 import { latentRoutes } from "./api/latent.ts";
 import { responsesRoutes } from "./api/responses.ts";
@@ -19,7 +25,6 @@ import { reportIgnoredFields } from "./api/unknown-fields.ts";
 import { TraceDecoder } from "./api/trace-decoder.ts";
 import type { ServeState } from "./http/serve-state.ts";
 import { opsPlugin } from "./ops/plugin.ts";
-
 
 export interface AppDeps {
   config: Config;
@@ -68,7 +73,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate("serveState", serveState);
   app.decorate("startedAt", Math.floor(Date.now() / 1000));
   const traceDecoder = new TraceDecoder(deps.engine, deps.tokenizer, deps.manifest, app.log);
-  app.decorate("generation", new GenerationService({ engine: deps.engine, traceDecoder, serveState, config, modelName: app.modelName }));
+  app.decorate(
+    "generation",
+    new GenerationService({ engine: deps.engine, traceDecoder, serveState, config, modelName: app.modelName }),
+  );
 
   app.server.on("checkExpectation", refuseExpectation(record));
   // Bodies are JSON; Fastify's default text/plain parser would turn a text body into a string

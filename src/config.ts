@@ -73,13 +73,17 @@ const ENV: Record<Key, string> = {
   logLevel: "NFCOT_LOG_LEVEL",
 };
 
-export const flagName = (k: string) => "--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+export const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 export class ConfigError extends Error {}
 
 function convert(key: Key, raw: string): unknown {
   const schema = (ConfigSchema.properties as Record<Key, TSchema>)[key];
-  if (schema.type === "array") return raw.split(",").map((s) => s.trim()).filter(Boolean);
+  if (schema.type === "array")
+    return raw
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   if (schema.type === "boolean") {
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;
@@ -112,7 +116,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--help" || arg === "-h") throw new ConfigError(usage());
-    const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
+    const [flag, inline] = arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
     const key = byFlag.get(flag);
     if (!key) throw new ConfigError(`unknown option ${flag}\n\n${usage()}`);
     let value = inline;
@@ -136,9 +142,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       if (seen.has(key)) return []; // one line per setting: the first problem names it
       seen.add(key);
       const from = source[key] ?? "default";
-      return [`${flagName(key)} (${ENV[key]}): ${explain(key, e.message)}, got ${JSON.stringify(e.value)} from ${from}`];
+      return [
+        `${flagName(key)} (${ENV[key]}): ${explain(key, e.message)}, got ${JSON.stringify(e.value)} from ${from}`,
+      ];
     });
-    throw new ConfigError("invalid configuration:\n  " + lines.join("\n  "));
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
   }
   return withDefaults as Config;
 }
@@ -166,10 +174,14 @@ export function usage(): string {
 /** Keys given on the command line are visible in `ps` (and in npm's echo of the command). */
 export function apiKeysFromArgv(argv: string[]): boolean {
   const flag = flagName("apiKeys");
-  return argv.some((a) => a === flag || a.startsWith(flag + "="));
+  return argv.some((a) => a === flag || a.startsWith(`${flag}=`));
 }
 
 /** The config as logged at start: API keys are never printed. */
 export function redact(c: Config): Record<string, unknown> {
-  return { ...c, apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none", adminKey: c.adminKey ? "set" : "none" };
+  return {
+    ...c,
+    apiKeys: c.apiKeys.length ? `${c.apiKeys.length} key(s)` : "none",
+    adminKey: c.adminKey ? "set" : "none",
+  };
 }

@@ -17,7 +17,7 @@ function configOrExit(): Config {
     return parseConfig(process.argv.slice(2), process.env);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    process.stderr.write(e.message + "\n");
+    process.stderr.write(`${e.message}\n`);
     process.exit(2);
   }
 }
@@ -27,7 +27,9 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel });
   log.info({ config: redact(config) }, "starting nfcot-serve");
   if (apiKeysFromArgv(process.argv.slice(2))) {
-    log.warn("API keys came from the command line (--api-keys): every user sees them in ps, and npm echoes them; set NFCOT_API_KEYS instead");
+    log.warn(
+      "API keys came from the command line (--api-keys): every user sees them in ps, and npm echoes them; set NFCOT_API_KEYS instead",
+    );
   }
 
   let onSignal: (signal: string) => void = (signal) => {

@@ -14,7 +14,8 @@ const D = 16;
 const messages = [{ role: "user", content: PROGRAM }];
 
 let s: TestServer;
-const chat = (body: Record<string, unknown>) => postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages, ...body });
+const chat = (body: Record<string, unknown>) =>
+  postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages, ...body });
 
 before(async () => {
   s = await startServer();
@@ -29,7 +30,13 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 describe("chat completions", () => {
   test("latent mode: shape, thoughts with vectors and decoded trace, usage counts thoughts", async () => {
-    const res = await chat({ max_tokens: 12, seed: 7, logprobs: true, top_logprobs: 2, reasoning: { return_thoughts: true } });
+    const res = await chat({
+      max_tokens: 12,
+      seed: 7,
+      logprobs: true,
+      top_logprobs: 2,
+      reasoning: { return_thoughts: true },
+    });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.match(body.id, /^chatcmpl-[A-Za-z0-9]{20,}$/);
@@ -85,15 +92,23 @@ describe("chat completions", () => {
     assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id && c.model === MODEL));
     assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", content: "" });
     const thoughtChunks = chunks.filter((c) => c.choices[0]?.thought);
-    assert.deepEqual(thoughtChunks.map((c) => c.choices[0].thought.index), [0, 1, 2, 3, 4, 5]);
-    assert.ok(thoughtChunks.every((c) => Object.keys(c.choices[0].delta).length === 0 && c.choices[0].finish_reason === null));
+    assert.deepEqual(
+      thoughtChunks.map((c) => c.choices[0].thought.index),
+      [0, 1, 2, 3, 4, 5],
+    );
+    assert.ok(
+      thoughtChunks.every((c) => Object.keys(c.choices[0].delta).length === 0 && c.choices[0].finish_reason === null),
+    );
     const content = chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("");
     const last = [...chunks].reverse().find((c) => c.choices[0]?.finish_reason);
     const wc = whole.choices[0];
     assert.equal(content, wc.message.content);
     assert.equal(last.choices[0].finish_reason, wc.finish_reason);
     assert.deepEqual(last.choices[0].thoughts.log_probs, wc.thoughts.log_probs);
-    assert.deepEqual(thoughtChunks.map((c) => c.choices[0].thought.log_prob), wc.thoughts.log_probs);
+    assert.deepEqual(
+      thoughtChunks.map((c) => c.choices[0].thought.log_prob),
+      wc.thoughts.log_probs,
+    );
     const usage = chunks.at(-1);
     assert.deepEqual(usage.choices, []);
     assert.equal(usage.usage.completion_tokens, whole.usage.completion_tokens);
@@ -125,8 +140,12 @@ describe("chat completions", () => {
   });
 
   test("greedy text and latent_temperature 0 make the answer independent of the seed", async () => {
-    const a = await (await chat({ max_tokens: 8, seed: 1, temperature: 0, reasoning: { latent_temperature: 0 } })).json();
-    const b = await (await chat({ max_tokens: 8, seed: 99, temperature: 0, reasoning: { latent_temperature: 0 } })).json();
+    const a = await (
+      await chat({ max_tokens: 8, seed: 1, temperature: 0, reasoning: { latent_temperature: 0 } })
+    ).json();
+    const b = await (
+      await chat({ max_tokens: 8, seed: 99, temperature: 0, reasoning: { latent_temperature: 0 } })
+    ).json();
     assert.equal(a.choices[0].message.content, b.choices[0].message.content);
     assert.deepEqual(a.choices[0].thoughts.log_probs, b.choices[0].thoughts.log_probs);
   });
@@ -146,8 +165,15 @@ describe("completions", () => {
     const body = await res.json();
     assert.match(body.id, /^cmpl-/);
     assert.equal(body.object, "text_completion");
-    assert.deepEqual(body.choices.map((c: any) => c.index), [0, 1, 2, 3]);
-    const counts = await Promise.all(["a = 5", "b = 2\nprint(b)"].map(async (prompt) => (await (await postJson(`${s.url}/tokenize`, { prompt })).json()).count));
+    assert.deepEqual(
+      body.choices.map((c: any) => c.index),
+      [0, 1, 2, 3],
+    );
+    const counts = await Promise.all(
+      ["a = 5", "b = 2\nprint(b)"].map(
+        async (prompt) => (await (await postJson(`${s.url}/tokenize`, { prompt })).json()).count,
+      ),
+    );
     assert.equal(body.usage.prompt_tokens, counts[0] + counts[1]);
     assert.ok(body.choices.every((c: any) => c.thoughts.count === 0 && typeof c.text === "string"));
   });

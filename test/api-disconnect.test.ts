@@ -32,10 +32,14 @@ async function assertAbortedAndFreed(idPrefix: string): Promise<void> {
   const finish = events.find((e) => isMine(e) && e.type === "finish");
   assert.equal(finish?.type === "finish" && finish.reason, "abort");
   assert.ok(finish?.type === "finish" && finish.completionTokens < MAX);
-  await waitFor(() => {
-    const st = s.engine.stats;
-    return st !== null && st.running === 0 && st.waiting === 0 && st.kvBlocksUsed === 0;
-  }, 10_000, "running 0 and kvBlocksUsed 0");
+  await waitFor(
+    () => {
+      const st = s.engine.stats;
+      return st !== null && st.running === 0 && st.waiting === 0 && st.kvBlocksUsed === 0;
+    },
+    10_000,
+    "running 0 and kvBlocksUsed 0",
+  );
   assert.equal(s.engine.inFlight, 0);
 }
 
@@ -59,7 +63,17 @@ test("disconnecting mid-stream aborts the sequence and frees its blocks", async 
 test("disconnecting while waiting for a whole response aborts it too", async () => {
   const ac = new AbortController();
   const pending = postJson(`${s.url}/v1/chat/completions`, body(false), { signal: ac.signal }).catch((e: Error) => e);
-  await waitFor(() => events.some((e) => e.type === "token" && e.id.startsWith("chatcmpl-") && !events.some((f) => f.type === "finish" && f.id === e.id)), 10_000, "a token");
+  await waitFor(
+    () =>
+      events.some(
+        (e) =>
+          e.type === "token" &&
+          e.id.startsWith("chatcmpl-") &&
+          !events.some((f) => f.type === "finish" && f.id === e.id),
+      ),
+    10_000,
+    "a token",
+  );
   const running = events.find((e) => e.type === "token" && !events.some((f) => f.type === "finish" && f.id === e.id))!;
   ac.abort();
   assert.ok((await pending) instanceof Error);

@@ -52,7 +52,9 @@ const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) 
 /** Generation's reported values against a score of the same trajectory. */
 function assertAgrees(choice: any, scored: any, what: string): void {
   assert.equal(scored.thought_log_probs.length, 6);
-  choice.thoughts.log_probs.forEach((lp: number, i: number) => close(scored.thought_log_probs[i], lp, `${what} thought ${i}`));
+  choice.thoughts.log_probs.forEach((lp: number, i: number) =>
+    close(scored.thought_log_probs[i], lp, `${what} thought ${i}`),
+  );
   close(scored.thought_log_prob, choice.thoughts.log_prob, `${what} thought sum`);
   const gen = choice.logprobs.content;
   // The answer is scored followed by EOS; generation reports no EOS.
@@ -71,7 +73,10 @@ describe("POST /v1/latent/logprobs", () => {
   test("a batch of trajectories agrees with generation", async () => {
     assert.equal(generated.length, 3);
     const data = await score(generated.map((c) => ({ thoughts: c.thoughts.vectors, answer: c.message.content })));
-    assert.deepEqual(data.map((d) => d.index), [0, 1, 2]);
+    assert.deepEqual(
+      data.map((d) => d.index),
+      [0, 1, 2],
+    );
     generated.forEach((c, i) => assertAgrees(c, data[i], `batched ${i}`));
   });
 
@@ -89,7 +94,9 @@ describe("POST /v1/latent/logprobs", () => {
     const [d] = await score([{ thoughts: generated[0].thoughts.vectors }]);
     assert.deepEqual(d.answer_logprobs, []);
     assert.equal(d.answer_log_prob, 0);
-    generated[0].thoughts.log_probs.forEach((lp: number, i: number) => close(d.thought_log_probs[i], lp, `thought ${i}`));
+    generated[0].thoughts.log_probs.forEach((lp: number, i: number) =>
+      close(d.thought_log_probs[i], lp, `thought ${i}`),
+    );
     assert.equal(d.log_prob, d.thought_log_prob);
   });
 
@@ -98,7 +105,10 @@ describe("POST /v1/latent/logprobs", () => {
     const res = await postJson(`${s.url}/v1/latent/logprobs`, {
       model: MODEL,
       messages,
-      trajectories: [{ thoughts: generated[0].thoughts.vectors }, { thoughts: generated[0].thoughts.vectors, answer: long }],
+      trajectories: [
+        { thoughts: generated[0].thoughts.vectors },
+        { thoughts: generated[0].thoughts.vectors, answer: long },
+      ],
     });
     assert.equal(res.status, 400);
     const { error } = await res.json();

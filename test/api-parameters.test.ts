@@ -17,8 +17,10 @@ type Body = OpenAI.ChatCompletionCreateParamsNonStreaming & Record<string, unkno
 
 let s: TestServer;
 let client: OpenAI;
-const chat = (body: Record<string, unknown>) => client.chat.completions.create({ model: MODEL, messages, ...body } as Body);
-const complete = (body: Record<string, unknown>) => client.completions.create({ model: MODEL, ...body } as OpenAI.CompletionCreateParamsNonStreaming);
+const chat = (body: Record<string, unknown>) =>
+  client.chat.completions.create({ model: MODEL, messages, ...body } as Body);
+const complete = (body: Record<string, unknown>) =>
+  client.completions.create({ model: MODEL, ...body } as OpenAI.CompletionCreateParamsNonStreaming);
 
 before(async () => {
   s = await startServer();
@@ -46,7 +48,16 @@ describe("refused with 400 unsupported_parameter", () => {
   test("chat.completions.parse with a json_schema response_format (and json_object)", async () => {
     const response_format = {
       type: "json_schema" as const,
-      json_schema: { name: "answer", strict: true, schema: { type: "object", properties: { b: { type: "integer" } }, required: ["b"], additionalProperties: false } },
+      json_schema: {
+        name: "answer",
+        strict: true,
+        schema: {
+          type: "object",
+          properties: { b: { type: "integer" } },
+          required: ["b"],
+          additionalProperties: false,
+        },
+      },
     };
     await refused(client.beta.chat.completions.parse({ model: MODEL, messages, response_format }), "response_format");
     await refused(chat({ response_format: { type: "json_object" } }), "response_format");
@@ -55,7 +66,9 @@ describe("refused with 400 unsupported_parameter", () => {
   });
 
   test("tools, tool_choice and the legacy functions on a model whose template does not read tools", async () => {
-    const tools = [{ type: "function" as const, function: { name: "add", parameters: { type: "object", properties: {} } } }];
+    const tools = [
+      { type: "function" as const, function: { name: "add", parameters: { type: "object", properties: {} } } },
+    ];
     await refused(chat({ tools }), "tools");
     await refused(chat({ tool_choice: "required" }), "tool_choice");
     await refused(chat({ functions: [{ name: "add" }] }), "functions");
@@ -64,14 +77,26 @@ describe("refused with 400 unsupported_parameter", () => {
   test("stream_options without stream: true; prompt_logprobs with stream: true", async () => {
     await refused(chat({ stream_options: { include_usage: true } }), "stream_options");
     await refused(complete({ prompt: "a = 1\nprint(a)", stream_options: { include_usage: true } }), "stream_options");
-    await refused(client.chat.completions.create({ model: MODEL, messages, stream: true, prompt_logprobs: 1 } as never), "prompt_logprobs");
+    await refused(
+      client.chat.completions.create({ model: MODEL, messages, stream: true, prompt_logprobs: 1 } as never),
+      "prompt_logprobs",
+    );
   });
 
   test("/v1/completions: reasoning.mode (the prompt sets the mode); the latent options are honoured", async () => {
     await refused(complete({ prompt: "a = 1\nprint(a)", reasoning: { mode: "latent" } }), "reasoning.mode");
     // A prompt ending in <bot> opens a span: latent_temperature 0 and return_thoughts apply.
-    const r = await complete({ prompt: "<s><|user|>\na = 1\nprint(a)\n<|assistant|><|latent|><bot>", max_tokens: 9, temperature: 0, reasoning: { latent_temperature: 0, return_thoughts: true } });
-    const thoughts = (r.choices[0] as unknown as { thoughts: { count: number; temperature: number; vectors: string[]; behaviour_log_prob: number | null } }).thoughts;
+    const r = await complete({
+      prompt: "<s><|user|>\na = 1\nprint(a)\n<|assistant|><|latent|><bot>",
+      max_tokens: 9,
+      temperature: 0,
+      reasoning: { latent_temperature: 0, return_thoughts: true },
+    });
+    const thoughts = (
+      r.choices[0] as unknown as {
+        thoughts: { count: number; temperature: number; vectors: string[]; behaviour_log_prob: number | null };
+      }
+    ).thoughts;
     assert.equal(thoughts.count, 6);
     assert.equal(thoughts.temperature, 0);
     assert.equal(thoughts.vectors.length, 6);
@@ -91,7 +116,13 @@ describe("done", () => {
     const plain = await chat({ ...explicit, temperature: 0, max_tokens: 3, logprobs: true, top_logprobs: 5 });
     const first = plain.choices[0]!.logprobs!.content![0]!;
     assert.equal(first.token, "a");
-    const biased = await chat({ ...explicit, temperature: 0, max_tokens: 3, logprobs: true, logit_bias: { "21": -100 } });
+    const biased = await chat({
+      ...explicit,
+      temperature: 0,
+      max_tokens: 3,
+      logprobs: true,
+      logit_bias: { "21": -100 },
+    });
     const b0 = biased.choices[0]!.logprobs!.content![0]!;
     assert.notEqual(b0.token, "a");
     const raw = first.top_logprobs.find((t) => t.token === b0.token);
@@ -124,7 +155,10 @@ describe("done", () => {
   });
 
   test("prompt_logprobs (vLLM's shape) on chat and completions, equal to echo's prompt logprobs", async () => {
-    const c = (await chat({ max_tokens: 7, prompt_logprobs: 2 })) as unknown as { prompt_logprobs: (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[]; usage: { prompt_tokens: number } };
+    const c = (await chat({ max_tokens: 7, prompt_logprobs: 2 })) as unknown as {
+      prompt_logprobs: (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[];
+      usage: { prompt_tokens: number };
+    };
     assert.equal(c.prompt_logprobs.length, c.usage.prompt_tokens);
     assert.equal(c.prompt_logprobs[0], null);
     for (const pos of c.prompt_logprobs.slice(1)) {
@@ -135,8 +169,19 @@ describe("done", () => {
     }
     const prompt = "a = 1\nprint(a)";
     const r = await complete({ prompt, max_tokens: 2, temperature: 0, echo: true, logprobs: 1, prompt_logprobs: 0 });
-    const choice = r.choices[0] as unknown as { prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[]; logprobs: { token_logprobs: (number | null)[] } };
-    const ids = (await (await fetch(`${s.url}/tokenize`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: MODEL, prompt }) })).json()).tokens as number[];
+    const choice = r.choices[0] as unknown as {
+      prompt_logprobs: (Record<string, { logprob: number; rank: number }> | null)[];
+      logprobs: { token_logprobs: (number | null)[] };
+    };
+    const ids = (
+      await (
+        await fetch(`${s.url}/tokenize`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: MODEL, prompt }),
+        })
+      ).json()
+    ).tokens as number[];
     assert.equal(choice.prompt_logprobs.length, ids.length);
     ids.forEach((id, i) => {
       if (i === 0) return assert.equal(choice.prompt_logprobs[0], null);
@@ -149,10 +194,20 @@ describe("done", () => {
 
 describe("logprob tokens rebuild the returned text", () => {
   const joined = (c: OpenAI.ChatCompletion.Choice) => c.logprobs!.content!.map((t) => t.token).join("");
-  const bytes = (c: OpenAI.ChatCompletion.Choice) => Buffer.from(c.logprobs!.content!.flatMap((t) => t.bytes!)).toString("utf8");
+  const bytes = (c: OpenAI.ChatCompletion.Choice) =>
+    Buffer.from(c.logprobs!.content!.flatMap((t) => t.bytes!)).toString("utf8");
 
   test("chat, whole and streamed, with a stop string cutting a token, n = 2 sampled", async () => {
-    const body = { ...explicit, temperature: 1, seed: 11, n: 2, max_tokens: 40, logprobs: true, top_logprobs: 1, stop: ["* 3 ="] };
+    const body = {
+      ...explicit,
+      temperature: 1,
+      seed: 11,
+      n: 2,
+      max_tokens: 40,
+      logprobs: true,
+      top_logprobs: 1,
+      stop: ["* 3 ="],
+    };
     const whole = await chat(body);
     for (const c of whole.choices) {
       assert.equal(joined(c), c.message.content);
@@ -161,12 +216,20 @@ describe("logprob tokens rebuild the returned text", () => {
     // Every sampled token of the answer has its entry, the ones the stop string cut included (the
     // trace's tokens are reasoning: they have none).
     const usage = whole.usage!;
-    assert.equal(whole.choices.reduce((n, c) => n + c.logprobs!.content!.length, 0), usage.completion_tokens - usage.completion_tokens_details!.reasoning_tokens!);
+    assert.equal(
+      whole.choices.reduce((n, c) => n + c.logprobs!.content!.length, 0),
+      usage.completion_tokens - usage.completion_tokens_details!.reasoning_tokens!,
+    );
     const cut = whole.choices.find((c) => c.finish_reason === "stop" && c.logprobs!.content!.at(-1)!.token === "");
     assert.ok(cut, JSON.stringify(whole.choices.map((c) => c.message.content)));
     const content = ["", ""];
     const tokens = ["", ""];
-    for await (const chunk of await client.chat.completions.create({ model: MODEL, messages, ...body, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming)) {
+    for await (const chunk of await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      ...body,
+      stream: true,
+    } as OpenAI.ChatCompletionCreateParamsStreaming)) {
       for (const c of chunk.choices) {
         content[c.index] += c.delta.content ?? "";
         tokens[c.index] += (c.logprobs?.content ?? []).map((t) => t.token).join("");
@@ -193,7 +256,15 @@ describe("logprob tokens rebuild the returned text", () => {
     // Prompt positions carry their top logprobs (as vLLM's echo does).
     assert.equal(Object.keys(lp.top_logprobs![1]!).length, 2);
     const streamed: string[] = [];
-    for await (const chunk of await client.completions.create({ model: MODEL, prompt, echo: true, logprobs: 2, temperature: 0, max_tokens: 5, stream: true })) {
+    for await (const chunk of await client.completions.create({
+      model: MODEL,
+      prompt,
+      echo: true,
+      logprobs: 2,
+      temperature: 0,
+      max_tokens: 5,
+      stream: true,
+    })) {
       for (const ch of chunk.choices) streamed.push(...(ch.logprobs?.tokens ?? []));
     }
     assert.equal(streamed.join(""), c.text);
@@ -212,13 +283,17 @@ describe("unknown fields", () => {
     const app = await startAppOn(s.engine, {}, { level: "warn", stream });
     try {
       const c = new OpenAI({ baseURL: `${app.url}/v1`, apiKey: "unused", maxRetries: 0 });
-      const { response } = await c.chat.completions.create({ model: MODEL, messages, max_tokens: 7, not_a_field: 1, metadata_x: "y" } as never).withResponse();
+      const { response } = await c.chat.completions
+        .create({ model: MODEL, messages, max_tokens: 7, not_a_field: 1, metadata_x: "y" } as never)
+        .withResponse();
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("x-ignored-fields"), "not_a_field, metadata_x");
       const warn = lines.find((l) => l.ignoredFields);
       assert.deepEqual(warn?.ignoredFields, ["not_a_field", "metadata_x"]);
       assert.match(warn!.msg!, /were present in the request but ignored: not_a_field, metadata_x/);
-      const known = await c.chat.completions.create({ model: MODEL, messages, max_tokens: 7, min_tokens: 1, logit_bias: { "21": 1 }, top_k: 2 } as never).withResponse();
+      const known = await c.chat.completions
+        .create({ model: MODEL, messages, max_tokens: 7, min_tokens: 1, logit_bias: { "21": 1 }, top_k: 2 } as never)
+        .withResponse();
       assert.equal(known.response.headers.get("x-ignored-fields"), null);
     } finally {
       await app.close();

@@ -33,7 +33,9 @@ async function stream(url: string, body: unknown): Promise<{ text: string; finis
   };
 }
 
-test("top_p 0 with repetition_penalty 1e-300 is answered, and fails none of the streams beside it", { timeout: 120_000 }, async () => {
+test("top_p 0 with repetition_penalty 1e-300 is answered, and fails none of the streams beside it", {
+  timeout: 120_000,
+}, async () => {
   const s = await startServer();
   try {
     const alone: Awaited<ReturnType<typeof stream>>[] = [];

@@ -26,7 +26,7 @@ function concrete(url: string): string {
 
 /** Every letter and digit of the path percent-encoded: the router decodes it back. */
 function encoded(path: string): string {
-  return path.replace(/[A-Za-z0-9]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0"));
+  return path.replace(/[A-Za-z0-9]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`);
 }
 
 async function listen(app: FastifyInstance): Promise<number> {
@@ -35,10 +35,22 @@ async function listen(app: FastifyInstance): Promise<number> {
   return typeof a === "object" && a ? a.port : 0;
 }
 
-function send(port: number, method: string, target: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+function send(
+  port: number,
+  method: string,
+  target: string,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
   const body = method === "POST" ? "{}" : "";
-  const h = { host: `127.0.0.1:${port}`, connection: "close", ...(body ? { "content-type": "application/json", "content-length": String(body.length) } : {}), ...headers };
-  const head = `${method} ${target} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n`;
+  const h = {
+    host: `127.0.0.1:${port}`,
+    connection: "close",
+    ...(body ? { "content-type": "application/json", "content-length": String(body.length) } : {}),
+    ...headers,
+  };
+  const head = `${method} ${target} HTTP/1.1\r\n${Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join("\r\n")}\r\n\r\n`;
   return rawRequest(port, [head + body], { timeoutMs: 10_000 });
 }
 
@@ -47,7 +59,11 @@ function assert401(res: RawResponse, what: string, method = "GET"): void {
   assert.match(res.headers["content-type"] ?? "", /^application\/json/, what);
   if (method === "HEAD") return; // no body on HEAD
   const body = JSON.parse(res.body);
-  assert.deepEqual(body, { error: { message: body.error.message, type: "authentication_error", param: null, code: "invalid_api_key" } }, what);
+  assert.deepEqual(
+    body,
+    { error: { message: body.error.message, type: "authentication_error", param: null, code: "invalid_api_key" } },
+    what,
+  );
 }
 
 function targets(port: number, route: RouterRoute): [string, string][] {
@@ -60,7 +76,11 @@ function targets(port: number, route: RouterRoute): [string, string][] {
   ];
 }
 
-async function checkEveryRoute(app: FastifyInstance, port: number, flags: { publicDocs: boolean; publicTokenizer: boolean }) {
+async function checkEveryRoute(
+  app: FastifyInstance,
+  port: number,
+  flags: { publicDocs: boolean; publicTokenizer: boolean },
+) {
   const routes = routerRoutes(app);
   let asked = 0;
   for (const route of routes) {
@@ -87,12 +107,29 @@ describe("with API keys, default flags", () => {
 
   test("the router's route list is complete: API, tokenizer, operations, docs UI, HEAD routes", () => {
     const keys = routerRoutes(app).map((r) => `${r.method} ${r.url}`);
-    for (const must of ["POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "HEAD /v1/models", "GET /v1/models/:model",
-      "POST /v1/latent/logprobs", "POST /v1/latent/decode", "POST /tokenize", "POST /detokenize", "GET /health", "GET /ready",
-      "GET /metrics", "GET /openapi.json", "GET /docs", "GET /docs/", "GET /docs/static/*", "GET /docs/json"]) {
+    for (const must of [
+      "POST /v1/chat/completions",
+      "POST /v1/completions",
+      "GET /v1/models",
+      "HEAD /v1/models",
+      "GET /v1/models/:model",
+      "POST /v1/latent/logprobs",
+      "POST /v1/latent/decode",
+      "POST /tokenize",
+      "POST /detokenize",
+      "GET /health",
+      "GET /ready",
+      "GET /metrics",
+      "GET /openapi.json",
+      "GET /docs",
+      "GET /docs/",
+      "GET /docs/static/*",
+      "GET /docs/json",
+    ]) {
       assert.ok(keys.includes(must), `${must} is in the router's list`);
     }
-    for (const r of routerRoutes(app)) assert.ok(app.hasRoute({ method: r.method as "GET", url: r.url }), `${r.method} ${r.url} is routed`);
+    for (const r of routerRoutes(app))
+      assert.ok(app.hasRoute({ method: r.method as "GET", url: r.url }), `${r.method} ${r.url} is routed`);
   });
 
   test("every protected route answers 401 without a key, however its path is written; public ones answer", async (t) => {

@@ -90,16 +90,38 @@ test("parseAnswer: the integer on the last non-empty line, as nfcot.generate.par
 
 function outcome(over: Partial<StreamOutcome>): StreamOutcome {
   return {
-    ok: true, status: 200, error: null, startMs: 0, ttftMs: 10, e2eMs: 100, itlMs: [], text: "", thoughtChunks: 0,
-    textChunks: 0, finishReason: "stop", done: true, errorBody: null, id: "chatcmpl-1",
-    usage: { prompt_tokens: 20, completion_tokens: 10, total_tokens: 30, completion_tokens_details: { reasoning_tokens: 6 } },
+    ok: true,
+    status: 200,
+    error: null,
+    startMs: 0,
+    ttftMs: 10,
+    e2eMs: 100,
+    itlMs: [],
+    text: "",
+    thoughtChunks: 0,
+    textChunks: 0,
+    finishReason: "stop",
+    done: true,
+    errorBody: null,
+    id: "chatcmpl-1",
+    usage: {
+      prompt_tokens: 20,
+      completion_tokens: 10,
+      total_tokens: 30,
+      completion_tokens_details: { reasoning_tokens: 6 },
+    },
     ...over,
   };
 }
 
 test("serving metrics: TPOT = (E2E - TTFT) / (out - 1), ITL pooled, throughput over wall time, goodput", () => {
   const a = outcome({ ttftMs: 10, e2eMs: 100, itlMs: [10, 10, 10] }); // 10 tokens: TPOT 10
-  const b = outcome({ ttftMs: 50, e2eMs: 95, itlMs: [5, 40], usage: { prompt_tokens: 30, completion_tokens: 4, total_tokens: 34 } }); // TPOT 15
+  const b = outcome({
+    ttftMs: 50,
+    e2eMs: 95,
+    itlMs: [5, 40],
+    usage: { prompt_tokens: 30, completion_tokens: 4, total_tokens: 34 },
+  }); // TPOT 15
   const one = outcome({ ttftMs: 5, e2eMs: 5, usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 } });
   const failed = outcome({ ok: false, error: "HTTP 429: full", status: 429, usage: null });
   close(tpotOf(a)!, 10);

@@ -4,7 +4,6 @@ import { BlockManager } from "../src/engine/block-manager.ts";
 import { Sequence } from "../src/engine/sequence.ts";
 import { makeSeq } from "./helpers/factories.ts";
 
-
 function makeManager(numBlocks: number, blockSize = 4, enablePrefixCaching = true): BlockManager {
   return new BlockManager({ numBlocks, blockSize, enablePrefixCaching });
 }
@@ -36,7 +35,10 @@ test("allocate hands out blocks from the head of the free list", () => {
   assert.deepEqual(a.blockTable, [0, 1, 2]);
   assert.equal(a.numComputed, 0);
   assert.equal(a.numCachedAtAdmission, 0);
-  assert.deepEqual([0, 1, 2, 3].map((b) => bm.refCount(b)), [1, 1, 1, 0]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((b) => bm.refCount(b)),
+    [1, 1, 1, 0],
+  );
   assert.equal(bm.numFreeBlocks, 5);
   assert.equal(bm.numUsedBlocks, 3);
   assert.deepEqual(bm.freeList(), [3, 4, 5, 6, 7]);
@@ -77,7 +79,10 @@ test("free returns every block, tail blocks first, to the tail of the free list"
   assert.deepEqual(bm.freeList(), [5, 6, 7, 2, 1, 0, 4, 3]);
   assert.equal(bm.numFreeBlocks, 8);
   assert.equal(bm.numUsedBlocks, 0);
-  assert.deepEqual(range(0, 8).map((x) => bm.refCount(x)), new Array(8).fill(0));
+  assert.deepEqual(
+    range(0, 8).map((x) => bm.refCount(x)),
+    new Array(8).fill(0),
+  );
   const c = makeSeq("c", range(1, 16));
   bm.allocate(c);
   assert.deepEqual(c.blockTable, [5, 6, 7, 2]);
@@ -88,13 +93,19 @@ test("a second sequence with the same prompt shares the cached full blocks", () 
   const a = makeSeq("a", range(1, 10));
   computeAll(bm, a);
   assert.deepEqual(a.blockTable, [0, 1, 2]);
-  assert.deepEqual([0, 1, 2].map((x) => bm.isCached(x)), [true, true, false]); // block 2 is partial
+  assert.deepEqual(
+    [0, 1, 2].map((x) => bm.isCached(x)),
+    [true, true, false],
+  ); // block 2 is partial
   const b = makeSeq("b", range(1, 10));
   bm.allocate(b);
   assert.deepEqual(b.blockTable, [0, 1, 3]);
   assert.equal(b.numComputed, 8);
   assert.equal(b.numCachedAtAdmission, 8);
-  assert.deepEqual([0, 1, 2, 3].map((x) => bm.refCount(x)), [2, 2, 1, 1]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((x) => bm.refCount(x)),
+    [2, 2, 1, 1],
+  );
   assert.equal(bm.numUsedBlocks, 4);
   assert.equal(bm.prefixQueries, 20);
   assert.equal(bm.prefixHits, 8);
@@ -121,10 +132,16 @@ test("markComputed registers only full blocks that are computed", () => {
   bm.allocate(a);
   a.numComputed = 7;
   bm.markComputed(a);
-  assert.deepEqual([0, 1, 2].map((x) => bm.isCached(x)), [true, false, false]);
+  assert.deepEqual(
+    [0, 1, 2].map((x) => bm.isCached(x)),
+    [true, false, false],
+  );
   a.numComputed = 12;
   bm.markComputed(a);
-  assert.deepEqual([0, 1, 2].map((x) => bm.isCached(x)), [true, true, true]);
+  assert.deepEqual(
+    [0, 1, 2].map((x) => bm.isCached(x)),
+    [true, true, true],
+  );
   const other = makeSeq("other", [...range(1, 4), 99, 99, 99, 99, 5]);
   bm.allocate(other);
   assert.equal(other.numComputed, 4); // first block matches, second differs
@@ -205,7 +222,13 @@ test("the first block computed with given contents keeps the cache entry", () =>
   const b = makeSeq("b", range(1, 5));
   bm.allocate(a);
   bm.allocate(b);
-  assert.deepEqual([a.blockTable, b.blockTable], [[0, 1], [2, 3]]);
+  assert.deepEqual(
+    [a.blockTable, b.blockTable],
+    [
+      [0, 1],
+      [2, 3],
+    ],
+  );
   for (const s of [a, b]) {
     s.numComputed = 5;
     bm.markComputed(s);

@@ -2,8 +2,21 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
-import { ConfigError, DEFAULT_MODEL_DIR, apiKeysFromArgv, flagName, parseConfig, redact, usage } from "../src/config.ts";
-import { DEFAULT_ENGINE_OPTIONS, EngineSettingsSchema, engineOptionsFrom, kvPoolBlocks } from "../src/engine/options.ts";
+import {
+  ConfigError,
+  DEFAULT_MODEL_DIR,
+  apiKeysFromArgv,
+  flagName,
+  parseConfig,
+  redact,
+  usage,
+} from "../src/config.ts";
+import {
+  DEFAULT_ENGINE_OPTIONS,
+  EngineSettingsSchema,
+  engineOptionsFrom,
+  kvPoolBlocks,
+} from "../src/engine/options.ts";
 
 /** One schema for flags and environment variables: precedence, parsing, and errors that name the
  * flag, the variable and where the bad value came from. */
@@ -39,7 +52,13 @@ describe("sources and precedence", () => {
   });
 
   test("environment variables beat defaults; flags beat environment variables", () => {
-    const env = { PORT: "9000", HOST: "127.0.0.1", NFCOT_MAX_NUM_SEQS: "8", NFCOT_LOG_LEVEL: "warn", NFCOT_PROVIDER: "cuda" };
+    const env = {
+      PORT: "9000",
+      HOST: "127.0.0.1",
+      NFCOT_MAX_NUM_SEQS: "8",
+      NFCOT_LOG_LEVEL: "warn",
+      NFCOT_PROVIDER: "cuda",
+    };
     const fromEnv = parseConfig([], env);
     assert.equal(fromEnv.port, 9000);
     assert.equal(fromEnv.host, "127.0.0.1");
@@ -61,21 +80,38 @@ describe("sources and precedence", () => {
     assert.equal(parseConfig(["--body-limit", "64k"], {}).bodyLimit, 65536);
     assert.equal(parseConfig(["--body-limit", "2MB"], {}).bodyLimit, 2 * 2 ** 20);
     assert.deepEqual(parseConfig([], { NFCOT_API_KEYS: "sk-a, sk-b,," }).apiKeys, ["sk-a", "sk-b"]);
-    assert.deepEqual(parseConfig(["--cors-origins", "https://a.example,https://b.example"], {}).corsOrigins, ["https://a.example", "https://b.example"]);
+    assert.deepEqual(parseConfig(["--cors-origins", "https://a.example,https://b.example"], {}).corsOrigins, [
+      "https://a.example",
+      "https://b.example",
+    ]);
     assert.equal(parseConfig([], { NFCOT_ENABLE_PREFIX_CACHING: "off" }).enablePrefixCaching, false);
     assert.equal(parseConfig(["--enable-prefix-caching", "false"], {}).enablePrefixCaching, false);
-    assert.equal(parseConfig(["--enable-prefix-caching", "--port", "1"], { NFCOT_ENABLE_PREFIX_CACHING: "0" }).enablePrefixCaching, true);
+    assert.equal(
+      parseConfig(["--enable-prefix-caching", "--port", "1"], { NFCOT_ENABLE_PREFIX_CACHING: "0" }).enablePrefixCaching,
+      true,
+    );
   });
 
   test("every setting the operations issue names has a flag and a variable, listed in --help", () => {
     const help = usage();
     for (const [flag, env] of [
-      ["--model-dir", "NFCOT_MODEL_DIR"], ["--host", "HOST"], ["--port", "PORT"], ["--provider", "NFCOT_PROVIDER"],
-      ["--threads", "NFCOT_THREADS"], ["--kv-cache-bytes", "NFCOT_KV_CACHE_BYTES"], ["--block-size", "NFCOT_BLOCK_SIZE"],
-      ["--max-num-seqs", "NFCOT_MAX_NUM_SEQS"], ["--max-num-batched-tokens", "NFCOT_MAX_NUM_BATCHED_TOKENS"],
-      ["--max-queue", "NFCOT_MAX_QUEUE"], ["--request-timeout-ms", "NFCOT_REQUEST_TIMEOUT_MS"], ["--body-limit", "NFCOT_BODY_LIMIT"],
-      ["--api-keys", "NFCOT_API_KEYS"], ["--cors-origins", "NFCOT_CORS_ORIGINS"], ["--log-level", "NFCOT_LOG_LEVEL"],
-      ["--drain-timeout-ms", "NFCOT_DRAIN_TIMEOUT_MS"], ["--readiness-timeout-ms", "NFCOT_READINESS_TIMEOUT_MS"],
+      ["--model-dir", "NFCOT_MODEL_DIR"],
+      ["--host", "HOST"],
+      ["--port", "PORT"],
+      ["--provider", "NFCOT_PROVIDER"],
+      ["--threads", "NFCOT_THREADS"],
+      ["--kv-cache-bytes", "NFCOT_KV_CACHE_BYTES"],
+      ["--block-size", "NFCOT_BLOCK_SIZE"],
+      ["--max-num-seqs", "NFCOT_MAX_NUM_SEQS"],
+      ["--max-num-batched-tokens", "NFCOT_MAX_NUM_BATCHED_TOKENS"],
+      ["--max-queue", "NFCOT_MAX_QUEUE"],
+      ["--request-timeout-ms", "NFCOT_REQUEST_TIMEOUT_MS"],
+      ["--body-limit", "NFCOT_BODY_LIMIT"],
+      ["--api-keys", "NFCOT_API_KEYS"],
+      ["--cors-origins", "NFCOT_CORS_ORIGINS"],
+      ["--log-level", "NFCOT_LOG_LEVEL"],
+      ["--drain-timeout-ms", "NFCOT_DRAIN_TIMEOUT_MS"],
+      ["--readiness-timeout-ms", "NFCOT_READINESS_TIMEOUT_MS"],
     ]) {
       assert.match(help, new RegExp(`^  ${flag}\\s+${env}\\s`, "m"), flag);
     }
@@ -99,20 +135,44 @@ describe("errors name the flag, the variable and the source", () => {
 
   test("out of range, from the environment", () => {
     const m = configError([], { PORT: "70000", NFCOT_THREADS: "-1" });
-    assert.match(m, /--port \(PORT\): expected integer to be less or equal to 65535, got 70000 from environment variable PORT/);
-    assert.match(m, /--threads \(NFCOT_THREADS\): expected integer to be greater or equal to 0, got -1 from environment variable NFCOT_THREADS/);
+    assert.match(
+      m,
+      /--port \(PORT\): expected integer to be less or equal to 65535, got 70000 from environment variable PORT/,
+    );
+    assert.match(
+      m,
+      /--threads \(NFCOT_THREADS\): expected integer to be greater or equal to 0, got -1 from environment variable NFCOT_THREADS/,
+    );
   });
 
   test("a bad size and a fraction where an integer is needed", () => {
-    assert.match(configError([], { NFCOT_KV_CACHE_BYTES: "lots" }), /--kv-cache-bytes \(NFCOT_KV_CACHE_BYTES\): expected integer, got "lots" from environment variable/);
-    assert.match(configError(["--max-queue", "2.5"]), /--max-queue \(NFCOT_MAX_QUEUE\): expected integer, got 2.5 from flag --max-queue/);
-    assert.match(configError(["--body-limit", "0.5k"]), /--body-limit \(NFCOT_BODY_LIMIT\): expected integer to be greater or equal to 1024, got 512 from flag/);
+    assert.match(
+      configError([], { NFCOT_KV_CACHE_BYTES: "lots" }),
+      /--kv-cache-bytes \(NFCOT_KV_CACHE_BYTES\): expected integer, got "lots" from environment variable/,
+    );
+    assert.match(
+      configError(["--max-queue", "2.5"]),
+      /--max-queue \(NFCOT_MAX_QUEUE\): expected integer, got 2.5 from flag --max-queue/,
+    );
+    assert.match(
+      configError(["--body-limit", "0.5k"]),
+      /--body-limit \(NFCOT_BODY_LIMIT\): expected integer to be greater or equal to 1024, got 512 from flag/,
+    );
   });
 
   test("a choice outside the list names the choices", () => {
-    assert.match(configError(["--provider", "tpu"]), /--provider \(NFCOT_PROVIDER\): expected one of cpu, cuda, got "tpu" from flag --provider/);
-    assert.match(configError([], { NFCOT_LOG_LEVEL: "loud" }), /--log-level \(NFCOT_LOG_LEVEL\): expected one of fatal, error, warn, info, debug, trace, silent/);
-    assert.match(configError([], { NFCOT_ENABLE_PREFIX_CACHING: "maybe" }), /--enable-prefix-caching \(NFCOT_ENABLE_PREFIX_CACHING\): expected boolean, got "maybe"/);
+    assert.match(
+      configError(["--provider", "tpu"]),
+      /--provider \(NFCOT_PROVIDER\): expected one of cpu, cuda, got "tpu" from flag --provider/,
+    );
+    assert.match(
+      configError([], { NFCOT_LOG_LEVEL: "loud" }),
+      /--log-level \(NFCOT_LOG_LEVEL\): expected one of fatal, error, warn, info, debug, trace, silent/,
+    );
+    assert.match(
+      configError([], { NFCOT_ENABLE_PREFIX_CACHING: "maybe" }),
+      /--enable-prefix-caching \(NFCOT_ENABLE_PREFIX_CACHING\): expected boolean, got "maybe"/,
+    );
   });
 
   test("unknown options and missing values", () => {
@@ -134,16 +194,26 @@ describe("the server process", () => {
   test("exits 2 on a bad value, before loading anything, with the message on stderr", () => {
     const flag = start(["--max-num-seqs", "0"], {});
     assert.equal(flag.status, 2);
-    assert.match(flag.stderr, /--max-num-seqs \(NFCOT_MAX_NUM_SEQS\): expected integer to be greater or equal to 1, got 0 from flag --max-num-seqs/);
+    assert.match(
+      flag.stderr,
+      /--max-num-seqs \(NFCOT_MAX_NUM_SEQS\): expected integer to be greater or equal to 1, got 0 from flag --max-num-seqs/,
+    );
     assert.equal(flag.stdout, "", "nothing was started");
     const env = start([], { NFCOT_PROVIDER: "tpu" });
     assert.equal(env.status, 2);
-    assert.match(env.stderr, /--provider \(NFCOT_PROVIDER\): expected one of cpu, cuda, got "tpu" from environment variable NFCOT_PROVIDER/);
+    assert.match(
+      env.stderr,
+      /--provider \(NFCOT_PROVIDER\): expected one of cpu, cuda, got "tpu" from environment variable NFCOT_PROVIDER/,
+    );
   });
 
   test("warns at start when API keys come from the command line, never printing them; not for the environment", () => {
     const env = { NFCOT_MODEL_DIR: "/nonexistent/model", PORT: "0", HOST: "127.0.0.1" };
-    const lines = (out: string) => out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string });
+    const lines = (out: string) =>
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { level: number; msg: string });
     for (const args of [["--api-keys", "sk-secret-argv"], ["--api-keys=sk-secret-argv"]]) {
       const r = start(args, env);
       assert.equal(r.status, 1); // the model directory does not exist: it stops right after the warning
@@ -153,14 +223,22 @@ describe("the server process", () => {
       assert.doesNotMatch(r.stdout + r.stderr, /sk-secret-argv/);
     }
     const fromEnv = start([], { ...env, NFCOT_API_KEYS: "sk-secret-env" });
-    assert.deepEqual(lines(fromEnv.stdout).filter((l) => l.level === 40), []);
+    assert.deepEqual(
+      lines(fromEnv.stdout).filter((l) => l.level === 40),
+      [],
+    );
     assert.doesNotMatch(fromEnv.stdout + fromEnv.stderr, /sk-secret-env/);
     assert.equal(apiKeysFromArgv(["--port", "1"]), false);
     assert.match(usage(), /set NFCOT_API_KEYS in the environment/);
   });
 
   test("exits 1 with a plain message when the model directory does not exist", () => {
-    const r = start([], { NFCOT_MODEL_DIR: "/nonexistent/model", PORT: "0", HOST: "127.0.0.1", NFCOT_LOG_LEVEL: "silent" });
+    const r = start([], {
+      NFCOT_MODEL_DIR: "/nonexistent/model",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      NFCOT_LOG_LEVEL: "silent",
+    });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^nfcot-serve failed to start: .*\/nonexistent\/model/m);
   });
@@ -177,11 +255,16 @@ describe("the engine's settings are the engine's schema, composed into the confi
     for (const key of Object.keys(EngineSettingsSchema.properties)) {
       assert.match(help, new RegExp(`^  ${flagName(key)}\\s`, "m"), key);
     }
-    assert.deepEqual(engineOptionsFrom(parseConfig([], {})), { ...DEFAULT_ENGINE_OPTIONS, modelDir: DEFAULT_MODEL_DIR });
+    assert.deepEqual(engineOptionsFrom(parseConfig([], {})), {
+      ...DEFAULT_ENGINE_OPTIONS,
+      modelDir: DEFAULT_MODEL_DIR,
+    });
   });
 
   test("the worker gets the engine's keys only, with the values given", () => {
-    const config = parseConfig(["--kv-cache-blocks", "12", "--graph-optimization", "basic", "--api-keys", "sk-x"], { NFCOT_THREADS: "3" });
+    const config = parseConfig(["--kv-cache-blocks", "12", "--graph-optimization", "basic", "--api-keys", "sk-x"], {
+      NFCOT_THREADS: "3",
+    });
     const opts = engineOptionsFrom(config);
     assert.deepEqual(Object.keys(opts).sort(), ["modelDir", ...Object.keys(EngineSettingsSchema.properties)].sort());
     assert.equal(opts.kvCacheBlocks, 12);

@@ -42,7 +42,11 @@ function configEnvNames(): Map<string, string> {
   assert.ok(block, "src/config.ts: const ENV = { ... } not found; update this parser");
   const map = new Map([...block[1]!.matchAll(/(\w+):\s*"([A-Z0-9_]+)"/g)].map((m) => [m[2]!, m[1]!]));
   // Every schema key has a variable: a parser that misses entries must fail, not under-check.
-  assert.deepEqual([...map.values()].sort(), Object.keys(ConfigSchema.properties).sort(), "ENV map parse is incomplete");
+  assert.deepEqual(
+    [...map.values()].sort(),
+    Object.keys(ConfigSchema.properties).sort(),
+    "ENV map parse is incomplete",
+  );
   return map;
 }
 
@@ -52,15 +56,25 @@ type Ctor = new (data: never) => { validate(): void };
 const MODELS: Record<string, { ctor: Ctor; module: string; type: string }> = {
   "v1/ConfigMap": { ctor: ConfigMap as unknown as Ctor, module: "kubernetes-models/v1/ConfigMap", type: "IConfigMap" },
   "v1/Service": { ctor: Service as unknown as Ctor, module: "kubernetes-models/v1/Service", type: "IService" },
-  "apps/v1/Deployment": { ctor: Deployment as unknown as Ctor, module: "kubernetes-models/apps/v1/Deployment", type: "IDeployment" },
+  "apps/v1/Deployment": {
+    ctor: Deployment as unknown as Ctor,
+    module: "kubernetes-models/apps/v1/Deployment",
+    type: "IDeployment",
+  },
   "autoscaling/v2/HorizontalPodAutoscaler": {
-    ctor: HorizontalPodAutoscaler as unknown as Ctor, module: "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler", type: "IHorizontalPodAutoscaler",
+    ctor: HorizontalPodAutoscaler as unknown as Ctor,
+    module: "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler",
+    type: "IHorizontalPodAutoscaler",
   },
   "monitoring.coreos.com/v1/ServiceMonitor": {
-    ctor: ServiceMonitor as unknown as Ctor, module: "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor", type: "IServiceMonitor",
+    ctor: ServiceMonitor as unknown as Ctor,
+    module: "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor",
+    type: "IServiceMonitor",
   },
   "monitoring.coreos.com/v1/PodMonitor": {
-    ctor: PodMonitor as unknown as Ctor, module: "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor", type: "IPodMonitor",
+    ctor: PodMonitor as unknown as Ctor,
+    module: "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor",
+    type: "IPodMonitor",
   },
 };
 
@@ -86,15 +100,23 @@ function assertNoUnknownFields(objs: K8sObject[], where: string): void {
   const used = [...new Set(objs.map((o) => `${o.apiVersion}/${o.kind}`))];
   const lines = used.map((k, i) => `import type { ${MODELS[k]!.type} as T${i} } from "${MODELS[k]!.module}";`);
   const first = lines.length;
-  objs.forEach((o, i) => lines.push(`export const r${i}: T${used.indexOf(`${o.apiVersion}/${o.kind}`)} = ${JSON.stringify(o)};`));
+  objs.forEach((o, i) =>
+    lines.push(`export const r${i}: T${used.indexOf(`${o.apiVersion}/${o.kind}`)} = ${JSON.stringify(o)};`),
+  );
   const source = lines.join("\n");
   const options: ts.CompilerOptions = {
-    strict: true, noEmit: true, skipLibCheck: true, types: [],
-    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
   };
   const host = ts.createCompilerHost(options);
   const { getSourceFile, fileExists, readFile } = host;
-  host.getSourceFile = (f, lang, ...rest) => (f === file ? ts.createSourceFile(f, source, lang) : getSourceFile.call(host, f, lang, ...rest));
+  host.getSourceFile = (f, lang, ...rest) =>
+    f === file ? ts.createSourceFile(f, source, lang) : getSourceFile.call(host, f, lang, ...rest);
   host.fileExists = (f) => f === file || fileExists.call(host, f);
   host.readFile = (f) => (f === file ? source : readFile.call(host, f));
   const program = ts.createProgram([file], options, host);
@@ -128,7 +150,17 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
 function parseQuantity(q: string | number): number {
   const m = /^([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(String(q));
   assert.ok(m, `cannot parse quantity ${q}`);
-  const mult: Record<string, number> = { m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+  const mult: Record<string, number> = {
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+  };
   return Number(m[1]) * (m[2] ? mult[m[2]]! : 1);
 }
 
@@ -172,10 +204,17 @@ function checkBundle(objs: K8sObject[], where: string): void {
   const tmplLabels = (d.spec as Any).template.metadata.labels as Record<string, string>;
 
   // Selectors and references
-  assert.ok(selects((d.spec as Any).selector.matchLabels, tmplLabels), `${where}: Deployment selector does not match its pod template`);
+  assert.ok(
+    selects((d.spec as Any).selector.matchLabels, tmplLabels),
+    `${where}: Deployment selector does not match its pod template`,
+  );
   assert.ok(selects((svc.spec as Any).selector, tmplLabels), `${where}: Service selector does not match the pods`);
   const ref = (hpa.spec as Any).scaleTargetRef;
-  assert.deepEqual([ref.apiVersion, ref.kind, ref.name], [d.apiVersion, d.kind, d.metadata.name], `${where}: HPA does not target the Deployment`);
+  assert.deepEqual(
+    [ref.apiVersion, ref.kind, ref.name],
+    [d.apiVersion, d.kind, d.metadata.name],
+    `${where}: HPA does not target the Deployment`,
+  );
   assert.equal((d.spec as Any).replicas, undefined, `${where}: replicas set on a Deployment the HPA scales`);
   const mons = [...byKind(objs, "ServiceMonitor"), ...byKind(objs, "PodMonitor")];
   assert.ok(mons.length >= 1, `${where}: no ServiceMonitor or PodMonitor`);
@@ -185,13 +224,23 @@ function checkBundle(objs: K8sObject[], where: string): void {
     assert.ok(endpoints?.length, `${where}: ${m.kind} without endpoints`);
     for (const ep of endpoints) assert.equal(ep.path, ROUTES.metrics, `${where}: ${m.kind} scrapes ${ep.path}`);
     if (m.kind === "ServiceMonitor") {
-      assert.ok(selects(ms.selector.matchLabels, svc.metadata.labels), `${where}: ServiceMonitor does not select the Service`);
+      assert.ok(
+        selects(ms.selector.matchLabels, svc.metadata.labels),
+        `${where}: ServiceMonitor does not select the Service`,
+      );
       for (const ep of endpoints) {
-        assert.ok((svc.spec as Any).ports.some((p: Any) => p.name === ep.port), `${where}: ServiceMonitor port ${ep.port} is not a Service port name`);
+        assert.ok(
+          (svc.spec as Any).ports.some((p: Any) => p.name === ep.port),
+          `${where}: ServiceMonitor port ${ep.port} is not a Service port name`,
+        );
       }
     } else {
       assert.ok(selects(ms.selector.matchLabels, tmplLabels), `${where}: PodMonitor does not select the pods`);
-      for (const ep of endpoints) assert.ok(c.ports.some((p: Any) => p.name === ep.port), `${where}: PodMonitor port ${ep.port} unknown`);
+      for (const ep of endpoints)
+        assert.ok(
+          c.ports.some((p: Any) => p.name === ep.port),
+          `${where}: PodMonitor port ${ep.port} unknown`,
+        );
     }
   }
 
@@ -205,9 +254,16 @@ function checkBundle(objs: K8sObject[], where: string): void {
   const svcPort = (svc.spec as Any).ports.find((p: Any) => p.name === "http");
   assert.ok(svcPort, `${where}: the Service has no port named http`);
   assert.equal(svcPort.port, DEFAULTS.port);
-  assert.ok(svcPort.targetPort === "http" || svcPort.targetPort === config.port, `${where}: Service targetPort does not reach the server`);
+  assert.ok(
+    svcPort.targetPort === "http" || svcPort.targetPort === config.port,
+    `${where}: Service targetPort does not reach the server`,
+  );
   const probePort = (p: Any) => (p.httpGet.port === "http" ? http.containerPort : p.httpGet.port);
-  for (const [probe, path] of [["livenessProbe", ROUTES.health], ["readinessProbe", ROUTES.ready], ["startupProbe", ROUTES.health]] as const) {
+  for (const [probe, path] of [
+    ["livenessProbe", ROUTES.health],
+    ["readinessProbe", ROUTES.ready],
+    ["startupProbe", ROUTES.health],
+  ] as const) {
     const p = c[probe];
     assert.ok(p?.httpGet, `${where}: ${probe} missing or not httpGet`);
     assert.equal(p.httpGet.path, path, `${where}: ${probe} path`);
@@ -215,18 +271,24 @@ function checkBundle(objs: K8sObject[], where: string): void {
   }
   // The server's own readiness verdict (503 after NFCOT_READINESS_TIMEOUT_MS) must arrive before the
   // kubelet's timeout, or a slow engine reads as a network failure.
-  assert.ok(c.readinessProbe.timeoutSeconds * 1000 > config.readinessTimeoutMs,
-    `${where}: readinessProbe.timeoutSeconds (${c.readinessProbe.timeoutSeconds}) must exceed NFCOT_READINESS_TIMEOUT_MS (${config.readinessTimeoutMs})`);
+  assert.ok(
+    c.readinessProbe.timeoutSeconds * 1000 > config.readinessTimeoutMs,
+    `${where}: readinessProbe.timeoutSeconds (${c.readinessProbe.timeoutSeconds}) must exceed NFCOT_READINESS_TIMEOUT_MS (${config.readinessTimeoutMs})`,
+  );
 
   // Shutdown: preStop sleep, then SIGTERM and the drain; all inside the grace period, which runs
   // from the start of preStop.
   const pre = c.lifecycle?.preStop;
   assert.ok(pre, `${where}: no preStop hook`);
-  const sleepS = pre.sleep ? Number(pre.sleep.seconds) : Number((pre.exec?.command as string[] | undefined)?.[0] === "sleep" ? pre.exec.command[1] : NaN);
+  const sleepS = pre.sleep
+    ? Number(pre.sleep.seconds)
+    : Number((pre.exec?.command as string[] | undefined)?.[0] === "sleep" ? pre.exec.command[1] : NaN);
   assert.ok(sleepS > 0, `${where}: preStop should be a sleep`);
   const grace = spec.terminationGracePeriodSeconds as number;
-  assert.ok(grace > sleepS + config.drainTimeoutMs / 1000,
-    `${where}: terminationGracePeriodSeconds ${grace} <= preStop ${sleepS} s + drain ${config.drainTimeoutMs / 1000} s`);
+  assert.ok(
+    grace > sleepS + config.drainTimeoutMs / 1000,
+    `${where}: terminationGracePeriodSeconds ${grace} <= preStop ${sleepS} s + drain ${config.drainTimeoutMs / 1000} s`,
+  );
 
   // Settings: every variable is one src/config.ts reads; API keys only from a Secret.
   const known = configEnvNames();
@@ -240,33 +302,53 @@ function checkBundle(objs: K8sObject[], where: string): void {
   // Resources fit the settings
   const req = c.resources?.requests ?? {};
   const lim = c.resources?.limits ?? {};
-  assert.ok(req.cpu && req.memory && lim.memory, `${where}: cpu/memory requests and a memory limit are expected (the HPA needs the cpu request)`);
-  assert.ok(config.threads >= 1 && config.threads <= Math.ceil(parseQuantity(req.cpu)),
-    `${where}: NFCOT_THREADS (${config.threads}) should be 1..cpu request; 0 means one thread per node core`);
-  assert.ok(parseQuantity(lim.memory) >= config.kvCacheBytes + 512 * 2 ** 20,
-    `${where}: memory limit ${lim.memory} leaves under 512 MiB beside the ${config.kvCacheBytes}-byte KV pool`);
+  assert.ok(
+    req.cpu && req.memory && lim.memory,
+    `${where}: cpu/memory requests and a memory limit are expected (the HPA needs the cpu request)`,
+  );
+  assert.ok(
+    config.threads >= 1 && config.threads <= Math.ceil(parseQuantity(req.cpu)),
+    `${where}: NFCOT_THREADS (${config.threads}) should be 1..cpu request; 0 means one thread per node core`,
+  );
+  assert.ok(
+    parseQuantity(lim.memory) >= config.kvCacheBytes + 512 * 2 ** 20,
+    `${where}: memory limit ${lim.memory} leaves under 512 MiB beside the ${config.kvCacheBytes}-byte KV pool`,
+  );
 
   // Security: non-root, read-only root filesystem with a writable /tmp (tsx's compile cache)
   const psc = spec.securityContext ?? {};
   const csc = c.securityContext ?? {};
   assert.equal(psc.runAsNonRoot ?? csc.runAsNonRoot, true, `${where}: runAsNonRoot`);
-  assert.ok((csc.runAsUser ?? psc.runAsUser) > 0, `${where}: a numeric non-root runAsUser is needed for runAsNonRoot with a named image user`);
+  assert.ok(
+    (csc.runAsUser ?? psc.runAsUser) > 0,
+    `${where}: a numeric non-root runAsUser is needed for runAsNonRoot with a named image user`,
+  );
   assert.equal(csc.allowPrivilegeEscalation, false, `${where}: allowPrivilegeEscalation`);
   assert.deepEqual(csc.capabilities?.drop, ["ALL"], `${where}: capabilities`);
   assert.equal(csc.readOnlyRootFilesystem, true, `${where}: readOnlyRootFilesystem`);
   const tmp = (c.volumeMounts as Any[] | undefined)?.find((m) => m.mountPath === "/tmp");
   assert.ok(tmp, `${where}: readOnlyRootFilesystem needs a writable /tmp`);
-  assert.ok((spec.volumes as Any[]).some((v) => v.name === tmp.name && v.emptyDir), `${where}: /tmp should be an emptyDir volume`);
+  assert.ok(
+    (spec.volumes as Any[]).some((v) => v.name === tmp.name && v.emptyDir),
+    `${where}: /tmp should be an emptyDir volume`,
+  );
   for (const m of (c.volumeMounts ?? []) as Any[]) {
-    assert.ok((spec.volumes as Any[]).some((v) => v.name === m.name), `${where}: volumeMount ${m.name} has no volume`);
+    assert.ok(
+      (spec.volumes as Any[]).some((v) => v.name === m.name),
+      `${where}: volumeMount ${m.name} has no volume`,
+    );
   }
 
   // HPA: CPU utilization
   const metrics = (hpa.spec as Any).metrics as Any[];
-  assert.ok(metrics.some((m) => m.type === "Resource" && m.resource.name === "cpu"), `${where}: HPA should scale on cpu`);
+  assert.ok(
+    metrics.some((m) => m.type === "Resource" && m.resource.name === "cpu"),
+    `${where}: HPA should scale on cpu`,
+  );
 }
 
-const yamlFiles = (dir: string) => readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !/^kustomization\.ya?ml$/.test(f));
+const yamlFiles = (dir: string) =>
+  readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !/^kustomization\.ya?ml$/.test(f));
 
 test("each base manifest file parses and validates against the Kubernetes schemas", () => {
   const dir = join(K8S, "base");
@@ -284,7 +366,13 @@ test("each base manifest file parses and validates against the Kubernetes schema
 
 test("kustomize build of the base: valid, consistent, and in line with the server", () => {
   const objs = kustomizeBuild(join(K8S, "base"));
-  assert.deepEqual(objs.map((o) => o.kind).sort(), ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service", "ServiceMonitor"]);
+  assert.deepEqual(objs.map((o) => o.kind).sort(), [
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "Service",
+    "ServiceMonitor",
+  ]);
   checkBundle(objs, "base");
   assert.equal(podSettings(objs).config.provider, "cpu");
 });
@@ -300,7 +388,10 @@ test("kustomize build of the gpu overlay: CUDA image, provider, one GPU, tolerat
   assert.equal(podSettings(objs).config.provider, "cuda");
   assert.equal(String(c.resources.limits["nvidia.com/gpu"]), "1");
   const tol = podSpec(one(objs, "Deployment")).tolerations as Any[];
-  assert.ok(tol?.some((t) => t.key === "nvidia.com/gpu"), "a toleration for GPU nodes' taint is expected");
+  assert.ok(
+    tol?.some((t) => t.key === "nvidia.com/gpu"),
+    "a toleration for GPU nodes' taint is expected",
+  );
   // The overlay changes only what it means to: everything else is the base.
   assert.deepEqual(objs.map(resId).sort(), base.map(resId).sort());
 });
@@ -311,7 +402,9 @@ test("the test helper renders what kubectl kustomize renders (when kubectl is in
   for (const dir of ["base", "overlays/gpu"]) {
     const r = spawnSync("kubectl", ["kustomize", join(K8S, dir)], { encoding: "utf8", timeout: 60_000 });
     assert.equal(r.status, 0, `kubectl kustomize ${dir}: ${r.stderr}`);
-    const real = parseAllDocuments(r.stdout).map((d) => d.toJS() as K8sObject).filter(Boolean);
+    const real = parseAllDocuments(r.stdout)
+      .map((d) => d.toJS() as K8sObject)
+      .filter(Boolean);
     const mine = kustomizeBuild(join(K8S, dir));
     const index = (xs: K8sObject[]) => Object.fromEntries(xs.map((o) => [resId(o), JSON.parse(JSON.stringify(o))]));
     assert.deepEqual(index(mine), index(real), `test/helpers/kustomize.ts and kubectl kustomize disagree on ${dir}`);
@@ -319,7 +412,8 @@ test("the test helper renders what kubectl kustomize renders (when kubectl is in
 });
 
 test("server registers the probe routes the manifests use", async (t) => {
-  if (!existsSync(join(ROOT, "src/app.ts"))) return t.skip("src/app.ts does not exist yet: probe routes checked against the documented ROUTES only");
+  if (!existsSync(join(ROOT, "src/app.ts")))
+    return t.skip("src/app.ts does not exist yet: probe routes checked against the documented ROUTES only");
   const appModule = "../src/app.ts"; // a variable, so that type-checking does not need the file
   const { buildApp } = (await import(appModule)) as { buildApp: (o: unknown) => Promise<Any> };
   const { EngineClient } = await import("../src/engine/client.ts");
@@ -328,9 +422,20 @@ test("server registers the probe routes the manifests use", async (t) => {
   const { ModelTokenizer } = await import("../src/model/tokenizer.ts");
   const config = parseConfig([], {});
   const manifest = loadManifest(DEFAULT_MODEL_DIR);
-  const engine = await EngineClient.start({ ...DEFAULT_ENGINE_OPTIONS, modelDir: DEFAULT_MODEL_DIR, threads: 1, kvCacheBlocks: 32 });
+  const engine = await EngineClient.start({
+    ...DEFAULT_ENGINE_OPTIONS,
+    modelDir: DEFAULT_MODEL_DIR,
+    threads: 1,
+    kvCacheBlocks: 32,
+  });
   try {
-    const app = await buildApp({ config, engine, manifest, tokenizer: new ModelTokenizer(DEFAULT_MODEL_DIR, manifest), logger: false });
+    const app = await buildApp({
+      config,
+      engine,
+      manifest,
+      tokenizer: new ModelTokenizer(DEFAULT_MODEL_DIR, manifest),
+      logger: false,
+    });
     await app.ready();
     for (const url of Object.values(ROUTES)) {
       const registered = app.hasRoute({ method: "GET", url }) as boolean;
@@ -348,8 +453,16 @@ test("server registers the probe routes the manifests use", async (t) => {
 
 // ---------------------------------------------------------------- Dockerfiles
 
-interface Instr { op: string; args: string; line: number }
-interface Stage { from: string; name?: string; instrs: Instr[] }
+interface Instr {
+  op: string;
+  args: string;
+  line: number;
+}
+interface Stage {
+  from: string;
+  name?: string;
+  instrs: Instr[];
+}
 
 /** Enough of the Dockerfile grammar for these files: comments, line continuations, stages. */
 function parseDockerfile(text: string): Stage[] {
@@ -363,7 +476,7 @@ function parseDockerfile(text: string): Stage[] {
       l = l.slice(0, -1);
       // Comment lines inside a continuation are dropped, as Docker does.
       while (++i < lines.length && lines[i]!.trim().startsWith("#"));
-      l += " " + (lines[i] ?? "").trim();
+      l += ` ${(lines[i] ?? "").trim()}`;
     }
     const m = /^(\S+)\s*(.*)$/.exec(l)!;
     const instr = { op: m[1]!.toUpperCase(), args: m[2]!, line: start };
@@ -414,7 +527,10 @@ function healthcheck(s: Stage): string[] {
 function npmInstallStep(stages: Stage[]): { stage: Stage; command: string } {
   for (const s of stages) {
     for (const r of all(s, "RUN")) {
-      const cmd = r.args.split(/&&|;/).map((x) => x.trim()).find((x) => x.startsWith("npm ci"));
+      const cmd = r.args
+        .split(/&&|;/)
+        .map((x) => x.trim())
+        .find((x) => x.startsWith("npm ci"));
       if (cmd) return { stage: s, command: cmd };
     }
   }
@@ -424,13 +540,27 @@ function npmInstallStep(stages: Stage[]): { stage: Stage; command: string } {
 /** Docker's .dockerignore: Go filepath.Match patterns plus **, last match wins, a match on a
  * directory excludes what is under it. */
 function dockerignore(text: string): (rel: string) => boolean {
-  const rules = text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#")).map((l) => {
-    const neg = l.startsWith("!");
-    const pat = (neg ? l.slice(1) : l).replace(/^\/+/, "").replace(/\/+$/, "");
-    const re = pat.split("/").map((seg) => (seg === "**" ? "(?:.*)" : seg.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]"))).join("/")
-      .replace(/\(\?:\.\*\)\//g, "(?:.*/)?");
-    return { neg, re: new RegExp(`^${re}$`) };
-  });
+  const rules = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"))
+    .map((l) => {
+      const neg = l.startsWith("!");
+      const pat = (neg ? l.slice(1) : l).replace(/^\/+/, "").replace(/\/+$/, "");
+      const re = pat
+        .split("/")
+        .map((seg) =>
+          seg === "**"
+            ? "(?:.*)"
+            : seg
+                .replace(/[.+^${}()|\\]/g, "\\$&")
+                .replace(/\*/g, "[^/]*")
+                .replace(/\?/g, "[^/]"),
+        )
+        .join("/")
+        .replace(/\(\?:\.\*\)\//g, "(?:.*/)?");
+      return { neg, re: new RegExp(`^${re}$`) };
+    });
   return (rel) => {
     const parts = rel.split("/");
     let excluded = false;
@@ -451,21 +581,41 @@ test("Dockerfile: multi-stage CPU image, production deps, non-root, healthcheck,
   // onnxruntime-node's CUDA download is skipped twice over: package.json's allowScripts denies the
   // script (npm 11+), and the installer's own switch makes it a no-op where npm runs it (npm 10).
   const depsCopies = contextCopies(deps).flatMap((c) => c.srcs);
-  for (const f of ["package.json", "package-lock.json", ".npmrc"]) assert.ok(depsCopies.includes(f), `${f} must be copied before npm ci`);
+  for (const f of ["package.json", "package-lock.json", ".npmrc"])
+    assert.ok(depsCopies.includes(f), `${f} must be copied before npm ci`);
   assert.equal(stageEnv(deps).ONNXRUNTIME_NODE_INSTALL, "skip", "the CPU image's install must skip the CUDA provider");
-  assert.equal(JSON.parse(read("package.json")).allowScripts?.["onnxruntime-node"], false, "allowScripts must deny onnxruntime-node's installer");
-  for (const s of stages) assert.doesNotMatch(all(s, "RUN").map((r) => r.args).join("\n"), /onnxruntime-node\/script\/install|cuda12/, "the CPU image must not run the CUDA installer");
+  assert.equal(
+    JSON.parse(read("package.json")).allowScripts?.["onnxruntime-node"],
+    false,
+    "allowScripts must deny onnxruntime-node's installer",
+  );
+  for (const s of stages)
+    assert.doesNotMatch(
+      all(s, "RUN")
+        .map((r) => r.args)
+        .join("\n"),
+      /onnxruntime-node\/script\/install|cuda12/,
+      "the CPU image must not run the CUDA installer",
+    );
   assert.equal(stageEnv(final).ONNXRUNTIME_NODE_INSTALL, undefined, "install settings stay out of the runtime stage");
 
   const user = last(final, "USER");
   assert.ok(user, "the final stage must set USER");
-  assert.match(user.args, /^[1-9]\d*(:\d+)?$/, "numeric non-root USER (Kubernetes' runAsNonRoot cannot check a user name)");
-  assert.ok(all(final, "EXPOSE").some((e) => e.args.split(/\s+/).includes(String(DEFAULTS.port))), `EXPOSE ${DEFAULTS.port}`);
+  assert.match(
+    user.args,
+    /^[1-9]\d*(:\d+)?$/,
+    "numeric non-root USER (Kubernetes' runAsNonRoot cannot check a user name)",
+  );
+  assert.ok(
+    all(final, "EXPOSE").some((e) => e.args.split(/\s+/).includes(String(DEFAULTS.port))),
+    `EXPOSE ${DEFAULTS.port}`,
+  );
   const env = stageEnv(final);
   assert.equal(env.HOST ?? "0.0.0.0", "0.0.0.0");
   assert.equal(Number(env.PORT ?? DEFAULTS.port), DEFAULTS.port);
   const known = configEnvNames();
-  for (const k of Object.keys(env)) assert.ok(known.has(k) || k === "NODE_ENV", `ENV ${k} is not a setting of src/config.ts`);
+  for (const k of Object.keys(env))
+    assert.ok(known.has(k) || k === "NODE_ENV", `ENV ${k} is not a setting of src/config.ts`);
 
   const hc = healthcheck(final);
   assert.equal(hc[0], "node", "the healthcheck uses node (the slim image has no curl)");
@@ -477,12 +627,20 @@ test("Dockerfile: multi-stage CPU image, production deps, non-root, healthcheck,
 
   // What the server loads at run time is in the image.
   const copied = contextCopies(final).flatMap((c) => c.srcs);
-  for (const p of ["src", "package.json", relative(ROOT, DEFAULT_MODEL_DIR)]) assert.ok(copied.includes(p), `the image needs ${p}`);
+  for (const p of ["src", "package.json", relative(ROOT, DEFAULT_MODEL_DIR)])
+    assert.ok(copied.includes(p), `the image needs ${p}`);
 });
 
 test(".dockerignore keeps local state out and keeps what the images copy", () => {
   const ignored = dockerignore(read(".dockerignore"));
-  for (const p of ["node_modules", "node_modules/x/index.js", "models/runs/small/a.pt", "models/presets/x", "scratch/smoke.ts", ".git/HEAD"]) {
+  for (const p of [
+    "node_modules",
+    "node_modules/x/index.js",
+    "models/runs/small/a.pt",
+    "models/presets/x",
+    "scratch/smoke.ts",
+    ".git/HEAD",
+  ]) {
     assert.ok(ignored(p), `${p} should be excluded from the build context`);
   }
   for (const file of ["Dockerfile", "docker/Dockerfile.cuda"]) {
@@ -495,7 +653,8 @@ test(".dockerignore keeps local state out and keeps what the images copy", () =>
       }
     }
   }
-  for (const f of readdirSync(DEFAULT_MODEL_DIR)) assert.ok(!ignored(relative(ROOT, join(DEFAULT_MODEL_DIR, f))), `model file ${f} is excluded`);
+  for (const f of readdirSync(DEFAULT_MODEL_DIR))
+    assert.ok(!ignored(relative(ROOT, join(DEFAULT_MODEL_DIR, f))), `model file ${f} is excluded`);
 });
 
 test("docker/Dockerfile.cuda: CUDA runtime base, CUDA provider installed, NFCOT_PROVIDER=cuda, same start", () => {
@@ -506,24 +665,43 @@ test("docker/Dockerfile.cuda: CUDA runtime base, CUDA provider installed, NFCOT_
     [...read("docker/Dockerfile.cuda").matchAll(/^ARG\s+(\w+)=(\S+)/gm)].map((m) => [m[1]!, m[2]!]),
   );
   const base = final.from.replace(/^\$\{(\w+)\}$/, (_, n: string) => args[n] ?? "");
-  assert.match(base, /^nvidia\/cuda:12\.[\d.]+-cudnn[\d]*-runtime-ubuntu/, `runtime base should be an nvidia/cuda cudnn runtime image, got ${base}`);
+  assert.match(
+    base,
+    /^nvidia\/cuda:12\.[\d.]+-cudnn[\d]*-runtime-ubuntu/,
+    `runtime base should be an nvidia/cuda cudnn runtime image, got ${base}`,
+  );
   const { stage: deps, command } = npmInstallStep(stages);
   assert.match(command, /--omit=dev\b/);
   // npm itself never runs onnxruntime-node's installer (allowScripts denies it; ENV skip where an
   // older npm ignores allowScripts): the RUN that holds npm ci runs it on purpose, with cuda12, and
   // then requires the provider library where onnxruntime-node loads it from.
   assert.equal(stageEnv(deps).ONNXRUNTIME_NODE_INSTALL, "skip", "npm ci itself must not download anything");
-  const steps = all(deps, "RUN").find((r) => /\bnpm ci\b/.test(r.args))!.args.split(/\s*&&\s*/).map((x) => x.replace(/\\\s*$/, "").trim());
+  const steps = all(deps, "RUN")
+    .find((r) => /\bnpm ci\b/.test(r.args))!
+    .args.split(/\s*&&\s*/)
+    .map((x) => x.replace(/\\\s*$/, "").trim());
   const ci = steps.findIndex((x) => x.startsWith("npm ci"));
-  const installer = steps.findIndex((x) => x === "ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install");
+  const installer = steps.indexOf("ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install");
   assert.ok(installer > ci, `the CUDA installer must run after npm ci, in the same RUN: ${steps.join(" && ")}`);
-  assert.ok(steps.slice(installer + 1).includes(`test -f ${CUDA_PROVIDER}`), "the build must fail when the provider is missing");
-  assert.equal(existsSync(join(ROOT, "node_modules/onnxruntime-node/script/install.js")), true, "the installer the image runs exists");
+  assert.ok(
+    steps.slice(installer + 1).includes(`test -f ${CUDA_PROVIDER}`),
+    "the build must fail when the provider is missing",
+  );
+  assert.equal(
+    existsSync(join(ROOT, "node_modules/onnxruntime-node/script/install.js")),
+    true,
+    "the installer the image runs exists",
+  );
   assert.equal(stageEnv(final).NFCOT_PROVIDER, "cuda");
   const known = configEnvNames();
-  for (const k of Object.keys(stageEnv(final))) assert.ok(known.has(k) || k === "NODE_ENV", `ENV ${k} is not a setting of src/config.ts`);
+  for (const k of Object.keys(stageEnv(final)))
+    assert.ok(known.has(k) || k === "NODE_ENV", `ENV ${k} is not a setting of src/config.ts`);
   assert.match(last(final, "USER")?.args ?? "", /^[1-9]\d*(:\d+)?$/, "numeric non-root USER");
-  assert.deepEqual(execForm(last(final, "CMD")!.args, "CMD"), execForm(last(cpu, "CMD")!.args, "CMD"), "same start command as the CPU image");
+  assert.deepEqual(
+    execForm(last(final, "CMD")!.args, "CMD"),
+    execForm(last(cpu, "CMD")!.args, "CMD"),
+    "same start command as the CPU image",
+  );
   assert.deepEqual(healthcheck(final), healthcheck(cpu));
   assert.deepEqual(contextCopies(final), contextCopies(cpu), "the same files as the CPU image");
 });
@@ -568,13 +746,22 @@ function family(series: string): { name: string; suffix: string } {
   return { name: series, suffix: "" };
 }
 
-interface Panel { id?: number; type: string; title?: string; datasource?: { uid?: string }; targets?: { expr?: string; datasource?: { uid?: string } }[]; panels?: Panel[]; gridPos?: { x: number; y: number; w: number; h: number } }
+interface Panel {
+  id?: number;
+  type: string;
+  title?: string;
+  datasource?: { uid?: string };
+  targets?: { expr?: string; datasource?: { uid?: string } }[];
+  panels?: Panel[];
+  gridPos?: { x: number; y: number; w: number; h: number };
+}
 
 function dashboardQueries(): { dash: Any; panels: Panel[]; exprs: string[]; series: Set<string> } {
   const dash = JSON.parse(read("docker/grafana/nfcot-dashboard.json"));
   const panels: Panel[] = (dash.panels as Panel[]).flatMap((p) => [p, ...(p.panels ?? [])]);
   const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
-  for (const v of dash.templating.list as Any[]) if (v.type === "query") exprs.push(typeof v.query === "string" ? v.query : v.query.query);
+  for (const v of dash.templating.list as Any[])
+    if (v.type === "query") exprs.push(typeof v.query === "string" ? v.query : v.query.query);
   const series = new Set(exprs.flatMap((e) => [...e.matchAll(/\bnfcot_[a-z0-9_]+/g)].map((m) => m[0])));
   return { dash, panels, exprs, series };
 }
@@ -586,7 +773,8 @@ const exposedTypes = (text: string) => new Map([...text.matchAll(/^# TYPE (\S+) 
 function assertExposed(text: string, where: string): void {
   const types = exposedTypes(text);
   const names = new Set([...Object.keys(METRICS), ...[...dashboardQueries().series].map((s) => family(s).name)]);
-  for (const name of names) assert.equal(types.get(name), METRICS[name], `${where}: ${name} should be exposed as a ${METRICS[name]}`);
+  for (const name of names)
+    assert.equal(types.get(name), METRICS[name], `${where}: ${name} should be exposed as a ${METRICS[name]}`);
 }
 
 test("Grafana dashboard: valid JSON, templated datasource, only the server's metrics, sound PromQL", () => {
@@ -603,7 +791,8 @@ test("Grafana dashboard: valid JSON, templated datasource, only the server's met
     if (p.type === "row") continue;
     assert.ok(p.targets?.length, `panel ${p.title} has no queries`);
     assert.ok(dsRef.has(p.datasource?.uid ?? ""), `panel ${p.title} must use the datasource variable`);
-    for (const t of p.targets!) assert.ok(dsRef.has(t.datasource?.uid ?? p.datasource!.uid!), `panel ${p.title}: a query pins a datasource`);
+    for (const t of p.targets!)
+      assert.ok(dsRef.has(t.datasource?.uid ?? p.datasource!.uid!), `panel ${p.title}: a query pins a datasource`);
   }
   for (const e of exprs) {
     assert.match(e, /\bnfcot_/, `query reads no nfcot_ metric: ${e}`);
@@ -627,20 +816,36 @@ test("Grafana dashboard: valid JSON, templated datasource, only the server's met
   }
   // The panels the operations issue asks for.
   for (const needed of [
-    "nfcot_num_requests_running", "nfcot_num_requests_waiting", "nfcot_kv_cache_usage_perc",
-    "nfcot_time_to_first_token_seconds_bucket", "nfcot_inter_token_latency_seconds_bucket", "nfcot_e2e_request_latency_seconds_bucket",
-    "nfcot_prompt_tokens_total", "nfcot_generation_tokens_total", "nfcot_num_preemptions_total",
-    "nfcot_prefix_cache_hits_total", "nfcot_prefix_cache_queries_total", "nfcot_thoughts_per_request_bucket",
+    "nfcot_num_requests_running",
+    "nfcot_num_requests_waiting",
+    "nfcot_kv_cache_usage_perc",
+    "nfcot_time_to_first_token_seconds_bucket",
+    "nfcot_inter_token_latency_seconds_bucket",
+    "nfcot_e2e_request_latency_seconds_bucket",
+    "nfcot_prompt_tokens_total",
+    "nfcot_generation_tokens_total",
+    "nfcot_num_preemptions_total",
+    "nfcot_prefix_cache_hits_total",
+    "nfcot_prefix_cache_queries_total",
+    "nfcot_thoughts_per_request_bucket",
     "nfcot_latent_scoring_requests_total",
-  ]) assert.ok(series.has(needed), `the dashboard does not query ${needed}`);
-  for (const q of ["0.5", "0.99"]) assert.ok(exprs.some((e) => e.includes(`histogram_quantile(${q},`)), `p${Number(q) * 100} panels`);
+  ])
+    assert.ok(series.has(needed), `the dashboard does not query ${needed}`);
+  for (const q of ["0.5", "0.99"])
+    assert.ok(
+      exprs.some((e) => e.includes(`histogram_quantile(${q},`)),
+      `p${Number(q) * 100} panels`,
+    );
 });
 
 test("the metrics the dashboard queries exist in the server's registry, with the assumed types", async (t) => {
   const file = join(ROOT, "src/ops/metrics.ts");
-  if (!existsSync(file)) return t.skip("src/ops/metrics.ts does not exist yet: checked against the documented METRICS only");
+  if (!existsSync(file))
+    return t.skip("src/ops/metrics.ts does not exist yet: checked against the documented METRICS only");
   // Imported by URL, not by name, so that this file type-checks whatever that module becomes.
-  const mod = (await import(pathToFileURL(file).href)) as { ServeMetrics?: new (modelName: string) => { text(): Promise<string> } };
+  const mod = (await import(pathToFileURL(file).href)) as {
+    ServeMetrics?: new (modelName: string) => { text(): Promise<string> };
+  };
   assert.ok(mod.ServeMetrics, "src/ops/metrics.ts no longer exports ServeMetrics: update this test");
   assertExposed(await new mod.ServeMetrics("deploy-test").text(), "src/ops/metrics.ts");
 });
@@ -657,7 +862,10 @@ function cleanSource(dir: string): void {
     cpSync(src, dir, { recursive: true, filter: (p) => !/(^|\/)(node_modules|\.git)$/.test(relative(src, p)) });
     return;
   }
-  const r = spawnSync("git", ["clone", "--quiet", "--local", "--no-hardlinks", ROOT, dir], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync("git", ["clone", "--quiet", "--local", "--no-hardlinks", ROOT, dir], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, `git clone failed: ${r.stderr}`);
 }
 
@@ -681,7 +889,10 @@ function copyLikeDocker(stages: Stage[], ctx: string, app: string): void {
     for (const { srcs, dest } of contextCopies(s)) {
       for (const src of srcs) {
         const from = join(ctx, src);
-        assert.ok(existsSync(from), `COPY ${src}: missing from the build context (not committed, or excluded by .dockerignore)`);
+        assert.ok(
+          existsSync(from),
+          `COPY ${src}: missing from the build context (not committed, or excluded by .dockerignore)`,
+        );
         const intoDir = dest.endsWith("/") || srcs.length > 1;
         const to = intoDir && !statSync(from).isDirectory() ? join(app, dest, basename(src)) : join(app, dest);
         cpSync(from, to, { recursive: true });
@@ -696,17 +907,25 @@ function containerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const known = new Set(configEnvNames().keys());
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(npm_|ONNXRUNTIME_NODE_INSTALL|NODE_TEST_CONTEXT$|NODE_OPTIONS$|INIT_CWD$)/i.test(k) || known.has(k)) continue;
+    if (/^(npm_|ONNXRUNTIME_NODE_INSTALL|NODE_TEST_CONTEXT$|NODE_OPTIONS$|INIT_CWD$)/i.test(k) || known.has(k))
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };
 }
 
 function run(cmd: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number) {
-  return spawnSync(cmd[0] === "node" ? process.execPath : cmd[0]!, cmd.slice(1), { cwd, env, encoding: "utf8", timeout: timeoutMs });
+  return spawnSync(cmd[0] === "node" ? process.execPath : cmd[0]!, cmd.slice(1), {
+    cwd,
+    env,
+    encoding: "utf8",
+    timeout: timeoutMs,
+  });
 }
 
-test("the image's start command serves /health from a clean clone (npm ci --omit=dev, then CMD)", { timeout: 420_000 }, async (t) => {
+test("the image's start command serves /health from a clean clone (npm ci --omit=dev, then CMD)", {
+  timeout: 420_000,
+}, async (t) => {
   const work = mkdtempSync(join(tmpdir(), "nfcot-deploy-"));
   let server: ChildProcess | null = null;
   let output = "";
@@ -726,14 +945,25 @@ test("the image's start command serves /health from a clean clone (npm ci --omit
     // The install step, as the Dockerfile has it; --prefer-offline only reuses the local npm cache.
     const { stage: deps, command } = npmInstallStep(stages);
     const npm = [...command.split(/\s+/), "--prefer-offline", "--no-audit", "--no-fund"];
-    const inst = spawnSync("npm", npm.slice(1), { cwd: app, env: containerEnv(stageEnv(deps)), encoding: "utf8", timeout: 300_000 });
+    const inst = spawnSync("npm", npm.slice(1), {
+      cwd: app,
+      env: containerEnv(stageEnv(deps)),
+      encoding: "utf8",
+      timeout: 300_000,
+    });
     assert.equal(inst.status, 0, `${command} failed:\n${inst.stdout}\n${inst.stderr}`);
     // npm says nothing about the project's own config: no unknown .npmrc key, no unreviewed install script.
-    assert.doesNotMatch(inst.stderr, /Unknown (project|user|global|env) config|not yet covered by allowScripts/i, inst.stderr);
+    assert.doesNotMatch(
+      inst.stderr,
+      /Unknown (project|user|global|env) config|not yet covered by allowScripts/i,
+      inst.stderr,
+    );
     assert.ok(existsSync(join(app, "node_modules/tsx")), "tsx must be a production dependency: the CMD needs it");
     assert.ok(!existsSync(join(app, "node_modules/typescript")), "devDependencies were installed");
-    assert.ok(!existsSync(join(app, "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so")),
-      "the CUDA provider was downloaded");
+    assert.ok(
+      !existsSync(join(app, "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so")),
+      "the CUDA provider was downloaded",
+    );
 
     // The CMD, with the base ConfigMap's settings as a pod would get them, an API key set (the probes
     // and the scrape carry none), and a free port.
@@ -741,7 +971,11 @@ test("the image's start command serves /health from a clean clone (npm ci --omit
     const port = await freePort();
     const cm = one(kustomizeBuild(join(K8S, "base")), "ConfigMap") as Any;
     const env = containerEnv({ ...stageEnv(final), ...cm.data, PORT: String(port), NFCOT_API_KEYS: "deploy-test-key" });
-    server = spawn(cmd[0] === "node" ? process.execPath : cmd[0]!, cmd.slice(1), { cwd: app, env, stdio: ["ignore", "pipe", "pipe"] });
+    server = spawn(cmd[0] === "node" ? process.execPath : cmd[0]!, cmd.slice(1), {
+      cwd: app,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     server.stdout!.on("data", (b) => (output += b));
     server.stderr!.on("data", (b) => (output += b));
     const exited = new Promise<number | null>((r) => server!.on("exit", (code) => r(code)));
@@ -753,11 +987,13 @@ test("the image's start command serves /health from a clean clone (npm ci --omit
       const deadline = Date.now() + ms;
       let last = "no answer";
       while (Date.now() < deadline) {
-        if (exitCode !== undefined) assert.fail(`the server exited (${exitCode}) before ${path} answered 200:\n${output}`);
+        if (exitCode !== undefined)
+          assert.fail(`the server exited (${exitCode}) before ${path} answered 200:\n${output}`);
         try {
           const r = await fetch(base + path, { signal: AbortSignal.timeout(5000) });
           if (r.status === 200) return r;
-          if (r.status === 404 || r.status === 401) assert.fail(`GET ${path} answered ${r.status}: the probe route must exist and need no API key`);
+          if (r.status === 404 || r.status === 401)
+            assert.fail(`GET ${path} answered ${r.status}: the probe route must exist and need no API key`);
           last = `${r.status}`;
         } catch (e) {
           last = (e as Error).message;

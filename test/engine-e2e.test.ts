@@ -7,7 +7,8 @@ import { collect, idleStats, manifest, request, startEngine, TEST_PROGRAMS } fro
 const programs = TEST_PROGRAMS.filter((p) => p.n >= 3).slice(0, 16);
 let engine: EngineClient;
 let alone: string[] = [];
-const reqs = () => programs.map((p, i) => request(p.source, i % 2 ? "explicit" : "latent", {}, { maxTokens: 40, seed: 100 + i }));
+const reqs = () =>
+  programs.map((p, i) => request(p.source, i % 2 ? "explicit" : "latent", {}, { maxTokens: 40, seed: 100 + i }));
 
 before(async () => {
   engine = await startEngine({ enablePrefixCaching: false });

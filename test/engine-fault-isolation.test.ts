@@ -20,13 +20,27 @@ function makeEngine() {
   const blocks = new BlockManager({ numBlocks: 32, blockSize: 4, enablePrefixCaching: true });
   const scheduler = new Scheduler({ maxNumSeqs: 8, maxNumBatchedTokens: 64 }, blocks);
   const detok = { decode: (ids: number[]) => ids.map((i) => `t${i}`).join(" ") };
-  const engine = new Engine(fakeRunner({ throwsOn: THROWS, nanAfter: NAN, calls }), scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e));
+  const engine = new Engine(
+    fakeRunner({ throwsOn: THROWS, nanAfter: NAN, calls }),
+    scheduler,
+    blocks,
+    detok,
+    SPECIAL,
+    64,
+    (e) => events.push(e),
+  );
   return { engine, blocks, events, calls };
 }
 
 const request = (id: string, promptIds: number[], s = {}): GenerateRequest => ({
-  kind: "generate", id, promptIds, opensLatentSpan: false, sampling: greedySampling({ maxTokens: 4, ...s }), latent: { temperature: 0, returnVectors: false },
-  choiceIndex: 0, leaderId: null,
+  kind: "generate",
+  id,
+  promptIds,
+  opensLatentSpan: false,
+  sampling: greedySampling({ maxTokens: 4, ...s }),
+  latent: { temperature: 0, returnVectors: false },
+  choiceIndex: 0,
+  leaderId: null,
 });
 
 async function run(engine: Engine) {
@@ -72,7 +86,10 @@ test("a forward pass that throws for one row is bisected: that row fails alone, 
   for (const r of CLEAN) assert.deepEqual(got[r.id], clean[r.id], r.id);
   assert.equal(m.blocks.numUsedBlocks, 0, "no KV block leaks");
   const failures = m.engine.drainFailures();
-  assert.deepEqual(failures.map((f) => f.id), ["poison"]);
+  assert.deepEqual(
+    failures.map((f) => f.id),
+    ["poison"],
+  );
   assert.match(failures[0]!.message, /out of data bounds/);
   assert.match(failures[0]!.stack ?? "", /Error: indices element/);
   assert.deepEqual(m.engine.drainFailures(), [], "drained once");
@@ -91,14 +108,22 @@ test("a sequence whose sampling fails (NaN logits) fails alone, mid-batch, and f
   assert.equal(m.blocks.numUsedBlocks, 0);
   const errorEvent = m.events.find((e) => e.type === "error")!;
   assert.match(errorEvent.type === "error" ? errorEvent.message : "", /no finite logit/);
-  assert.deepEqual(m.engine.drainFailures().map((f) => f.id), ["nan"]);
+  assert.deepEqual(
+    m.engine.drainFailures().map((f) => f.id),
+    ["nan"],
+  );
 });
 
 test("add refuses, alone and holding nothing, sampling values the samplers cannot use and prompts past the context", async () => {
   const m = makeEngine();
   m.engine.add(request("bad", [1, 2], { repetitionPenalty: 0 }));
   m.engine.add({ ...request("hot", [1, 2]), latent: { temperature: Infinity, returnVectors: false } });
-  m.engine.add(request("long", Array.from({ length: 64 }, () => 1)));
+  m.engine.add(
+    request(
+      "long",
+      Array.from({ length: 64 }, () => 1),
+    ),
+  );
   m.engine.add(request("ok", [1, 2]));
   await run(m.engine);
   const got = outcomes(m.events);

@@ -22,15 +22,32 @@ function makeEngine(events: EngineEvent[], rows: ForwardRow[][] = []) {
   const fake = fakeRunner();
   // Records every forward call's rows.
   const runner = {
-    vocabSize: fake.vocabSize, thoughtDim: fake.thoughtDim, numThoughts: fake.numThoughts,
-    forward: (r: ForwardRow[]) => (rows.push(r.map((x) => ({ ...x, tokens: Array.from(x.tokens), thoughts: Array.from(x.thoughts) }))), fake.forward(r)),
+    vocabSize: fake.vocabSize,
+    thoughtDim: fake.thoughtDim,
+    numThoughts: fake.numThoughts,
+    forward: (r: ForwardRow[]) => {
+      rows.push(r.map((x) => ({ ...x, tokens: Array.from(x.tokens), thoughts: Array.from(x.thoughts) })));
+      return fake.forward(r);
+    },
   } as unknown as Runner;
   return { engine: new Engine(runner, scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e)), blocks };
 }
 
-const request = (id: string, promptIds: number[], promptThoughts: Float32Array[] | undefined, maxTokens = 2): GenerateRequest => ({
-  kind: "generate", id, promptIds, opensLatentSpan: promptIds.at(-1) === SPECIAL.bot, ...(promptThoughts ? { promptThoughts } : {}),
-  sampling: greedySampling({ maxTokens }), latent: { temperature: 0, returnVectors: true }, choiceIndex: 0, leaderId: null,
+const request = (
+  id: string,
+  promptIds: number[],
+  promptThoughts: Float32Array[] | undefined,
+  maxTokens = 2,
+): GenerateRequest => ({
+  kind: "generate",
+  id,
+  promptIds,
+  opensLatentSpan: promptIds.at(-1) === SPECIAL.bot,
+  ...(promptThoughts ? { promptThoughts } : {}),
+  sampling: greedySampling({ maxTokens }),
+  latent: { temperature: 0, returnVectors: true },
+  choiceIndex: 0,
+  leaderId: null,
 });
 
 async function run(engine: Engine) {
@@ -38,7 +55,8 @@ async function run(engine: Engine) {
 }
 
 const of = (events: EngineEvent[], id: string) => events.filter((e) => e.id === id);
-const finishOf = (events: EngineEvent[], id: string) => of(events, id).find((e) => e.type === "finish") as Extract<EngineEvent, { type: "finish" }>;
+const finishOf = (events: EngineEvent[], id: string) =>
+  of(events, id).find((e) => e.type === "finish") as Extract<EngineEvent, { type: "finish" }>;
 
 test("a prompt's thought positions are fed as thought inputs with their vectors; only the new span's thoughts are sampled", async () => {
   const events: EngineEvent[] = [];
@@ -50,16 +68,28 @@ test("a prompt's thought positions are fed as thought inputs with their vectors;
   // The prefill: one row of the whole prompt, thought vectors at exactly the THOUGHT positions.
   const prefill = rows[0]![0]!;
   assert.deepEqual(prefill.tokens, [1, 2, SPECIAL.bot, T, T, T, 5, SPECIAL.eos, 7, SPECIAL.bot]);
-  assert.deepEqual(Array.from(prefill.thoughts, (x) => (x ? [...x] : null)), [null, null, null, [1, 2], [3, 4], [5, 6], null, null, null, null]);
+  assert.deepEqual(
+    Array.from(prefill.thoughts, (x) => (x ? [...x] : null)),
+    [null, null, null, [1, 2], [3, 4], [5, 6], null, null, null, null],
+  );
   assert.equal(prefill.start, 0);
   assert.deepEqual(prefill.outputs, [9]);
   // Then the new span: K thoughts (indexes 0..K-1, u = mu at T_z = 0) and two tokens (5, 6).
   const thoughts = of(events, "a").filter((e) => e.type === "thought");
-  assert.deepEqual(thoughts.map((e) => e.type === "thought" && e.index), [0, 1, 2]);
+  assert.deepEqual(
+    thoughts.map((e) => e.type === "thought" && e.index),
+    [0, 1, 2],
+  );
   for (const t of thoughts) assert.ok(t.type === "thought" && [...t.vector!].every((x) => x === 0.5));
-  assert.deepEqual(of(events, "a").flatMap((e) => (e.type === "token" ? [e.tokenId] : [])), [5, 6]);
+  assert.deepEqual(
+    of(events, "a").flatMap((e) => (e.type === "token" ? [e.tokenId] : [])),
+    [5, 6],
+  );
   const fin = finishOf(events, "a");
-  assert.deepEqual([fin.reason, fin.promptTokens, fin.thoughts, fin.completionTokens, fin.cachedTokens], ["length", 10, K, 2, 0]);
+  assert.deepEqual(
+    [fin.reason, fin.promptTokens, fin.thoughts, fin.completionTokens, fin.cachedTokens],
+    ["length", 10, K, 2, 0],
+  );
   assert.equal(blocks.numUsedBlocks, 0);
 });
 
@@ -72,7 +102,13 @@ test("a continued latent turn is served from the prefix cache up to its last com
   const drawn = of(events, "first").flatMap((e) => (e.type === "thought" ? [e.vector!] : []));
   assert.equal(drawn.length, K);
   const continued = [1, 2, SPECIAL.bot, T, T, T, 5, 6, 7, SPECIAL.eos, 9, SPECIAL.bot];
-  engine.add(request("same", continued, drawn.map((x) => x.slice())));
+  engine.add(
+    request(
+      "same",
+      continued,
+      drawn.map((x) => x.slice()),
+    ),
+  );
   await run(engine);
   assert.equal(finishOf(events, "same").cachedTokens, 8); // both full blocks: [1 2 <bot> T] [T T 5 6]
   // The third thought differs (position 5, block 1): block 0 still matches, block 1 does not.

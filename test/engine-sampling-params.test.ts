@@ -21,8 +21,14 @@ async function generate(s: Partial<SamplingParams>, promptIds = [1, 2, 3], speci
   const events: EngineEvent[] = [];
   const engine = makeEngine(events, special);
   const req: GenerateRequest = {
-    kind: "generate", id: "g", promptIds, sampling: greedySampling({ maxTokens: 5, ...s }),
-    opensLatentSpan: false, latent: { temperature: 0, returnVectors: false }, choiceIndex: 0, leaderId: null,
+    kind: "generate",
+    id: "g",
+    promptIds,
+    sampling: greedySampling({ maxTokens: 5, ...s }),
+    opensLatentSpan: false,
+    latent: { temperature: 0, returnVectors: false },
+    choiceIndex: 0,
+    leaderId: null,
   };
   engine.add(req);
   for (let i = 0; i < 50 && engine.hasWork; i++) await engine.step();
@@ -78,9 +84,15 @@ test("min_tokens: stop strings match only in text generated after the min_tokens
 
 test("with logprobs each token event carries its own detokenized piece, held back or not", async () => {
   const r = await generate({ logprobs: true, stop: ["t6 t9"] });
-  assert.deepEqual(r.tokens.map((t) => t.piece), ["t4", " t5", " t6", " t7", " t8"]);
+  assert.deepEqual(
+    r.tokens.map((t) => t.piece),
+    ["t4", " t5", " t6", " t7", " t8"],
+  );
   // "t6" may start the stop string: held until " t7" shows it does not.
-  assert.deepEqual(r.tokens.map((t) => t.text), ["t4", " t5", " ", "t6 t7", " t8"]);
+  assert.deepEqual(
+    r.tokens.map((t) => t.text),
+    ["t4", " t5", " ", "t6 t7", " t8"],
+  );
 });
 
 test("scoring with topLogprobs gives each given token's rank and the most likely tokens", async () => {
@@ -93,10 +105,16 @@ test("scoring with topLogprobs gives each given token's rank and the most likely
   const [a, b] = s.answerLogprobs;
   assert.equal(a!.rank, 1);
   assert.ok(Math.abs(a!.logprob - (10 - LSE)) < 1e-6);
-  assert.deepEqual(a!.top!.map((t) => t.tokenId), [2, 0]); // ties at 0: lowest id first
+  assert.deepEqual(
+    a!.top!.map((t) => t.tokenId),
+    [2, 0],
+  ); // ties at 0: lowest id first
   assert.equal(b!.rank, 2); // only 3 (after 2) is more likely than 9
   assert.ok(Math.abs(b!.logprob - (0 - LSE)) < 1e-6);
-  assert.deepEqual(b!.top!.map((t) => t.tokenId), [3, 0]);
+  assert.deepEqual(
+    b!.top!.map((t) => t.tokenId),
+    [3, 0],
+  );
   const plain: ScoreRequest = { kind: "score", id: "p", promptIds: [1], thoughts: [], answerIds: [2] };
   engine.add(plain);
   for (let i = 0; i < 20 && engine.hasWork; i++) await engine.step();

@@ -17,8 +17,14 @@ function makeEngine(events: EngineEvent[]) {
 }
 
 const request = (id: string, promptIds: number[], s = {}): GenerateRequest => ({
-  kind: "generate", id, promptIds, opensLatentSpan: promptIds.at(-1) === SPECIAL.bot, sampling: greedySampling(s), latent: { temperature: 0, returnVectors: true },
-  choiceIndex: 0, leaderId: null,
+  kind: "generate",
+  id,
+  promptIds,
+  opensLatentSpan: promptIds.at(-1) === SPECIAL.bot,
+  sampling: greedySampling(s),
+  latent: { temperature: 0, returnVectors: true },
+  choiceIndex: 0,
+  leaderId: null,
 });
 
 async function run(engine: Engine) {
@@ -31,8 +37,14 @@ test("text runs to max_tokens with the detokenized deltas, then every block is f
   engine.add(request("a", [1, 2, 3], { maxTokens: 4 }));
   await run(engine);
   const tokens = events.filter((e) => e.type === "token");
-  assert.deepEqual(tokens.map((e) => e.type === "token" && e.tokenId), [4, 5, 6, 7]);
-  assert.deepEqual(tokens.map((e) => e.type === "token" && e.text), ["t4", " t5", " t6", " t7"]);
+  assert.deepEqual(
+    tokens.map((e) => e.type === "token" && e.tokenId),
+    [4, 5, 6, 7],
+  );
+  assert.deepEqual(
+    tokens.map((e) => e.type === "token" && e.text),
+    ["t4", " t5", " t6", " t7"],
+  );
   const fin = events.at(-1)!;
   assert.equal(fin.type, "finish");
   assert.equal(fin.type === "finish" && fin.reason, "length");
@@ -53,7 +65,10 @@ test("a prompt ending in <bot> samples K thoughts (u = mu at T_z = 0) with exact
     assert.ok(Math.abs(t.logProb - D * logN) < 1e-9);
   }
   // After the span the fake predicts token 5 (the last input was a thought), then 6.
-  assert.deepEqual(events.filter((e) => e.type === "token").map((e) => e.type === "token" && e.tokenId), [5, 6]);
+  assert.deepEqual(
+    events.filter((e) => e.type === "token").map((e) => e.type === "token" && e.tokenId),
+    [5, 6],
+  );
   const fin = events.at(-1)!;
   assert.ok(fin.type === "finish" && fin.thoughts === K && fin.completionTokens === 2);
 });
@@ -66,13 +81,22 @@ test("a stop string ends the output before it; a stop token ends it unsaid; a sa
   engine.add(request("e", [9], { maxTokens: 10, stopTokenIds: [12] }));
   await run(engine);
   const of = (id: string, type: EngineEvent["type"]) => events.filter((e) => e.id === id && e.type === type);
-  const text = (id: string) => of(id, "token").map((e) => (e.type === "token" ? e.text : "")).join("");
+  const text = (id: string) =>
+    of(id, "token")
+      .map((e) => (e.type === "token" ? e.text : ""))
+      .join("");
   const reason = (id: string) => of(id, "finish").map((e) => (e.type === "finish" ? e.reason : ""))[0];
   assert.equal(text("c"), "t2 t3");
   assert.equal(reason("c"), "stop");
-  assert.deepEqual(of("e", "token").map((e) => e.type === "token" && e.tokenId), [10, 11]);
+  assert.deepEqual(
+    of("e", "token").map((e) => e.type === "token" && e.tokenId),
+    [10, 11],
+  );
   assert.equal(reason("e"), "stop");
-  assert.deepEqual(of("d", "token").map((e) => e.type === "token" && e.tokenId), [13, 14, 5]);
+  assert.deepEqual(
+    of("d", "token").map((e) => e.type === "token" && e.tokenId),
+    [13, 14, 5],
+  );
   assert.equal(of("d", "thought").length, K);
   assert.equal(reason("d"), "length");
 });
@@ -86,9 +110,15 @@ test("scoring returns each thought's density and each answer token's log-prob", 
   const s = events.find((e) => e.type === "score");
   assert.ok(s && s.type === "score");
   const logN = -0.5 * Math.log(2 * Math.PI);
-  assert.deepEqual(s.thoughtLogProbs.map((x) => Number(x.toFixed(9))), [2 * logN, 2 * logN - 0.5, 2 * logN - 0.5].map((x) => Number(x.toFixed(9))));
+  assert.deepEqual(
+    s.thoughtLogProbs.map((x) => Number(x.toFixed(9))),
+    [2 * logN, 2 * logN - 0.5, 2 * logN - 0.5].map((x) => Number(x.toFixed(9))),
+  );
   // The fake puts logit 10 on the predicted token: log-softmax = 10 - log(e^10 + 15).
   const top = 10 - Math.log(Math.exp(10) + 15);
-  assert.deepEqual(s.answerLogprobs.map((a) => a.tokenId), [5, 6]);
+  assert.deepEqual(
+    s.answerLogprobs.map((a) => a.tokenId),
+    [5, 6],
+  );
   for (const a of s.answerLogprobs) assert.ok(Math.abs(a.logprob - top) < 1e-9);
 });

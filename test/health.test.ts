@@ -22,12 +22,21 @@ const submitted: string[] = [];
 
 async function opsApp(e: EngineHandle, readinessTimeoutMs: number, flags = state): Promise<FastifyInstance> {
   const a = Fastify();
-  await a.register(opsPlugin, { engine: e, config: { corsOrigins: [], readinessTimeoutMs }, modelName: MODEL, state: flags });
+  await a.register(opsPlugin, {
+    engine: e,
+    config: { corsOrigins: [], readinessTimeoutMs },
+    modelName: MODEL,
+    state: flags,
+  });
   await a.ready();
   return a;
 }
 
-function assertUnavailable(res: { statusCode: number; headers: Record<string, unknown>; json: () => any }, code: string, retryAfter: string | undefined) {
+function assertUnavailable(
+  res: { statusCode: number; headers: Record<string, unknown>; json: () => any },
+  code: string,
+  retryAfter: string | undefined,
+) {
   assert.equal(res.statusCode, 503);
   assert.equal(res.headers["retry-after"], retryAfter);
   const { error } = res.json();
@@ -72,7 +81,10 @@ describe("with the real engine", () => {
     const metrics = (await app.inject("/metrics")).body;
     assert.match(metrics, /^nfcot_generation_tokens_total\{model_name="nfcot-trace-small"\} 0$/m);
     assert.match(metrics, /^nfcot_request_success_total\{finished_reason="stop",model_name="nfcot-trace-small"\} 0$/m);
-    assert.match(metrics, /^nfcot_request_success_total\{finished_reason="length",model_name="nfcot-trace-small"\} 0$/m);
+    assert.match(
+      metrics,
+      /^nfcot_request_success_total\{finished_reason="length",model_name="nfcot-trace-small"\} 0$/m,
+    );
   });
 
   test("GET /ready: 503 not_ready while loading, 503 shutting_down while draining; /health stays 200", async () => {
@@ -128,7 +140,11 @@ test("the loading-phase responder: /health 200, /ready and the API 503 not_ready
     const health = await fetch(`${url}/health`);
     assert.equal(health.status, 200);
     assert.deepEqual(await health.json(), { status: "ok" });
-    for (const [method, path] of [["GET", "/ready"], ["POST", "/v1/chat/completions"], ["GET", "/metrics"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/ready"],
+      ["POST", "/v1/chat/completions"],
+      ["GET", "/metrics"],
+    ] as const) {
       const res = await fetch(`${url}${path}`, { method, headers: { "x-request-id": "load-1" } });
       assert.equal(res.status, 503, path);
       assert.equal(res.headers.get("retry-after"), "5");

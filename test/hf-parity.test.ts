@@ -15,14 +15,25 @@ import { runPython } from "./helpers/python.ts";
 
 const i64 = (xs: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(xs.map(BigInt)), dims);
 
-interface Variant { arch: string; flags: string[]; what: string }
+interface Variant {
+  arch: string;
+  flags: string[];
+  what: string;
+}
 const VARIANTS: Variant[] = [
-  { arch: "llama", flags: ["--shards", "2", "--dtype", "bfloat16"], what: "Llama, llama3 RoPE scaling, untied, 2 bf16 shards" },
+  {
+    arch: "llama",
+    flags: ["--shards", "2", "--dtype", "bfloat16"],
+    what: "Llama, llama3 RoPE scaling, untied, 2 bf16 shards",
+  },
   { arch: "llama-tied", flags: [], what: "Llama, tied embeddings, attention biases" },
   { arch: "qwen2", flags: ["--dtype", "float16"], what: "Qwen2, q/k/v biases, fp16" },
   { arch: "qwen3", flags: [], what: "Qwen3, q/k norm, head dim 32, tied" },
-  { arch: "qwen3", flags: ["--extras", "--external-data", "--shards", "3", "--dtype", "bfloat16"],
-    what: "Qwen3 with NF-CoT extras, external data, 3 bf16 shards" },
+  {
+    arch: "qwen3",
+    flags: ["--extras", "--external-data", "--shards", "3", "--dtype", "bfloat16"],
+    what: "Qwen3 with NF-CoT extras, external data, 3 bf16 shards",
+  },
   { arch: "nfcot-trace", flags: ["--extras"], what: "our own model (positional heads) converted by nfcot.hf_write" },
 ];
 
@@ -41,7 +52,10 @@ for (const v of VARIANTS) {
       assert.equal(m.special_tokens.bos, v.arch.startsWith("qwen") ? undefined : 2);
       if (v.arch === "nfcot-trace") assert.deepEqual(m.architecture.positional_heads, [1, 2, 3]);
       const spec = m.graphs.backbone;
-      assert.equal(spec.inputs.some((x: { name: string }) => x.name === "thought_inputs"), latent);
+      assert.equal(
+        spec.inputs.some((x: { name: string }) => x.name === "thought_inputs"),
+        latent,
+      );
       const session = await ort.InferenceSession.create(join(dir, "out", spec.file));
 
       // (a) one ragged batch over a partly filled pool: a prefill chunk, a decode step, a mixed chunk.
@@ -66,7 +80,12 @@ for (const v of VARIANTS) {
       // (b) prefill, then one token per step, through a pool this test fills from new_kv.
       const d = c.decode;
       const a = m.architecture;
-      const L = a.num_layers, KVH = a.num_kv_heads, HD = a.head_dim, V = a.vocab_size, BS = 4, NB = 12;
+      const L = a.num_layers,
+        KVH = a.num_kv_heads,
+        HD = a.head_dim,
+        V = a.vocab_size,
+        BS = 4,
+        NB = 12;
       const pool = new Float32Array(NB * L * 2 * KVH * BS * HD);
       const free = [7, 2, 10, 0, 5, 11, 3, 8, 1, 9, 4, 6];
       const seqs: number[][] = d.sequences;
@@ -84,7 +103,10 @@ for (const v of VARIANTS) {
           while (tables[i]!.length * BS < done[i]! + take[j]!) tables[i]!.push(free.shift()!);
         }
         const MB = Math.max(1, ...rows.map((i) => tables[i]!.length));
-        const ids: number[] = [], pos: number[] = [], bt: number[] = [], gather: number[] = [];
+        const ids: number[] = [],
+          pos: number[] = [],
+          bt: number[] = [],
+          gather: number[] = [];
         for (const [j, i] of rows.entries()) {
           for (let s = 0; s < Sx; s++) {
             ids.push(s < take[j]! ? seqs[i]![done[i]! + s]! : 0);
@@ -94,12 +116,22 @@ for (const v of VARIANTS) {
           for (let b = 0; b < MB; b++) bt.push(tables[i]![b] ?? 0);
         }
         const f: Record<string, ort.Tensor> = {
-          input_ids: i64(ids, [B, Sx]), positions: i64(pos, [B, Sx]), past_lens: i64(rows.map((i) => done[i]!), [B]),
-          kv_pool: new ort.Tensor("float32", pool, [NB, L, 2, KVH, BS, HD]), block_tables: i64(bt, [B, MB]),
+          input_ids: i64(ids, [B, Sx]),
+          positions: i64(pos, [B, Sx]),
+          past_lens: i64(
+            rows.map((i) => done[i]!),
+            [B],
+          ),
+          kv_pool: new ort.Tensor("float32", pool, [NB, L, 2, KVH, BS, HD]),
+          block_tables: i64(bt, [B, MB]),
           gather_index: i64(gather, [gather.length]),
         };
         if (latent) {
-          f.thought_inputs = new ort.Tensor("float32", new Float32Array(B * Sx * m.latent.thought_dim), [B, Sx, m.latent.thought_dim]);
+          f.thought_inputs = new ort.Tensor("float32", new Float32Array(B * Sx * m.latent.thought_dim), [
+            B,
+            Sx,
+            m.latent.thought_dim,
+          ]);
           f.is_thought = new ort.Tensor("float32", new Float32Array(B * Sx), [B, Sx]);
         }
         const o = await session.run(f);
@@ -111,12 +143,15 @@ for (const v of VARIANTS) {
             const t = done[i]! + s;
             const got = logits.subarray(g * V, (g + 1) * V);
             maxErr = Math.max(maxErr, relErr(got, want[i]!.subarray(t * V, (t + 1) * V)));
-            const blk = tables[i]![Math.floor(t / BS)]!, slot = t % BS;
-            for (let l = 0; l < L; l++) for (let k = 0; k < 2; k++) for (let h = 0; h < KVH; h++) {
-              const src = ((((l * 2 + k) * B + j) * KVH + h) * Sx + s) * HD;
-              const dst = ((((blk * L + l) * 2 + k) * KVH + h) * BS + slot) * HD;
-              pool.set(nk.subarray(src, src + HD), dst);
-            }
+            const blk = tables[i]![Math.floor(t / BS)]!,
+              slot = t % BS;
+            for (let l = 0; l < L; l++)
+              for (let k = 0; k < 2; k++)
+                for (let h = 0; h < KVH; h++) {
+                  const src = ((((l * 2 + k) * B + j) * KVH + h) * Sx + s) * HD;
+                  const dst = ((((blk * L + l) * 2 + k) * KVH + h) * BS + slot) * HD;
+                  pool.set(nk.subarray(src, src + HD), dst);
+                }
           }
           done[i] = done[i]! + take[j]!;
         }

@@ -17,8 +17,20 @@ const PROMPT = "a = 5\nb = a * 3\nprint(b)";
 test("an exported Hugging Face checkpoint serves the PyTorch model's greedy continuation", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nfcot-hf-serve-"));
   try {
-    const r = runPython(["-m", "nfcot.hf_parity", "--arch", "qwen3", "--work", dir, "--seed", "3",
-      "--prompt", PROMPT, "--max-tokens", "12"]);
+    const r = runPython([
+      "-m",
+      "nfcot.hf_parity",
+      "--arch",
+      "qwen3",
+      "--work",
+      dir,
+      "--seed",
+      "3",
+      "--prompt",
+      PROMPT,
+      "--max-tokens",
+      "12",
+    ]);
     assert.equal(r.status, 0, r.output);
     const want = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")).greedy;
     assert.equal(want.ids.length, 12); // fixed seed: no eos within 12 tokens
@@ -27,7 +39,12 @@ test("an exported Hugging Face checkpoint serves the PyTorch model's greedy cont
       const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "none" });
       const models = await client.models.list();
       assert.equal(models.data.length, 1);
-      const c = await client.completions.create({ model: s.app.modelName, prompt: PROMPT, temperature: 0, max_tokens: 12 });
+      const c = await client.completions.create({
+        model: s.app.modelName,
+        prompt: PROMPT,
+        temperature: 0,
+        max_tokens: 12,
+      });
       assert.equal(c.choices[0]!.finish_reason, want.finish_reason);
       assert.equal(c.usage!.prompt_tokens, want.prompt_ids.length);
       assert.equal(c.usage!.completion_tokens, want.ids.length);

@@ -34,7 +34,8 @@ function assertOpenAIError(res: RawResponse, status: number, code: string): { me
 async function failures(): Promise<Map<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const out = new Map<string, number>();
-  for (const m of text.matchAll(/^nfcot_request_failure_total\{[^}]*code="([^"]+)"[^}]*\} (\S+)$/gm)) out.set(m[1]!, Number(m[2]));
+  for (const m of text.matchAll(/^nfcot_request_failure_total\{[^}]*code="([^"]+)"[^}]*\} (\S+)$/gm))
+    out.set(m[1]!, Number(m[2]));
   return out;
 }
 
@@ -64,15 +65,24 @@ test("wrong method: 405 with Allow, in the OpenAI shape", async () => {
 
 test("a body that is not JSON by its content type: 415, for text/plain too", async () => {
   await counted("unsupported_media_type", async () => {
-    const res = await rawRequest(port, [head("POST", "/v1/chat/completions", { "content-type": "text/plain" }, JSON_BODY.length), JSON_BODY]);
+    const res = await rawRequest(port, [
+      head("POST", "/v1/chat/completions", { "content-type": "text/plain" }, JSON_BODY.length),
+      JSON_BODY,
+    ]);
     assertOpenAIError(res, 415, "unsupported_media_type");
   });
   for (const type of ["application/x-www-form-urlencoded", "text/html", "multipart/form-data; boundary=x"]) {
-    const res = await rawRequest(port, [head("POST", "/v1/completions", { "content-type": type }, JSON_BODY.length), JSON_BODY]);
+    const res = await rawRequest(port, [
+      head("POST", "/v1/completions", { "content-type": type }, JSON_BODY.length),
+      JSON_BODY,
+    ]);
     assertOpenAIError(res, 415, "unsupported_media_type");
   }
   // application/json with a charset is fine (a model answer proves it went through).
-  const ok = await rawRequest(port, [head("POST", "/v1/chat/completions", { "content-type": "application/json; charset=utf-8" }, JSON_BODY.length), JSON_BODY]);
+  const ok = await rawRequest(port, [
+    head("POST", "/v1/chat/completions", { "content-type": "application/json; charset=utf-8" }, JSON_BODY.length),
+    JSON_BODY,
+  ]);
   assert.equal(ok.status, 200);
 });
 
@@ -86,22 +96,46 @@ test("a path that is not valid percent-encoding: 400 in the OpenAI shape", async
 
 test("Expect: bogus is 417 in the OpenAI shape; 100-continue still works", async () => {
   await counted("expectation_failed", async () => {
-    const res = await rawRequest(port, [head("POST", "/v1/chat/completions", { "content-type": "application/json", expect: "bogus" }, JSON_BODY.length), JSON_BODY]);
+    const res = await rawRequest(port, [
+      head("POST", "/v1/chat/completions", { "content-type": "application/json", expect: "bogus" }, JSON_BODY.length),
+      JSON_BODY,
+    ]);
     const e = assertOpenAIError(res, 417, "expectation_failed");
     assert.equal(e.param, "expect");
   });
-  const cont = await rawRequest(port, [head("POST", "/v1/chat/completions", { "content-type": "application/json", expect: "100-continue" }, JSON_BODY.length), JSON_BODY], { gapMs: 50 });
+  const cont = await rawRequest(
+    port,
+    [
+      head(
+        "POST",
+        "/v1/chat/completions",
+        { "content-type": "application/json", expect: "100-continue" },
+        JSON_BODY.length,
+      ),
+      JSON_BODY,
+    ],
+    { gapMs: 50 },
+  );
   assert.equal(cont.status, 100);
 });
 
 test("slow and idle clients get 408 in the OpenAI shape, not 400", { timeout: 30_000 }, async () => {
   await counted("request_timeout", async () => {
     // Headers trickled and never finished.
-    const res = await rawRequest(port, ["POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"], { timeoutMs: CLIENT_TIMEOUT_MS * 6 });
+    const res = await rawRequest(port, ["POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"], {
+      timeoutMs: CLIENT_TIMEOUT_MS * 6,
+    });
     assertOpenAIError(res, 408, "request_timeout");
   });
   // Headers sent, then the body stalls.
-  const stalled = await rawRequest(port, [head("POST", "/v1/chat/completions", { "content-type": "application/json" }, JSON_BODY.length), JSON_BODY.slice(0, 10)], { timeoutMs: CLIENT_TIMEOUT_MS * 6 });
+  const stalled = await rawRequest(
+    port,
+    [
+      head("POST", "/v1/chat/completions", { "content-type": "application/json" }, JSON_BODY.length),
+      JSON_BODY.slice(0, 10),
+    ],
+    { timeoutMs: CLIENT_TIMEOUT_MS * 6 },
+  );
   assertOpenAIError(stalled, 408, "request_timeout");
   assert.ok(stalled.closedByServer);
   // Connected, and nothing sent at all.

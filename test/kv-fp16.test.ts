@@ -17,21 +17,41 @@ import { confidentFlips, relErr } from "./helpers/compare-logits.ts";
 const ORT_PYTHON = process.env.NFCOT_ORT_PYTHON ?? join(MODELS_DIR, ".venv-ort", "bin", "python");
 const manifest = loadManifest(SHIPPED_MODEL);
 const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
-const sequences = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8").trim().split("\n").slice(20, 26)
+const sequences = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8")
+  .trim()
+  .split("\n")
+  .slice(20, 26)
   .map((l) => JSON.parse(l) as { source: string; trace: string })
   .map((p) => [manifest.special_tokens.bos!, ...tokenizer.encode(`${p.source}\n${p.trace}`)].slice(0, 40));
 const PREFILL = 6;
 
 async function decodeAll(dir: string): Promise<{ logits: Float32Array; mu: Float32Array; runner: Runner }> {
   const m = loadManifest(dir);
-  const runner = await Runner.create(m, { modelDir: dir, provider: "cpu", threads: 1, graphOptimization: "all", numBlocks: sequences.length * 3, blockSize: 16 });
+  const runner = await Runner.create(m, {
+    modelDir: dir,
+    provider: "cpu",
+    threads: 1,
+    graphOptimization: "all",
+    numBlocks: sequences.length * 3,
+    blockSize: 16,
+  });
   const tables = sequences.map((_, b) => [b * 3, b * 3 + 1, b * 3 + 2]);
   const logits: number[] = [];
   const mu: number[] = [];
-  await runner.forward(sequences.map((s, b) => ({ tokens: s.slice(0, PREFILL), thoughts: s.slice(0, PREFILL).map(() => null), start: 0, blockTable: tables[b]!, outputs: [] })));
+  await runner.forward(
+    sequences.map((s, b) => ({
+      tokens: s.slice(0, PREFILL),
+      thoughts: s.slice(0, PREFILL).map(() => null),
+      start: 0,
+      blockTable: tables[b]!,
+      outputs: [],
+    })),
+  );
   const len = Math.min(...sequences.map((s) => s.length));
   for (let p = PREFILL; p < len; p++) {
-    const out = await runner.forward(sequences.map((s, b) => ({ tokens: [s[p]!], thoughts: [null], start: p, blockTable: tables[b]!, outputs: [p] })));
+    const out = await runner.forward(
+      sequences.map((s, b) => ({ tokens: [s[p]!], thoughts: [null], start: p, blockTable: tables[b]!, outputs: [p] })),
+    );
     logits.push(...out.logits);
     mu.push(...out.mu);
   }
@@ -43,7 +63,10 @@ test("a float16 KV pool decodes within 5e-3 of the float32 pool, in half the mem
   const dir = mkdtempSync(join(tmpdir(), "nfcot-kv16-"));
   try {
     cpSync(SHIPPED_MODEL, dir, { recursive: true });
-    const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--kv-dtype", "float16"], { cwd: MODELS_DIR, encoding: "utf8" });
+    const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--kv-dtype", "float16"], {
+      cwd: MODELS_DIR,
+      encoding: "utf8",
+    });
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
     const m = loadManifest(dir);
     assert.equal(m.kv_cache.dtype, "float16");
@@ -54,10 +77,19 @@ test("a float16 KV pool decodes within 5e-3 of the float32 pool, in half the mem
     // The pool really holds float16 bits of the K/V: nonzero where written, each value finite.
     const bits = got.runner.pool as Uint16Array;
     assert.ok(bits.some((x) => x !== 0));
-    assert.ok(bits.every((x) => (x & 0x7c00) !== 0x7c00), "no inf / NaN in the float16 pool");
+    assert.ok(
+      bits.every((x) => (x & 0x7c00) !== 0x7c00),
+      "no inf / NaN in the float16 pool",
+    );
     const V = manifest.architecture.vocab_size;
-    const e = { logits: relErr(got.logits, want.logits), flips: confidentFlips(got.logits, want.logits, V), mu: relErr(got.mu, want.mu) };
-    console.log(`# float16 KV: logits rel err ${e.logits.toExponential(2)}, mu rel err ${e.mu.toExponential(2)}, greedy changed at ${(e.flips * 100).toFixed(2)}% of confident positions (${want.logits.length / V} decode positions)`);
+    const e = {
+      logits: relErr(got.logits, want.logits),
+      flips: confidentFlips(got.logits, want.logits, V),
+      mu: relErr(got.mu, want.mu),
+    };
+    console.log(
+      `# float16 KV: logits rel err ${e.logits.toExponential(2)}, mu rel err ${e.mu.toExponential(2)}, greedy changed at ${(e.flips * 100).toFixed(2)}% of confident positions (${want.logits.length / V} decode positions)`,
+    );
     assert.ok(e.logits > 0 && e.logits <= 5e-3, `logits relative error ${e.logits}`);
     assert.ok(e.mu <= 5e-3, `mu relative error ${e.mu}`);
     assert.equal(e.flips, 0);
@@ -73,7 +105,10 @@ test("a manifest whose kv_pool dtype disagrees with kv_cache.dtype is refused, n
     const m = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
     m.kv_cache.dtype = "float16";
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(m));
-    assert.throws(() => loadManifest(dir), (e: Error) => e instanceof ManifestError && /kv_pool is float32 but kv_cache.dtype is float16/.test(e.message));
+    assert.throws(
+      () => loadManifest(dir),
+      (e: Error) => e instanceof ManifestError && /kv_pool is float32 but kv_cache.dtype is float16/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

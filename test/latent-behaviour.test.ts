@@ -38,17 +38,33 @@ before(async () => {
   choices = (await res.json()).choices;
   // The trajectories' token ids: the prompt as the chat template renders it (from /tokenize, so a
   // template drift would show), the answer tokens by their text.
-  const tok = await postJson(`${s.url}/tokenize`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], reasoning_mode: "latent" });
+  const tok = await postJson(`${s.url}/tokenize`, {
+    model: MODEL,
+    messages: [{ role: "user", content: SOURCE }],
+    reasoning_mode: "latent",
+  });
   assert.equal(tok.status, 200, await tok.clone().text());
   const promptIds: number[] = (await tok.json()).tokens;
-  const vocab = JSON.parse(readFileSync(join(SHIPPED_MODEL, "tokenizer.json"), "utf8")).model.vocab as Record<string, number>;
+  const vocab = JSON.parse(readFileSync(join(SHIPPED_MODEL, "tokenizer.json"), "utf8")).model.vocab as Record<
+    string,
+    number
+  >;
   const trajectories = choices.map((c) => ({
     prompt_ids: promptIds,
     thoughts: c.thoughts.vectors,
     answer_ids: c.logprobs.content.map((t: any) => vocab[t.token]),
   }));
   writeFileSync(join(dir, "in.json"), JSON.stringify({ temperature: TZ, trajectories }));
-  const r = runPython(["-m", "nfcot.rl_score", "--model-dir", SHIPPED_MODEL, "--in", join(dir, "in.json"), "--out", join(dir, "out.json")]);
+  const r = runPython([
+    "-m",
+    "nfcot.rl_score",
+    "--model-dir",
+    SHIPPED_MODEL,
+    "--in",
+    join(dir, "in.json"),
+    "--out",
+    join(dir, "out.json"),
+  ]);
   assert.equal(r.status, 0, r.output);
   reference = JSON.parse(readFileSync(join(dir, "out.json"), "utf8")).trajectories;
 });
@@ -57,7 +73,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) <= TOL, `${what}: server ${got}, PyTorch ${want}`);
+const close = (got: number, want: number, what: string) =>
+  assert.ok(Math.abs(got - want) <= TOL, `${what}: server ${got}, PyTorch ${want}`);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 test("each sampled thought carries its T_z = 1 density and its behaviour density at the sampling T_z, equal to PyTorch's", () => {
@@ -68,15 +85,21 @@ test("each sampled thought carries its T_z = 1 density and its behaviour density
     assert.equal(t.temperature, TZ);
     assert.equal(t.log_probs.length, 6);
     assert.equal(t.behaviour_log_probs.length, 6);
-    t.log_probs.forEach((x: number, k: number) => close(x, ref.thought_log_probs[k], `choice ${i} thought ${k} log_prob (T_z = 1)`));
-    t.behaviour_log_probs.forEach((x: number, k: number) => close(x, ref.behaviour_log_probs[k], `choice ${i} thought ${k} behaviour_log_prob`));
+    t.log_probs.forEach((x: number, k: number) =>
+      close(x, ref.thought_log_probs[k], `choice ${i} thought ${k} log_prob (T_z = 1)`),
+    );
+    t.behaviour_log_probs.forEach((x: number, k: number) =>
+      close(x, ref.behaviour_log_probs[k], `choice ${i} thought ${k} behaviour_log_prob`),
+    );
     close(t.behaviour_log_prob, sum(ref.behaviour_log_probs), `choice ${i} behaviour_log_prob`);
     // Different densities of the same vector: N(mu, sigma^2) and N(mu, (0.7 sigma)^2) do not coincide.
     assert.ok(Math.abs(t.behaviour_log_prob - t.log_prob) > 1, "the two densities differ");
     // The flow log-det and log p(e) = log p(u) + log |det dF/de|.
     close(t.flow_log_det, ref.flow_log_det, `choice ${i} flow_log_det`);
     assert.equal(t.e_log_prob, t.log_prob + t.flow_log_det);
-    c.logprobs.content.forEach((x: any, j: number) => close(x.logprob, ref.answer_logprobs[j], `choice ${i} answer token ${j}`));
+    c.logprobs.content.forEach((x: any, j: number) =>
+      close(x.logprob, ref.answer_logprobs[j], `choice ${i} answer token ${j}`),
+    );
   });
 });
 
@@ -95,7 +118,9 @@ test("the scoring route returns the same fields for the same trajectories", asyn
   body.data.forEach((d: any, i: number) => {
     const t = choices[i].thoughts;
     d.thought_log_probs.forEach((x: number, k: number) => close(x, t.log_probs[k], `scored thought ${k}`));
-    d.thought_behaviour_log_probs.forEach((x: number, k: number) => close(x, reference[i].behaviour_log_probs[k], `scored behaviour ${k}`));
+    d.thought_behaviour_log_probs.forEach((x: number, k: number) =>
+      close(x, reference[i].behaviour_log_probs[k], `scored behaviour ${k}`),
+    );
     close(d.thought_behaviour_log_prob, t.behaviour_log_prob, "scored behaviour sum");
     close(d.flow_log_det, t.flow_log_det, "scored flow_log_det");
     close(d.e_log_prob, d.thought_log_prob + d.flow_log_det, "scored e_log_prob");

@@ -30,27 +30,55 @@ before(async () => {
 });
 after(async () => engine.close());
 
-interface Turn { tokens: number[]; text: string; vectors: Float32Array[]; thoughtIndexes: number[]; finish: Extract<EngineEvent, { type: "finish" }> }
+interface Turn {
+  tokens: number[];
+  text: string;
+  vectors: Float32Array[];
+  thoughtIndexes: number[];
+  finish: Extract<EngineEvent, { type: "finish" }>;
+}
 
 let counter = 0;
 async function generate(p: Prompt): Promise<Turn> {
   const req: GenerateRequest = {
-    kind: "generate", id: `lt${counter++}`, promptIds: p.ids, opensLatentSpan: p.opensLatentSpan, ...(p.thoughts ? { promptThoughts: p.thoughts } : {}),
+    kind: "generate",
+    id: `lt${counter++}`,
+    promptIds: p.ids,
+    opensLatentSpan: p.opensLatentSpan,
+    ...(p.thoughts ? { promptThoughts: p.thoughts } : {}),
     // Greedy text; thoughts drawn at T_z = 0.9 from a fixed seed (the vectors are not all mu).
-    sampling: sampling({ temperature: 0, seed: 1234, maxTokens: 16 }), latent: { temperature: 0.9, returnVectors: true }, choiceIndex: 0, leaderId: null,
+    sampling: sampling({ temperature: 0, seed: 1234, maxTokens: 16 }),
+    latent: { temperature: 0.9, returnVectors: true },
+    choiceIndex: 0,
+    leaderId: null,
   };
-  const t: Partial<Turn> & { tokens: number[]; text: string; vectors: Float32Array[]; thoughtIndexes: number[] } = { tokens: [], text: "", vectors: [], thoughtIndexes: [] };
+  const t: Partial<Turn> & { tokens: number[]; text: string; vectors: Float32Array[]; thoughtIndexes: number[] } = {
+    tokens: [],
+    text: "",
+    vectors: [],
+    thoughtIndexes: [],
+  };
   for await (const e of engine.generate(req)) {
-    if (e.type === "token") { t.tokens.push(e.tokenId); t.text += e.text; }
-    else if (e.type === "thought") { t.vectors.push(e.vector!); t.thoughtIndexes.push(e.index); }
-    else if (e.type === "finish") { t.finish = e; t.text += e.tail; }
-    else if (e.type === "error") throw new Error(e.message);
+    if (e.type === "token") {
+      t.tokens.push(e.tokenId);
+      t.text += e.text;
+    } else if (e.type === "thought") {
+      t.vectors.push(e.vector!);
+      t.thoughtIndexes.push(e.index);
+    } else if (e.type === "finish") {
+      t.finish = e;
+      t.text += e.tail;
+    } else if (e.type === "error") throw new Error(e.message);
   }
   return t as Turn;
 }
 
 const user = (i: number): TemplateMessage => ({ role: "user", content: TEST_PROGRAMS[i]!.source });
-const assistant = (t: Turn, vectors = t.vectors): TemplateMessage => ({ role: "assistant", content: t.text, thoughts: vectors });
+const assistant = (t: Turn, vectors = t.vectors): TemplateMessage => ({
+  role: "assistant",
+  content: t.text,
+  thoughts: vectors,
+});
 const fullBlocks = (n: number) => Math.floor(n / BLOCK) * BLOCK;
 
 test("a continued latent conversation is served from the prefix cache through the earlier turn, whose thoughts are not sampled again", async () => {
@@ -68,7 +96,10 @@ test("a continued latent conversation is served from the prefix cache through th
   assert.equal(p2.opensLatentSpan, true);
   // The budget counts the carried thoughts as prompt positions (and K more for the new span).
   const served = { maxContext: info.maxContext, numThoughts: K } as EngineInfo;
-  assert.equal(budgetMaxTokens(served, p2, { value: null, param: "max_tokens" }, "messages"), info.maxContext - p2.ids.length - K);
+  assert.equal(
+    budgetMaxTokens(served, p2, { value: null, param: "max_tokens" }, "messages"),
+    info.maxContext - p2.ids.length - K,
+  );
   const t2 = await generate(p2);
   // Turn 1's positions ran (prompt, K thoughts, the answer; the EOS was sampled, never run):
   // every full block of them is served from the cache.
@@ -117,24 +148,48 @@ test("a chat template that is not prefix-stable refuses the turn that carries th
   const messages = [user(0), { role: "assistant", content: "1", thoughts: vectors }, user(1)];
   const cases: [ModelTokenizer, string][] = [
     // The last message ends in "\n" only while it is the last one.
-    [tokenizerWith(ROTATING), "messages[1] carries thoughts, but the chat template's rendering with this turn does not extend the conversation before it, so the turn cannot be rendered as it was generated."],
+    [
+      tokenizerWith(ROTATING),
+      "messages[1] carries thoughts, but the chat template's rendering with this turn does not extend the conversation before it, so the turn cannot be rendered as it was generated.",
+    ],
     // The generation prompt writes a header before the conversation.
-    [tokenizerWith(HEADED), "messages[1] carries thoughts, but the chat template's generation prompt does not extend the conversation before it, so the turn cannot be rendered as it was generated."],
+    [
+      tokenizerWith(HEADED),
+      "messages[1] carries thoughts, but the chat template's generation prompt does not extend the conversation before it, so the turn cannot be rendered as it was generated.",
+    ],
   ];
   for (const [tok, message] of cases) {
-    assert.throws(() => chatPrompt(tok, info, messages, { mode: "latent" }), (e: unknown) => e instanceof ChatTemplateError && e.message === message && e.param === "messages[1]");
+    assert.throws(
+      () => chatPrompt(tok, info, messages, { mode: "latent" }),
+      (e: unknown) => e instanceof ChatTemplateError && e.message === message && e.param === "messages[1]",
+    );
     // The chat routes' renderer turns it into the OpenAI-shaped 400.
     const app = { tokenizer: tok, engine: { info } } as unknown as FastifyInstance;
     assert.throws(
       () => encodeChat(app, messages as ChatMessage[], { mode: "latent" }),
-      (e: unknown) => e instanceof ServeError && e.status === 400 && e.code === "invalid_request" && e.param === "messages[1]" && e.message === message,
+      (e: unknown) =>
+        e instanceof ServeError &&
+        e.status === 400 &&
+        e.code === "invalid_request" &&
+        e.param === "messages[1]" &&
+        e.message === message,
     );
     // Without thoughts the same template renders as before.
-    assert.ok(chatPrompt(tok, info, [user(0), { role: "assistant", content: "1" }, user(1)], { mode: "latent" }).ids.length > 0);
+    assert.ok(
+      chatPrompt(tok, info, [user(0), { role: "assistant", content: "1" }, user(1)], { mode: "latent" }).ids.length > 0,
+    );
   }
   // Only an assistant turn carries thoughts, and only as vectors.
-  assert.throws(() => chatPrompt(tokenizer, info, [{ ...user(0), thoughts: vectors }], { mode: "latent" }), { message: "messages[0]: only an assistant turn can carry thoughts." });
-  assert.throws(() => chatPrompt(tokenizer, info, [user(0), { role: "assistant", content: "1", thoughts: [[0, 1]] }, user(1)], { mode: "latent" }), {
-    message: "messages[1].thoughts must be thought vectors.",
+  assert.throws(() => chatPrompt(tokenizer, info, [{ ...user(0), thoughts: vectors }], { mode: "latent" }), {
+    message: "messages[0]: only an assistant turn can carry thoughts.",
   });
+  assert.throws(
+    () =>
+      chatPrompt(tokenizer, info, [user(0), { role: "assistant", content: "1", thoughts: [[0, 1]] }, user(1)], {
+        mode: "latent",
+      }),
+    {
+      message: "messages[1].thoughts must be thought vectors.",
+    },
+  );
 });

@@ -17,7 +17,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 function filesUnder(dir: string): string[] {
   return readdirSync(join(ROOT, dir)).flatMap((name) => {
     const path = join(dir, name);
-    if (statSync(join(ROOT, path)).isDirectory()) return name === "node_modules" || name === "scratch" ? [] : filesUnder(path);
+    if (statSync(join(ROOT, path)).isDirectory())
+      return name === "node_modules" || name === "scratch" ? [] : filesUnder(path);
     return /\.(ts|mts|mjs|js)$/.test(name) ? [path] : [];
   });
 }
@@ -34,7 +35,8 @@ function importsOf(file: string): string[] {
 }
 
 const isPackage = (target: string) => !target.includes("/") || target.startsWith("@");
-const FASTIFY = (target: string) => target === "fastify" || target.startsWith("fastify-") || target.startsWith("@fastify/");
+const FASTIFY = (target: string) =>
+  target === "fastify" || target.startsWith("fastify-") || target.startsWith("@fastify/");
 
 /** A src file's layer; a new folder under src/ sits with the routes until placed. */
 function layerOf(file: string): number {
@@ -48,9 +50,20 @@ function layerOf(file: string): number {
 }
 const LAYER_NAMES = ["model", "engine", "config/errors", "the HTTP kernel", "routes (api, ops)", "app", "server"];
 
-const SCHEDULING = ["scheduler", "block-manager", "sequence", "sampler", "nf-sampler", "options"].map((n) => `src/engine/${n}.ts`);
+const SCHEDULING = ["scheduler", "block-manager", "sequence", "sampler", "nf-sampler", "options"].map(
+  (n) => `src/engine/${n}.ts`,
+);
 const RUNNER = "src/engine/runner.ts";
-const SCHEDULING_STATE = ["scheduler", "block-manager", "sequence", "engine", "worker", "client", "sampler", "nf-sampler"].map((n) => `src/engine/${n}.ts`);
+const SCHEDULING_STATE = [
+  "scheduler",
+  "block-manager",
+  "sequence",
+  "engine",
+  "worker",
+  "client",
+  "sampler",
+  "nf-sampler",
+].map((n) => `src/engine/${n}.ts`);
 
 const graph = new Map<string, string[]>();
 for (const dir of ["src", "bench", "test", "scripts"]) for (const f of filesUnder(dir)) graph.set(f, importsOf(f));
@@ -80,7 +93,8 @@ function violations(): string[] {
   for (const [file, targets] of graph) {
     for (const to of targets) {
       const edge = `${file} -> ${to}`;
-      if (file.startsWith("bench/") && to.startsWith("test/")) out.push(`${edge}: bench code never imports tests (shared helpers live in bench/lib)`);
+      if (file.startsWith("bench/") && to.startsWith("test/"))
+        out.push(`${edge}: bench code never imports tests (shared helpers live in bench/lib)`);
       if (!file.startsWith("src/")) continue;
       if (to === "node:") continue;
       if (isPackage(to)) {
@@ -92,13 +106,16 @@ function violations(): string[] {
         out.push(`${edge}: src imports nothing outside src (tests, bench, scripts)`);
         continue;
       }
-      if (layerOf(to) > layerOf(file)) out.push(`${edge}: ${LAYER_NAMES[layerOf(file)]} imports ${LAYER_NAMES[layerOf(to)]}, a layer above it`);
-      if (file === RUNNER && SCHEDULING_STATE.includes(to)) out.push(`${edge}: the runner never imports scheduling state`);
+      if (layerOf(to) > layerOf(file))
+        out.push(`${edge}: ${LAYER_NAMES[layerOf(file)]} imports ${LAYER_NAMES[layerOf(to)]}, a layer above it`);
+      if (file === RUNNER && SCHEDULING_STATE.includes(to))
+        out.push(`${edge}: the runner never imports scheduling state`);
     }
   }
   for (const file of SCHEDULING) {
     const chain = reach(file, (t) => t === RUNNER || t === "onnxruntime-node");
-    if (chain) out.push(`${chain.join(" -> ")}: scheduling and the engine options never reach the runner or onnxruntime`);
+    if (chain)
+      out.push(`${chain.join(" -> ")}: scheduling and the engine options never reach the runner or onnxruntime`);
   }
   return out;
 }

@@ -39,7 +39,10 @@ const textOnly = (m: any) => {
 };
 
 const refused = (edit: (m: any) => void, pattern: RegExp) =>
-  assert.throws(() => loadManifest(withManifest(edit)), (e: Error) => e instanceof ManifestError && pattern.test(e.message));
+  assert.throws(
+    () => loadManifest(withManifest(edit)),
+    (e: Error) => e instanceof ManifestError && pattern.test(e.message),
+  );
 
 test("the shipped manifest stays valid and latent", () => {
   const m = loadManifest(SHIPPED_MODEL);

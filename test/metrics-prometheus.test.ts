@@ -24,20 +24,29 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function requireBinary(name: string): void {
   const r = spawnSync(name, ["--version"], { encoding: "utf8" });
   if (r.error) {
-    assert.fail(`${name} is not installed (${r.error.message}): run \`npm run test:deps\` (Debian: apt-get install -y prometheus)`);
+    assert.fail(
+      `${name} is not installed (${r.error.message}): run \`npm run test:deps\` (Debian: apt-get install -y prometheus)`,
+    );
   }
 }
 
 /** One instant-vector query; the samples' values by their label sets. */
 async function query(q: string): Promise<{ metric: Record<string, string>; value: number }[]> {
   const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
-  const body = (await res.json()) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+  const body = (await res.json()) as {
+    status: string;
+    data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+  };
   assert.equal(body.status, "success", JSON.stringify(body));
   return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
 }
 
 /** Polls Prometheus until the query's single value equals `want` (it scrapes every second). */
-async function until(q: string, want: number, timeoutMs = 20_000): Promise<{ metric: Record<string, string>; value: number }> {
+async function until(
+  q: string,
+  want: number,
+  timeoutMs = 20_000,
+): Promise<{ metric: Record<string, string>; value: number }> {
   const end = Date.now() + timeoutMs;
   let last: unknown = "no sample";
   while (Date.now() < end) {
@@ -87,7 +96,10 @@ before(async () => {
   const end = Date.now() + 30_000;
   for (;;) {
     assert.equal(prom.exitCode, null, `prometheus exited: ${promLog}`);
-    const ok = await fetch(`${promUrl}/-/ready`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${promUrl}/-/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     assert.ok(Date.now() < end, `prometheus did not become ready: ${promLog}`);
     await sleep(200);
@@ -150,7 +162,10 @@ test("Prometheus reads back the token counts, finish reasons and latencies that 
 
   const gen = await until(`nfcot_generation_tokens_total{model_name="${MODEL}"}`, completion);
   assert.equal(gen.metric.job, "nfcot");
-  await until(`nfcot_prompt_tokens_total`, sum((u) => u.prompt_tokens));
+  await until(
+    `nfcot_prompt_tokens_total`,
+    sum((u) => u.prompt_tokens),
+  );
   await until(`nfcot_thoughts_total`, thoughts);
   await until(`nfcot_request_success_total{finished_reason="stop"}`, reasons.filter((r) => r === "stop").length);
   await until(`nfcot_request_success_total{finished_reason="length"}`, reasons.filter((r) => r === "length").length);
@@ -158,7 +173,10 @@ test("Prometheus reads back the token counts, finish reasons and latencies that 
   await until(`nfcot_e2e_request_latency_seconds_count`, 4);
   await until(`nfcot_request_queue_time_seconds_count`, 4);
   await until(`nfcot_thoughts_per_request_sum`, thoughts);
-  await until(`nfcot_latent_span_seconds_count`, usages.filter((u) => u.completion_tokens_details.reasoning_tokens > 0).length);
+  await until(
+    `nfcot_latent_span_seconds_count`,
+    usages.filter((u) => u.completion_tokens_details.reasoning_tokens > 0).length,
+  );
   await until(`nfcot_inter_token_latency_seconds_count`, completion - 4);
   // Idle again: nothing running, no KV blocks held.
   await until(`nfcot_num_requests_running`, 0);
@@ -180,7 +198,10 @@ test("Prometheus reads back the token counts, finish reasons and latencies that 
   await until(`nfcot_latent_scoring_trajectories_total`, 2);
 
   // A failure, by code.
-  const missing = await postJson(`${server.url}/v1/chat/completions`, { model: "no-such-model", messages: [{ role: "user", content: "x" }] });
+  const missing = await postJson(`${server.url}/v1/chat/completions`, {
+    model: "no-such-model",
+    messages: [{ role: "user", content: "x" }],
+  });
   assert.equal(missing.status, 404);
   await until(`nfcot_request_failure_total{code="model_not_found"}`, 1);
   // Process metrics are scraped too.

@@ -9,22 +9,59 @@ import { sampling } from "./helpers/engine.ts";
 
 function gen(id: string, over: Partial<GenerateRequest> = {}): GenerateRequest {
   return {
-    kind: "generate", id, promptIds: [2, 10, 11, 12], opensLatentSpan: false, sampling: sampling(), latent: { temperature: 1, returnVectors: false },
-    choiceIndex: 0, leaderId: null, ...over,
+    kind: "generate",
+    id,
+    promptIds: [2, 10, 11, 12],
+    opensLatentSpan: false,
+    sampling: sampling(),
+    latent: { temperature: 1, returnVectors: false },
+    choiceIndex: 0,
+    leaderId: null,
+    ...over,
   };
 }
 
 function finish(id: string, over: Partial<Extract<EngineEvent, { type: "finish" }>> = {}): EngineEvent {
-  return { type: "finish", id, reason: "stop", promptTokens: 4, completionTokens: 0, thoughts: 0, cachedTokens: 0, queueTimeMs: 0, tail: "", ...over };
+  return {
+    type: "finish",
+    id,
+    reason: "stop",
+    promptTokens: 4,
+    completionTokens: 0,
+    thoughts: 0,
+    cachedTokens: 0,
+    queueTimeMs: 0,
+    tail: "",
+    ...over,
+  };
 }
 
 const token = (id: string): EngineEvent => ({ type: "token", id, tokenId: 7, text: "x" });
-const thought = (id: string, index: number): EngineEvent => ({ type: "thought", id, index, logProb: -1, behaviourLogProb: null });
+const thought = (id: string, index: number): EngineEvent => ({
+  type: "thought",
+  id,
+  index,
+  logProb: -1,
+  behaviourLogProb: null,
+});
 
 function stats(over: Partial<EngineStats> = {}): EngineStats {
   return {
-    running: 0, waiting: 0, kvBlocksTotal: 100, kvBlocksUsed: 0, prefixCacheQueries: 0, prefixCacheHits: 0, preemptions: 0,
-    steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0, ...over,
+    running: 0,
+    waiting: 0,
+    kvBlocksTotal: 100,
+    kvBlocksUsed: 0,
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+    preemptions: 0,
+    steps: 0,
+    lastStepMs: 0,
+    lastBatchPositions: 0,
+    lastBatchSequences: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    thoughts: 0,
+    ...over,
   };
 }
 
@@ -35,8 +72,16 @@ async function value(m: ServeMetrics, name: string, labels: Record<string, strin
   const metric = m.registry.getSingleMetric(family);
   assert.ok(metric, `no metric ${name}`);
   const { values } = await metric.get();
-  const key = (l: object) => JSON.stringify(Object.entries(l).filter(([k]) => k !== "model_name").map(([k, v]) => [k, String(v)]).sort());
-  const hit = values.find((v) => ((v as { metricName?: string }).metricName ?? family) === name && key(v.labels) === key(labels));
+  const key = (l: object) =>
+    JSON.stringify(
+      Object.entries(l)
+        .filter(([k]) => k !== "model_name")
+        .map(([k, v]) => [k, String(v)])
+        .sort(),
+    );
+  const hit = values.find(
+    (v) => ((v as { metricName?: string }).metricName ?? family) === name && key(v.labels) === key(labels),
+  );
   assert.ok(hit, `no series ${name}${JSON.stringify(labels)}`);
   return hit.value;
 }
@@ -96,7 +141,11 @@ test("readiness probes are not traffic; n > 1 counts its shared prompt once; err
 test("scoring: trajectories are counted at submit, and a scoring finish is no generation", async () => {
   const m = new ServeMetrics("m");
   const score = (id: string, thoughts: number): ScoreRequest => ({
-    kind: "score", id, promptIds: [2, 4], thoughts: Array.from({ length: thoughts }, () => new Float32Array(16)), answerIds: [7, 3],
+    kind: "score",
+    id,
+    promptIds: [2, 4],
+    thoughts: Array.from({ length: thoughts }, () => new Float32Array(16)),
+    answerIds: [7, 3],
   });
   m.onSubmit(score("s-0", 6), 0);
   m.onSubmit(score("s-1", 6), 0);
@@ -114,10 +163,13 @@ test("scoring: trajectories are counted at submit, and a scoring finish is no ge
 
 test("engine totals become monotonic counters; gauges and iteration sizes follow the stats", async () => {
   const m = new ServeMetrics("m");
-  m.onStats(stats({ prefixCacheQueries: 32, prefixCacheHits: 16, preemptions: 1, running: 3, waiting: 2, kvBlocksUsed: 25 }), [
-    { ms: 1, positions: 40, sequences: 3 },
-    { ms: 1, positions: 3, sequences: 3 },
-  ]);
+  m.onStats(
+    stats({ prefixCacheQueries: 32, prefixCacheHits: 16, preemptions: 1, running: 3, waiting: 2, kvBlocksUsed: 25 }),
+    [
+      { ms: 1, positions: 40, sequences: 3 },
+      { ms: 1, positions: 3, sequences: 3 },
+    ],
+  );
   m.onStats(stats({ prefixCacheQueries: 48, prefixCacheHits: 16, preemptions: 2 }), []);
   assert.equal(await value(m, "nfcot_prefix_cache_queries_total"), 48);
   assert.equal(await value(m, "nfcot_prefix_cache_hits_total"), 16);

@@ -58,7 +58,10 @@ test("a fixed dimension that disagrees with the graph is refused", async () => {
 
 test("a missing file and a malformed manifest are named", () => {
   const dir = withManifest((m) => (m.graphs.backbone.file = "nope.onnx"));
-  assert.throws(() => loadManifest(dir), (e: Error) => e instanceof ManifestError && /names nope\.onnx, which is missing/.test(e.message));
+  assert.throws(
+    () => loadManifest(dir),
+    (e: Error) => e instanceof ManifestError && /names nope\.onnx, which is missing/.test(e.message),
+  );
   const dir2 = withManifest((m) => delete m.architecture);
   assert.throws(() => loadManifest(dir2), /manifest\.json: \/architecture/);
   rmSync(dir, { recursive: true, force: true });
@@ -83,7 +86,14 @@ test("the shipped model directory stays within 20 MB", async () => {
 test("every shipped graph runs to the shapes and dtypes its manifest entry states (names in order)", async () => {
   const m = loadManifest(SHIPPED_MODEL);
   // Concrete sizes for the symbolic dims; model-size dims resolve through the manifest.
-  const sizes: Record<string, number> = { batch: 2, seq: 3, num_blocks: 5, block_size: 4, max_blocks: 2, num_outputs: 4 };
+  const sizes: Record<string, number> = {
+    batch: 2,
+    seq: 3,
+    num_blocks: 5,
+    block_size: 4,
+    max_blocks: 2,
+    num_outputs: 4,
+  };
   const dim = (d: string | number) => {
     const r = resolveDim(m, d);
     if (typeof r === "number") return r;
@@ -94,16 +104,29 @@ test("every shipped graph runs to the shapes and dtypes its manifest entry state
   for (const [name, spec] of Object.entries(m.graphs)) {
     const s = await ort.InferenceSession.create(join(SHIPPED_MODEL, spec!.file));
     try {
-      assert.deepEqual(s.inputNames, spec!.inputs.map((i) => i.name), `${name} inputs`);
-      assert.deepEqual(s.outputNames, spec!.outputs.map((o) => o.name), `${name} outputs`);
+      assert.deepEqual(
+        s.inputNames,
+        spec!.inputs.map((i) => i.name),
+        `${name} inputs`,
+      );
+      assert.deepEqual(
+        s.outputNames,
+        spec!.outputs.map((o) => o.name),
+        `${name} outputs`,
+      );
       const feeds: Record<string, ort.Tensor> = {};
       for (const i of spec!.inputs) {
         const shape = i.shape.map(dim);
         const n = shape.reduce((a, b) => a * b, 1);
         // Zeros are valid everywhere: token 0, position 0, block 0, empty past; gather rows 0..3.
-        feeds[i.name] = i.dtype === "int64"
-          ? new ort.Tensor("int64", i.name === "gather_index" ? BigInt64Array.from([0n, 1n, 2n, 5n]) : new BigInt64Array(n), shape)
-          : new ort.Tensor("float32", new Float32Array(n), shape);
+        feeds[i.name] =
+          i.dtype === "int64"
+            ? new ort.Tensor(
+                "int64",
+                i.name === "gather_index" ? BigInt64Array.from([0n, 1n, 2n, 5n]) : new BigInt64Array(n),
+                shape,
+              )
+            : new ort.Tensor("float32", new Float32Array(n), shape);
       }
       const out = await s.run(feeds);
       for (const o of spec!.outputs) {

@@ -10,14 +10,24 @@ import { runPython } from "./helpers/python.ts";
 
 /** Fixed seeds, so a failure repeats; NFCOT_PARITY_SEED replaces the first to try others. */
 const SEEDS = [Number(process.env.NFCOT_PARITY_SEED ?? 41), 7];
-if (!SEEDS.every(Number.isSafeInteger)) throw new Error(`NFCOT_PARITY_SEED must be an integer, got ${process.env.NFCOT_PARITY_SEED}`);
+if (!SEEDS.every(Number.isSafeInteger))
+  throw new Error(`NFCOT_PARITY_SEED must be an integer, got ${process.env.NFCOT_PARITY_SEED}`);
 
 for (const seed of SEEDS) {
   test(`ONNX graphs through onnxruntime-node match PyTorch on fresh random inputs (seed ${seed})`, async () => {
     console.log(`# model parity seed ${seed} (set NFCOT_PARITY_SEED to change it)`);
     const dir = mkdtempSync(join(tmpdir(), "nfcot-parity-"));
     try {
-      const r = runPython(["-m", "nfcot.parity", "--fresh", dir, "--out", join(dir, "case.json"), "--seed", String(seed)]);
+      const r = runPython([
+        "-m",
+        "nfcot.parity",
+        "--fresh",
+        dir,
+        "--out",
+        join(dir, "case.json"),
+        "--seed",
+        String(seed),
+      ]);
       assert.equal(r.status, 0, r.output);
       const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8"));
       const backbone = await ort.InferenceSession.create(join(dir, "backbone.onnx"));

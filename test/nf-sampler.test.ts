@@ -39,7 +39,10 @@ describe("sampleThought", () => {
   it("uses one rng.normal() per dimension, in order", () => {
     const s = sampleThought([0, 0, 0], [0, 0, 0], 1, Rng.fromSeed(21));
     const reference = Rng.fromSeed(21);
-    assert.deepEqual(s.vector, Float32Array.from([0, 0, 0], () => reference.normal()));
+    assert.deepEqual(
+      s.vector,
+      Float32Array.from([0, 0, 0], () => reference.normal()),
+    );
   });
 
   it("reports the T = 1 log-density of the returned vector", () => {

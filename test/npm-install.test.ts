@@ -18,8 +18,11 @@ const npm = (args: string[], cwd = ROOT) => spawnSync("npm", args, { cwd, encodi
 test(".npmrc holds only settings npm knows (npm warns about any other, and will refuse them)", () => {
   // npm's own settings, listed outside the project (inside, the listing includes .npmrc's keys).
   const known = JSON.parse(npm(["config", "ls", "--long", "--json"], tmpdir()).stdout) as Record<string, unknown>;
-  const keys = readFileSync(join(ROOT, ".npmrc"), "utf8").split("\n").map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("#") && !l.startsWith(";")).map((l) => l.split("=")[0]!.trim());
+  const keys = readFileSync(join(ROOT, ".npmrc"), "utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#") && !l.startsWith(";"))
+    .map((l) => l.split("=")[0]!.trim());
   assert.ok(keys.length > 0);
   for (const k of keys) assert.ok(k in known, `.npmrc sets '${k}', which is not an npm config`);
 });
@@ -29,7 +32,11 @@ test("allowScripts covers every installed package with an install script: nothin
   assert.deepEqual(pkg.allowScripts, { esbuild: true, "onnxruntime-node": false });
   const ls = npm(["install-scripts", "ls"]);
   assert.equal(ls.status, 0, ls.stderr);
-  assert.doesNotMatch(`${ls.stdout}${ls.stderr}`, /onnxruntime-node@|esbuild@/, "a script is not covered by allowScripts");
+  assert.doesNotMatch(
+    `${ls.stdout}${ls.stderr}`,
+    /onnxruntime-node@|esbuild@/,
+    "a script is not covered by allowScripts",
+  );
   // Any npm command reads the project's config: none may warn about it.
   assert.doesNotMatch(ls.stderr, /Unknown (project|user|global|env) config/, ls.stderr);
 });
@@ -55,7 +62,10 @@ test("onnxruntime-node's installer: skip exits at once, cuda12 on linux/x64 inst
       delete process.env.npm_config_onnxruntime_node_install;
       return parseInstallFlag();
     } finally {
-      for (const [k, v] of [["ONNXRUNTIME_NODE_INSTALL", saved.a], ["npm_config_onnxruntime_node_install", saved.b]] as const) {
+      for (const [k, v] of [
+        ["ONNXRUNTIME_NODE_INSTALL", saved.a],
+        ["npm_config_onnxruntime_node_install", saved.b],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
@@ -69,5 +79,8 @@ test("onnxruntime-node's installer: skip exits at once, cuda12 on linux/x64 inst
   const files = Object.keys(meta.manifests["linux/x64:cuda12"]);
   assert.ok(files.includes("./libonnxruntime_providers_cuda.so"), files.join(", "));
   // This checkout's install did not download it.
-  assert.equal(existsSync(join(ROOT, "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so")), false);
+  assert.equal(
+    existsSync(join(ROOT, "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so")),
+    false,
+  );
 });

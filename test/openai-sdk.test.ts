@@ -34,7 +34,12 @@ describe("chat completions through the SDK", () => {
   test("stream with include_usage: content, thought chunks passed through, usage last", async () => {
     const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 8, seed: 4 });
     const stream = await client.chat.completions.create({
-      model: MODEL, messages, max_tokens: 8, seed: 4, stream: true, stream_options: { include_usage: true },
+      model: MODEL,
+      messages,
+      max_tokens: 8,
+      seed: 4,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     let content = "";
     let thoughtChunks = 0;
@@ -57,8 +62,20 @@ describe("chat completions through the SDK", () => {
   });
 
   test("the SDK's stream helper accumulates the same message and does not choke on thought chunks", async () => {
-    const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 8, seed: 5, logprobs: true });
-    const runner = client.beta.chat.completions.stream({ model: MODEL, messages, max_tokens: 8, seed: 5, logprobs: true });
+    const whole = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 8,
+      seed: 5,
+      logprobs: true,
+    });
+    const runner = client.beta.chat.completions.stream({
+      model: MODEL,
+      messages,
+      max_tokens: 8,
+      seed: 5,
+      logprobs: true,
+    });
     let deltas = "";
     runner.on("content", (delta) => (deltas += delta));
     const final = await runner.finalChatCompletion();
@@ -66,24 +83,46 @@ describe("chat completions through the SDK", () => {
     assert.equal(choice.message.content, whole.choices[0]!.message.content);
     assert.equal(deltas, whole.choices[0]!.message.content);
     assert.equal(choice.finish_reason, whole.choices[0]!.finish_reason);
-    assert.deepEqual(choice.logprobs!.content!.map((t) => t.logprob), whole.choices[0]!.logprobs!.content!.map((t) => t.logprob));
+    assert.deepEqual(
+      choice.logprobs!.content!.map((t) => t.logprob),
+      whole.choices[0]!.logprobs!.content!.map((t) => t.logprob),
+    );
     const thoughts = (choice as unknown as { thoughts: { log_probs: number[] } }).thoughts;
-    assert.deepEqual(thoughts.log_probs, (whole.choices[0] as unknown as { thoughts: { log_probs: number[] } }).thoughts.log_probs);
+    assert.deepEqual(
+      thoughts.log_probs,
+      (whole.choices[0] as unknown as { thoughts: { log_probs: number[] } }).thoughts.log_probs,
+    );
   });
 
   test("n = 3 with a seed gives the same three choices twice, and they differ from each other", async () => {
-    const ask = () => client.chat.completions.create({ model: MODEL, messages, n: 3, seed: 42, max_tokens: 8, temperature: 1 });
+    const ask = () =>
+      client.chat.completions.create({ model: MODEL, messages, n: 3, seed: 42, max_tokens: 8, temperature: 1 });
     const [a, b] = [await ask(), await ask()];
     const view = (r: OpenAI.ChatCompletion) =>
-      r.choices.map((c) => ({ index: c.index, content: c.message.content, finish: c.finish_reason, thoughts: (c as any).thoughts.log_probs }));
-    assert.deepEqual(a.choices.map((c) => c.index), [0, 1, 2]);
+      r.choices.map((c) => ({
+        index: c.index,
+        content: c.message.content,
+        finish: c.finish_reason,
+        thoughts: (c as any).thoughts.log_probs,
+      }));
+    assert.deepEqual(
+      a.choices.map((c) => c.index),
+      [0, 1, 2],
+    );
     assert.deepEqual(view(a), view(b));
     // Seeds seed + i: the three sampled latent trajectories are not copies of each other.
     assert.equal(new Set(view(a).map((c) => JSON.stringify(c.thoughts))).size, 3);
   });
 
   test("logprobs with top_logprobs", async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 12, seed: 1, logprobs: true, top_logprobs: 3 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 12,
+      seed: 1,
+      logprobs: true,
+      top_logprobs: 3,
+    });
     const content = r.choices[0]!.logprobs!.content!;
     assert.ok(content.length >= 1);
     for (const t of content) {
@@ -96,7 +135,13 @@ describe("chat completions through the SDK", () => {
 
 describe("other routes through the SDK", () => {
   test("completions", async () => {
-    const r = await client.completions.create({ model: MODEL, prompt: "a = 5\nprint(a)", max_tokens: 4, seed: 2, echo: true });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: "a = 5\nprint(a)",
+      max_tokens: 4,
+      seed: 2,
+      echo: true,
+    });
     assert.equal(r.object, "text_completion");
     assert.ok(r.choices[0]!.text.startsWith("a = 5\nprint(a)"));
     assert.ok(["stop", "length"].includes(r.choices[0]!.finish_reason));
@@ -162,7 +207,10 @@ describe("errors raise the SDK's typed errors", () => {
       // Two long sequences in flight, then two more asked for: 2 + 2 > 3.
       const body = { model: MODEL, messages, n: 2, max_tokens: 200, ignore_eos: true, stream: true };
       const first = await fetch(`${small.url}/v1/chat/completions`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: busy.signal,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal: busy.signal,
       });
       assert.equal(first.status, 200);
       assert.equal(s.engine.inFlight, 2);

@@ -12,23 +12,52 @@ const committedPath = new URL("../openapi/openapi.json", import.meta.url);
 test("the committed OpenAPI document matches the code (run `npx tsx scripts/openapi.ts` to update)", async () => {
   const generated = serializeOpenApi(await generateOpenApiDocument());
   const committed = readFileSync(committedPath, "utf8");
-  assert.equal(committed, generated, "openapi/openapi.json drifted from the route schemas: run `npx tsx scripts/openapi.ts`");
+  assert.equal(
+    committed,
+    generated,
+    "openapi/openapi.json drifted from the route schemas: run `npx tsx scripts/openapi.ts`",
+  );
 });
 
 test("the document covers every route and names the NF-CoT extensions", async () => {
   const doc = JSON.parse(readFileSync(committedPath, "utf8"));
   assert.equal(doc.openapi, "3.1.0");
-  const api = ["/detokenize", "/tokenize", "/v1/chat/completions", "/v1/completions", "/v1/latent/decode", "/v1/latent/logprobs", "/v1/models", "/v1/models/{model}"];
+  const api = [
+    "/detokenize",
+    "/tokenize",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/latent/decode",
+    "/v1/latent/logprobs",
+    "/v1/models",
+    "/v1/models/{model}",
+  ];
   for (const path of api) assert.ok(doc.paths[path], `${path} is documented`);
   // Deny by default: only the always-public operations routes document no security.
-  assert.ok(doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 1);
+  assert.ok(
+    doc.paths["/v1/chat/completions"].post.security.length === 1 && doc.paths["/tokenize"].post.security.length === 1,
+  );
   assert.equal(doc.paths["/health"].get.security.length, 0);
   const chatReq = doc.components.schemas.ChatCompletionRequest;
   // reasoning: null is accepted, as OpenAI accepts null for optional fields.
   assert.deepEqual(chatReq.properties.reasoning.anyOf[1], { type: "null" });
-  assert.deepEqual(Object.keys(chatReq.properties.reasoning.anyOf[0].properties).sort(), ["latent_temperature", "mode", "return_flow_log_det", "return_thoughts"]);
+  assert.deepEqual(Object.keys(chatReq.properties.reasoning.anyOf[0].properties).sort(), [
+    "latent_temperature",
+    "mode",
+    "return_flow_log_det",
+    "return_thoughts",
+  ]);
   assert.deepEqual(Object.keys(doc.components.schemas.ThoughtsSummary.properties).sort(), [
-    "behaviour_log_prob", "behaviour_log_probs", "count", "decoded", "e_log_prob", "flow_log_det", "log_prob", "log_probs", "temperature", "vectors",
+    "behaviour_log_prob",
+    "behaviour_log_probs",
+    "count",
+    "decoded",
+    "e_log_prob",
+    "flow_log_det",
+    "log_prob",
+    "log_probs",
+    "temperature",
+    "vectors",
   ]);
   assert.ok(doc.paths["/v1/chat/completions"].post.responses["400"]);
 });

@@ -35,7 +35,14 @@ function assert400(res: { statusCode: number; body: string; json: () => any }, p
 
 describe("the served model's facts", () => {
   test("model is an enum of the served name (another name: 404), also under --served-model-name", async () => {
-    for (const name of ["ChatCompletionRequest", "CompletionRequest", "LatentLogprobsRequest", "LatentDecodeRequest", "TokenizeRequest", "DetokenizeRequest"]) {
+    for (const name of [
+      "ChatCompletionRequest",
+      "CompletionRequest",
+      "LatentLogprobsRequest",
+      "LatentDecodeRequest",
+      "TokenizeRequest",
+      "DetokenizeRequest",
+    ]) {
       assert.deepEqual(schemas()[name].properties.model.enum, [MODEL], name);
     }
     assert.equal((await post("/v1/completions", { model: "string", prompt: "a" })).statusCode, 404);
@@ -66,12 +73,40 @@ describe("the served model's facts", () => {
 
   test("thoughts: exactly K of D values; token ids below the vocabulary; n under the server's limit", async () => {
     const t = schemas().LatentDecodeRequest.properties.thoughts;
-    assert.deepEqual(t.anyOf.map((b: any) => [b.minItems, b.maxItems]), [[K, K], [K, K]]);
-    assert.deepEqual([t.anyOf[1].items.minItems, t.anyOf[1].items.maxItems, t.anyOf[1].items.items.maximum], [D, D, FLOAT32_MAX]);
+    assert.deepEqual(
+      t.anyOf.map((b: any) => [b.minItems, b.maxItems]),
+      [
+        [K, K],
+        [K, K],
+      ],
+    );
+    assert.deepEqual(
+      [t.anyOf[1].items.minItems, t.anyOf[1].items.maxItems, t.anyOf[1].items.items.maximum],
+      [D, D, FLOAT32_MAX],
+    );
     const zeros = Array.from({ length: D }, () => 0);
-    assert400(await post("/v1/latent/decode", { model: MODEL, thoughts: Array.from({ length: K - 1 }, () => zeros) }), "thoughts", /Expected 6 thoughts/);
-    assert400(await post("/v1/latent/decode", { model: MODEL, thoughts: Array.from({ length: K }, (_, i) => (i === 2 ? [...zeros.slice(1), 3.5e38] : zeros)) }), "thoughts[2]", /float32's range/);
-    assert.equal((await post("/v1/latent/decode", { model: MODEL, thoughts: Array.from({ length: K }, () => [...zeros.slice(1), FLOAT32_MAX]) })).statusCode, 200);
+    assert400(
+      await post("/v1/latent/decode", { model: MODEL, thoughts: Array.from({ length: K - 1 }, () => zeros) }),
+      "thoughts",
+      /Expected 6 thoughts/,
+    );
+    assert400(
+      await post("/v1/latent/decode", {
+        model: MODEL,
+        thoughts: Array.from({ length: K }, (_, i) => (i === 2 ? [...zeros.slice(1), 3.5e38] : zeros)),
+      }),
+      "thoughts[2]",
+      /float32's range/,
+    );
+    assert.equal(
+      (
+        await post("/v1/latent/decode", {
+          model: MODEL,
+          thoughts: Array.from({ length: K }, () => [...zeros.slice(1), FLOAT32_MAX]),
+        })
+      ).statusCode,
+      200,
+    );
     // Prompt token ids below the vocabulary (stop_token_ids may name any id: it just never matches).
     assert.equal(schemas().CompletionRequest.properties.prompt.anyOf[2].items.maximum, 245);
     assert.equal(schemas().ChatCompletionRequest.properties.stop_token_ids.anyOf[0].items.maximum, undefined);
@@ -84,7 +119,11 @@ describe("rules across fields", () => {
   test("tokenize: exactly one of prompt and messages", async () => {
     assert.deepEqual(schemas().TokenizeRequest.oneOf, [{ required: ["prompt"] }, { required: ["messages"] }]);
     assert400(await post("/tokenize", {}), "prompt", /exactly one of 'prompt' and 'messages'/);
-    assert400(await post("/tokenize", { prompt: "a", messages: [{ role: "user", content: "a" }] }), "messages", /exactly one/);
+    assert400(
+      await post("/tokenize", { prompt: "a", messages: [{ role: "user", content: "a" }] }),
+      "messages",
+      /exactly one/,
+    );
     assert.equal((await post("/tokenize", { prompt: "a" })).statusCode, 200);
   });
 
@@ -92,7 +131,16 @@ describe("rules across fields", () => {
     const trajectories = [{ thoughts: Array.from({ length: K }, () => Array.from({ length: D }, () => 0)) }];
     assert.deepEqual(schemas().LatentLogprobsRequest.oneOf, [{ required: ["messages"] }, { required: ["prompt"] }]);
     assert400(await post("/v1/latent/logprobs", { model: MODEL, trajectories }), "messages", /exactly one/);
-    assert400(await post("/v1/latent/logprobs", { model: MODEL, prompt: "a", messages: [{ role: "user", content: "a" }], trajectories }), "prompt", /exactly one/);
+    assert400(
+      await post("/v1/latent/logprobs", {
+        model: MODEL,
+        prompt: "a",
+        messages: [{ role: "user", content: "a" }],
+        trajectories,
+      }),
+      "prompt",
+      /exactly one/,
+    );
   });
 
   test("top_logprobs needs logprobs (stated as if/then)", () => {
@@ -105,22 +153,40 @@ describe("rules across fields", () => {
     assert400(await post("/v1/completions", { model: MODEL, prompt: " \t " }), "prompt");
     assert400(await post("/v1/completions", { model: MODEL, prompt: ["a", "\u3000"] }), "prompt[1]");
     assert.equal((await post("/v1/completions", { model: MODEL, prompt: "\n" })).statusCode, 200);
-    assert.equal((await post("/v1/chat/completions", { model: MODEL, messages: [{ role: "user", content: "a" }], reasoning: null })).statusCode, 200);
+    assert.equal(
+      (
+        await post("/v1/chat/completions", {
+          model: MODEL,
+          messages: [{ role: "user", content: "a" }],
+          reasoning: null,
+        })
+      ).statusCode,
+      200,
+    );
     assert.equal((await post("/v1/completions", { model: MODEL, prompt: "a", reasoning: null })).statusCode, 200);
   });
 
   test("__proto__ is refused anywhere in a body, and the document says so on every object", async () => {
     assert.deepEqual(schemas().ChatCompletionRequest.propertyNames, { not: { const: "__proto__" } });
-    assert.deepEqual(schemas().ChatCompletionRequest.properties.messages.items.propertyNames, { not: { const: "__proto__" } });
+    assert.deepEqual(schemas().ChatCompletionRequest.properties.messages.items.propertyNames, {
+      not: { const: "__proto__" },
+    });
     const payload = '{"model":"nfcot-trace-small","messages":[{"role":"user","content":"a","__proto__":{"x":1}}]}';
-    const res = await app.inject({ method: "POST", url: "/v1/chat/completions", payload, headers: { "content-type": "application/json" } });
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/chat/completions",
+      payload,
+      headers: { "content-type": "application/json" },
+    });
     assert.equal(res.statusCode, 400);
     assert.equal(({} as Record<string, unknown>)["x"], undefined);
   });
 
   test("streams: text/event-stream whose events carry the chunk schema as JSON, or [DONE]", () => {
     const media = doc.paths["/v1/chat/completions"].post.responses["200"].content["text/event-stream"];
-    assert.deepEqual(media.itemSchema.properties.data.anyOf[0].contentSchema.anyOf[0], { $ref: "#/components/schemas/ChatCompletionChunk" });
+    assert.deepEqual(media.itemSchema.properties.data.anyOf[0].contentSchema.anyOf[0], {
+      $ref: "#/components/schemas/ChatCompletionChunk",
+    });
     assert.deepEqual(media.itemSchema.properties.data.anyOf[1], { enum: ["[DONE]"] });
   });
 });
@@ -158,7 +224,12 @@ describe("thoughts in base64: the document's pattern is exactly what the server 
     const re = new RegExp(finiteFloat32Base64Pattern(2), "u");
     const canonical = Buffer.from(new Float32Array([1.5, -2]).buffer).toString("base64");
     assert.ok(re.test(canonical) && decodeThought(canonical) !== null);
-    for (const s of [canonical.replace(/=+$/, ""), canonical.replace("A", "-"), canonical.slice(0, -2) + "B=", ` ${canonical}`]) {
+    for (const s of [
+      canonical.replace(/=+$/, ""),
+      canonical.replace("A", "-"),
+      `${canonical.slice(0, -2)}B=`,
+      ` ${canonical}`,
+    ]) {
       assert.equal(re.test(s), false, s);
       assert.equal(decodeThought(s), null, s);
     }

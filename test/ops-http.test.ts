@@ -41,12 +41,19 @@ const chat = (headers: Record<string, string>) =>
     method: "POST",
     url: "/v1/chat/completions",
     headers: { "content-type": "application/json", ...headers },
-    payload: JSON.stringify({ model: "nfcot-trace-small", messages: [{ role: "user", content: "x = 1" }], max_tokens: 10 }),
+    payload: JSON.stringify({
+      model: "nfcot-trace-small",
+      messages: [{ role: "user", content: "x = 1" }],
+      max_tokens: 10,
+    }),
   });
 
 const failures = async (code: string) => {
   const text = (await app.inject("/metrics")).body;
-  const m = new RegExp(`^nfcot_request_failure_total\\{code="${code}",model_name="nfcot-trace-small"\\} (\\d+)$`, "m").exec(text);
+  const m = new RegExp(
+    `^nfcot_request_failure_total\\{code="${code}",model_name="nfcot-trace-small"\\} (\\d+)$`,
+    "m",
+  ).exec(text);
   assert.ok(m, `no failure series for ${code}`);
   return Number(m[1]);
 };
@@ -56,8 +63,14 @@ test("a sane x-request-id is kept, echoed, and in every log line of the request;
   assert.equal(res.statusCode, 200);
   assert.equal(res.headers["x-request-id"], "client-abc.123");
   const mine = lines.filter((l) => l.reqId === "client-abc.123");
-  assert.deepEqual(mine.map((l) => l.msg), ["incoming request", "request completed"]);
-  assert.ok(lines.filter((l) => "req" in l || "res" in l).every((l) => typeof l.reqId === "string"), "every request line has an id");
+  assert.deepEqual(
+    mine.map((l) => l.msg),
+    ["incoming request", "request completed"],
+  );
+  assert.ok(
+    lines.filter((l) => "req" in l || "res" in l).every((l) => typeof l.reqId === "string"),
+    "every request line has an id",
+  );
 
   const made = await chat({ authorization: `Bearer ${KEY}`, "x-request-id": "bad id with spaces\n" });
   assert.match(String(made.headers["x-request-id"]), /^[0-9a-f-]{36}$/);
@@ -70,7 +83,11 @@ test("CORS: a preflight is answered before authentication; errors carry the CORS
   const pre = await app.inject({
     method: "OPTIONS",
     url: "/v1/chat/completions",
-    headers: { origin: ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+    headers: {
+      origin: ORIGIN,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, content-type",
+    },
   });
   assert.equal(pre.statusCode, 204);
   assert.equal(pre.headers["access-control-allow-origin"], ORIGIN);
@@ -84,7 +101,11 @@ test("CORS: a preflight is answered before authentication; errors carry the CORS
   assert.equal(denied.headers["access-control-allow-origin"], ORIGIN, "the browser may read the 401");
   assert.match(String(denied.headers["access-control-expose-headers"]), /x-request-id/);
 
-  const foreign = await app.inject({ method: "OPTIONS", url: "/v1/chat/completions", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+  const foreign = await app.inject({
+    method: "OPTIONS",
+    url: "/v1/chat/completions",
+    headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+  });
   assert.equal(foreign.headers["access-control-allow-origin"], undefined);
   const plain = await app.inject("/health");
   assert.equal(plain.headers["access-control-allow-origin"], undefined, "no Origin, no CORS headers");
@@ -98,8 +119,16 @@ test("failures are counted by the OpenAI error code; ops routes and successes ar
   assert.equal((await chat({})).statusCode, 401);
   // An unknown route tells a caller without a key nothing (deny by default), one with a key 404.
   assert.equal((await app.inject("/nothing-here")).statusCode, 401);
-  assert.equal((await app.inject({ url: "/nothing-here", headers: { authorization: `Bearer ${KEY}` } })).statusCode, 404);
-  const bad = await app.inject({ method: "POST", url: "/v1/chat/completions", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" }, payload: "{" });
+  assert.equal(
+    (await app.inject({ url: "/nothing-here", headers: { authorization: `Bearer ${KEY}` } })).statusCode,
+    404,
+  );
+  const bad = await app.inject({
+    method: "POST",
+    url: "/v1/chat/completions",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    payload: "{",
+  });
   assert.equal(bad.statusCode, 400);
   assert.equal((await chat({ authorization: `Bearer ${KEY}` })).statusCode, 200);
   assert.equal(await failures("invalid_api_key"), before401 + 3);
@@ -111,18 +140,28 @@ test("failures are counted by the OpenAI error code; ops routes and successes ar
 });
 
 test("a successful POST /v1/latent/logprobs counts as a latent scoring request", async () => {
-  const count = async () => Number(/^nfcot_latent_scoring_requests_total\{[^}]*\} (\d+)$/m.exec((await app.inject("/metrics")).body)![1]);
+  const count = async () =>
+    Number(/^nfcot_latent_scoring_requests_total\{[^}]*\} (\d+)$/m.exec((await app.inject("/metrics")).body)![1]);
   const before = await count();
   const thoughts = Array.from({ length: 6 }, () => Buffer.from(new Float32Array(16).buffer).toString("base64"));
   const res = await app.inject({
     method: "POST",
     url: "/v1/latent/logprobs",
     headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-    payload: JSON.stringify({ model: "nfcot-trace-small", prompt: "x = 1", trajectories: [{ thoughts }, { thoughts, answer: "1" }] }),
+    payload: JSON.stringify({
+      model: "nfcot-trace-small",
+      prompt: "x = 1",
+      trajectories: [{ thoughts }, { thoughts, answer: "1" }],
+    }),
   });
   assert.equal(res.statusCode, 200, res.body);
   assert.equal(await count(), before + 1);
-  const rejected = await app.inject({ method: "POST", url: "/v1/latent/logprobs", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" }, payload: "{}" });
+  const rejected = await app.inject({
+    method: "POST",
+    url: "/v1/latent/logprobs",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    payload: "{}",
+  });
   assert.equal(rejected.statusCode, 400);
   assert.equal(await count(), before + 1);
 });

@@ -3,8 +3,13 @@ import assert from "node:assert/strict";
 import { categorize, readProfile } from "../bench/lib/ort-profile.ts";
 
 /** bench/step-profile.ts's reading of onnxruntime's trace, on a fixed two-run trace. */
-const ev = (name: string, ts: number, dur: number, op: string, out = 1000) =>
-  ({ cat: "Node", name: `${name}_kernel_time`, ts, dur, args: { op_name: op, output_size: String(out) } });
+const ev = (name: string, ts: number, dur: number, op: string, out = 1000) => ({
+  cat: "Node",
+  name: `${name}_kernel_time`,
+  ts,
+  dur,
+  args: { op_name: op, output_size: String(out) },
+});
 const trace = [
   { cat: "Session", name: "model_run", ts: 0, dur: 500 }, // the first run (prefill): ignored with steps = 2
   ev("/lm_head/MatMul", 10, 400, "MatMul"),
@@ -25,7 +30,10 @@ test("readProfile keeps the last runs' kernels and averages them per step", () =
   assert.equal(p.runMs, 0.2); // (300 + 100) us / 2 runs
   assert.equal(p.kernels, 3.5); // 7 kernel events in the last two runs
   assert.equal(p.byNode.get("/lm_head/MatMul")!.ms, 0.08); // (100 + 60) / 2 us
-  assert.deepEqual(p.byOpType.map(([op]) => op), ["MatMul", "Gather", "Softmax"]);
+  assert.deepEqual(
+    p.byOpType.map(([op]) => op),
+    ["MatMul", "Gather", "Softmax"],
+  );
   assert.throws(() => readProfile(trace, 4), /holds 3 runs, wanted 4/);
 });
 

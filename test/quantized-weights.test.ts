@@ -24,21 +24,39 @@ const ORT_PYTHON = process.env.NFCOT_ORT_PYTHON ?? join(MODELS_DIR, ".venv-ort",
 
 const manifest = loadManifest(SHIPPED_MODEL);
 const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
-const programs = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8").trim().split("\n").slice(0, 12)
+const programs = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8")
+  .trim()
+  .split("\n")
+  .slice(0, 12)
   .map((l) => JSON.parse(l) as { source: string; trace: string });
 const sequences = programs.map((p) => [manifest.special_tokens.bos!, ...tokenizer.encode(`${p.source}\n${p.trace}`)]);
 
-interface Outputs { logits: Float32Array; mu: Float32Array }
+interface Outputs {
+  logits: Float32Array;
+  mu: Float32Array;
+}
 
 async function forwardAll(dir: string): Promise<Outputs> {
   const m = loadManifest(dir);
   const maxLen = Math.max(...sequences.map((s) => s.length));
   const perSeq = Math.ceil(maxLen / 16);
-  const runner = await Runner.create(m, { modelDir: dir, provider: "cpu", threads: 1, graphOptimization: "all", numBlocks: sequences.length * perSeq, blockSize: 16 });
-  const out = await runner.forward(sequences.map((s, b) => ({
-    tokens: s, thoughts: s.map(() => null), start: 0,
-    blockTable: Array.from({ length: perSeq }, (_, j) => b * perSeq + j), outputs: s.map((_, i) => i),
-  })));
+  const runner = await Runner.create(m, {
+    modelDir: dir,
+    provider: "cpu",
+    threads: 1,
+    graphOptimization: "all",
+    numBlocks: sequences.length * perSeq,
+    blockSize: 16,
+  });
+  const out = await runner.forward(
+    sequences.map((s, b) => ({
+      tokens: s,
+      thoughts: s.map(() => null),
+      start: 0,
+      blockTable: Array.from({ length: perSeq }, (_, j) => b * perSeq + j),
+      outputs: s.map((_, i) => i),
+    })),
+  );
   await runner.close();
   return { logits: out.logits, mu: out.mu };
 }
@@ -50,7 +68,10 @@ for (const weights of ["fp16", "int8", "int4"] as const) {
     const dir = mkdtempSync(join(tmpdir(), `nfcot-${weights}-`));
     try {
       cpSync(SHIPPED_MODEL, dir, { recursive: true });
-      const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--weights", weights], { cwd: MODELS_DIR, encoding: "utf8" });
+      const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--weights", weights], {
+        cwd: MODELS_DIR,
+        encoding: "utf8",
+      });
       assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
       const m = loadManifest(dir);
       assert.equal(m.weights?.dtype, { fp16: "float16", int8: "int8", int4: "int4" }[weights]);
@@ -60,12 +81,21 @@ for (const weights of ["fp16", "int8", "int4"] as const) {
       const want = await ref;
       const got = await forwardAll(dir);
       const V = manifest.architecture.vocab_size;
-      const e = { logits: relErr(got.logits, want.logits), flips: flips(got.logits, want.logits, V), mu: relErr(got.mu, want.mu) };
+      const e = {
+        logits: relErr(got.logits, want.logits),
+        flips: flips(got.logits, want.logits, V),
+        mu: relErr(got.mu, want.mu),
+      };
       const b = BOUNDS[weights];
-      console.log(`# ${weights}: logits rel err ${e.logits.toExponential(2)}, greedy token changed at ${(e.flips * 100).toFixed(2)}% of confident positions, mu rel err ${e.mu.toExponential(2)}`);
+      console.log(
+        `# ${weights}: logits rel err ${e.logits.toExponential(2)}, greedy token changed at ${(e.flips * 100).toFixed(2)}% of confident positions, mu rel err ${e.mu.toExponential(2)}`,
+      );
       assert.ok(e.logits > 0, "the quantized graph computes something different at all");
       assert.ok(e.logits <= b.logits, `logits relative error ${e.logits} > ${b.logits}`);
-      assert.ok(e.flips <= b.flips, `greedy token changed at ${(e.flips * 100).toFixed(2)}% of positions > ${b.flips * 100}%`);
+      assert.ok(
+        e.flips <= b.flips,
+        `greedy token changed at ${(e.flips * 100).toFixed(2)}% of positions > ${b.flips * 100}%`,
+      );
       assert.ok(e.mu <= b.mu, `mu relative error ${e.mu} > ${b.mu}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -74,7 +104,10 @@ for (const weights of ["fp16", "int8", "int4"] as const) {
 }
 
 test("the quantizer refuses an unknown --keep group with a clear error", () => {
-  const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", SHIPPED_MODEL, "--weights", "int8", "--keep", "lm_hed"], { cwd: MODELS_DIR, encoding: "utf8" });
+  const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.quantize", SHIPPED_MODEL, "--weights", "int8", "--keep", "lm_hed"], {
+    cwd: MODELS_DIR,
+    encoding: "utf8",
+  });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /unknown group\(s\) lm_hed; known: lm_head/);
 });

@@ -18,7 +18,9 @@ import { postJson } from "./helpers/sse.ts";
  * embedding, eos ids and the byte-level logprobs. */
 
 const SCRIPT = fileURLToPath(new URL("./helpers/qwen3_tiny.py", import.meta.url));
-const ref = JSON.parse(readFileSync(fileURLToPath(new URL("./fixtures/qwen3-tokenizer.json", import.meta.url)), "utf8"));
+const ref = JSON.parse(
+  readFileSync(fileURLToPath(new URL("./fixtures/qwen3-tokenizer.json", import.meta.url)), "utf8"),
+);
 let work: string;
 let s: TestServer;
 let client: OpenAI;
@@ -40,7 +42,10 @@ const thinkingOff = ref.chats.find((c: { name: string }) => c.name === "multi-tu
 
 describe("a Qwen3-shaped model exported from Hugging Face", () => {
   test("/v1/models: text only, and why", async () => {
-    const m = (await client.models.list()).data[0] as unknown as { id: string; nfcot: { latent_available: boolean; reasoning_modes: string[] } };
+    const m = (await client.models.list()).data[0] as unknown as {
+      id: string;
+      nfcot: { latent_available: boolean; reasoning_modes: string[] };
+    };
     assert.equal(m.id, MODEL);
     assert.equal(m.nfcot.latent_available, false);
     assert.deepEqual(m.nfcot.reasoning_modes, ["none"]);
@@ -50,7 +55,11 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
     const body = { model: MODEL, messages: thinkingOff.messages, chat_template_kwargs: thinkingOff.kwargs };
     const t = await (await postJson(`${s.url}/tokenize`, body)).json();
     assert.deepEqual(t.tokens, thinkingOff.ids);
-    const c = await client.chat.completions.create({ ...body, max_tokens: 4, temperature: 0 } as never) as OpenAI.ChatCompletion;
+    const c = (await client.chat.completions.create({
+      ...body,
+      max_tokens: 4,
+      temperature: 0,
+    } as never)) as OpenAI.ChatCompletion;
     assert.equal(c.usage!.prompt_tokens, thinkingOff.ids.length);
     // Without the kwarg the template leaves the empty think block out: a different prompt.
     const on = await (await postJson(`${s.url}/tokenize`, { model: MODEL, messages: thinkingOff.messages })).json();
@@ -58,7 +67,12 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
   });
 
   test("greedy chat: the stream adds up to the whole answer, never a split character; logprob bytes are exact", async () => {
-    const req = { model: MODEL, messages: [{ role: "user" as const, content: "Hello 你好 😀" }], temperature: 0, max_tokens: 40 };
+    const req = {
+      model: MODEL,
+      messages: [{ role: "user" as const, content: "Hello 你好 😀" }],
+      temperature: 0,
+      max_tokens: 40,
+    };
     const whole = await client.chat.completions.create({ ...req, logprobs: true });
     const content = whole.choices[0]!.message.content!;
     assert.equal(whole.choices[0]!.finish_reason, "length");
@@ -99,7 +113,15 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
       c.logprobs!.text_offset!.forEach((o, i, all) => assert.ok(i === 0 || o >= all[i - 1]!));
     }
     // A sampled id without a token would have no bytes: every token has its own.
-    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: prompt }], temperature: 1.5, max_tokens: 48, seed: 9, n: 3, logprobs: true });
+    const chat = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: "user", content: prompt }],
+      temperature: 1.5,
+      max_tokens: 48,
+      seed: 9,
+      n: 3,
+      logprobs: true,
+    });
     for (const c of chat.choices) {
       for (const t of c.logprobs!.content!) assert.ok(t.bytes!.length > 0, JSON.stringify(t));
       assert.equal(Buffer.from(c.logprobs!.content!.flatMap((t) => t.bytes!)).toString("utf8"), c.message.content);
@@ -108,20 +130,46 @@ describe("a Qwen3-shaped model exported from Hugging Face", () => {
 
   test("tools: a template that reads them gets them (the prompt grows); a forced tool call is refused", async () => {
     const messages = [{ role: "user" as const, content: "What is 2 + 3?" }];
-    const tools = [{ type: "function" as const, function: { name: "add", description: "Add two numbers", parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } } } }];
+    const tools = [
+      {
+        type: "function" as const,
+        function: {
+          name: "add",
+          description: "Add two numbers",
+          parameters: { type: "object", properties: { a: { type: "number" }, b: { type: "number" } } },
+        },
+      },
+    ];
     const plain = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 1, temperature: 0 });
-    const withTools = await client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "auto", max_tokens: 1, temperature: 0 });
-    assert.ok(withTools.usage!.prompt_tokens > plain.usage!.prompt_tokens + 20, `${withTools.usage!.prompt_tokens} vs ${plain.usage!.prompt_tokens}`);
-    await assert.rejects(client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "required" }), (e: unknown) => {
-      assert.ok(e instanceof OpenAI.BadRequestError);
-      assert.equal(e.code, "unsupported_parameter");
-      assert.equal(e.param, "tool_choice");
-      return true;
+    const withTools = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      tools,
+      tool_choice: "auto",
+      max_tokens: 1,
+      temperature: 0,
     });
+    assert.ok(
+      withTools.usage!.prompt_tokens > plain.usage!.prompt_tokens + 20,
+      `${withTools.usage!.prompt_tokens} vs ${plain.usage!.prompt_tokens}`,
+    );
+    await assert.rejects(
+      client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "required" }),
+      (e: unknown) => {
+        assert.ok(e instanceof OpenAI.BadRequestError);
+        assert.equal(e.code, "unsupported_parameter");
+        assert.equal(e.param, "tool_choice");
+        return true;
+      },
+    );
   });
 
   test("chat_template_kwargs may not override what the server sets", async () => {
-    const res = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "x" }], chat_template_kwargs: { add_generation_prompt: false } });
+    const res = await postJson(`${s.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: "user", content: "x" }],
+      chat_template_kwargs: { add_generation_prompt: false },
+    });
     assert.equal(res.status, 400);
     const e = (await res.json()).error;
     assert.equal(e.param, "chat_template_kwargs.add_generation_prompt");

@@ -10,16 +10,28 @@ import { postJson } from "./helpers/sse.ts";
 const MODEL = "nfcot-trace-small";
 const TIMEOUT_MS = 3000;
 
-test("GET /ready stays 200 within its timeout behind a long backlog, while the engine works through it", { timeout: 120_000 }, async () => {
+test("GET /ready stays 200 within its timeout behind a long backlog, while the engine works through it", {
+  timeout: 120_000,
+}, async () => {
   const s = await startServer({ maxNumSeqs: 1, readinessTimeoutMs: TIMEOUT_MS });
   const stop = new AbortController();
   try {
     const backlog = Array.from({ length: 40 }, (_, i) =>
       postJson(
         `${s.url}/v1/chat/completions`,
-        { model: MODEL, messages: [{ role: "user", content: `print(${i})` }], max_tokens: 240, ignore_eos: true, temperature: 0, stream: true, reasoning: { mode: "none" } },
+        {
+          model: MODEL,
+          messages: [{ role: "user", content: `print(${i})` }],
+          max_tokens: 240,
+          ignore_eos: true,
+          temperature: 0,
+          stream: true,
+          reasoning: { mode: "none" },
+        },
         { signal: stop.signal },
-      ).then((r) => r.text()).catch(() => null),
+      )
+        .then((r) => r.text())
+        .catch(() => null),
     );
     await waitFor(() => (s.engine.stats?.waiting ?? 0) >= 30, 20_000, "a backlog of waiting requests");
     const steps: number[] = [];
@@ -33,7 +45,10 @@ test("GET /ready stays 200 within its timeout behind a long backlog, while the e
       await new Promise((r) => setTimeout(r, 1100)); // past the probe's 1 s cache: a fresh probe each time
     }
     assert.ok(steps[2]! > steps[0]!, "the engine was working meanwhile");
-    assert.ok(s.engine.stats!.waiting >= 5, `the backlog is still there (${s.engine.stats!.waiting} waiting): the server was busy, not idle`);
+    assert.ok(
+      s.engine.stats!.waiting >= 5,
+      `the backlog is still there (${s.engine.stats!.waiting} waiting): the server was busy, not idle`,
+    );
 
     // Draining still turns readiness off at once, backlog or not.
     s.app.serveState.draining = true;
@@ -42,7 +57,11 @@ test("GET /ready stays 200 within its timeout behind a long backlog, while the e
 
     stop.abort();
     await Promise.all(backlog);
-    await waitFor(() => s.engine.inFlight === 0 && s.engine.stats!.kvBlocksUsed === 0, 10_000, "the backlog aborted, every block free");
+    await waitFor(
+      () => s.engine.inFlight === 0 && s.engine.stats!.kvBlocksUsed === 0,
+      10_000,
+      "the backlog aborted, every block free",
+    );
   } finally {
     stop.abort();
     await s.close();

@@ -133,8 +133,16 @@ describe("latent mode", () => {
         return true;
       },
     );
-    await assert.rejects(client.chat.completions.create({ model: MODEL, messages, max_tokens: 1 }), (e: InstanceType<typeof OpenAI.APIError>) => e.param === "max_tokens");
-    const r = await client.chat.completions.create({ model: MODEL, messages, max_completion_tokens: K + 1, temperature: 0 });
+    await assert.rejects(
+      client.chat.completions.create({ model: MODEL, messages, max_tokens: 1 }),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.param === "max_tokens",
+    );
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_completion_tokens: K + 1,
+      temperature: 0,
+    });
     assert.equal(r.usage!.completion_tokens, K + 1);
     assert.equal(r.usage!.completion_tokens_details!.reasoning_tokens, K);
     assert.equal(r.choices[0]!.finish_reason, "length");
@@ -147,7 +155,12 @@ test("temperature 0 means one answer: every mode, ten times, streamed and not", 
   for (const mode of ["none", "explicit", "latent"]) {
     const answers = new Set<string>();
     for (let i = 0; i < 10; i++) {
-      const body = { model: MODEL, messages: [{ role: "user", content: program }], temperature: 0, reasoning: { mode } };
+      const body = {
+        model: MODEL,
+        messages: [{ role: "user", content: program }],
+        temperature: 0,
+        reasoning: { mode },
+      };
       if (i % 2 === 0) {
         const r = await client.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
         answers.add(r.choices[0]!.message.content!);
@@ -158,7 +171,9 @@ test("temperature 0 means one answer: every mode, ten times, streamed and not", 
     assert.equal(answers.size, 1, `${mode}: ${[...answers].join(" | ")}`);
   }
   // The rule is stated where clients look for model facts.
-  const model = (await client.models.retrieve(MODEL)) as unknown as { nfcot: { greedy_latent_temperature: number; default_latent_temperature: number } };
+  const model = (await client.models.retrieve(MODEL)) as unknown as {
+    nfcot: { greedy_latent_temperature: number; default_latent_temperature: number };
+  };
   assert.equal(model.nfcot.greedy_latent_temperature, 0);
   assert.equal(model.nfcot.default_latent_temperature, 0.9);
 });

@@ -19,14 +19,27 @@ before(async () => {
 });
 after(() => s.close());
 
-type ReasoningItem = { type: "reasoning"; content: { type: string; text: string }[]; encrypted_content: string | null; thoughts?: { count: number } };
+type ReasoningItem = {
+  type: "reasoning";
+  content: { type: string; text: string }[];
+  encrypted_content: string | null;
+  thoughts?: { count: number };
+};
 
 describe("responses.create", () => {
   test("effort high: the explicit trace as the reasoning item, the answer as the message", async () => {
-    const r = await client.responses.create({ model: MODEL, input: PROGRAM, temperature: 0, reasoning: { effort: "high" } });
+    const r = await client.responses.create({
+      model: MODEL,
+      input: PROGRAM,
+      temperature: 0,
+      reasoning: { effort: "high" },
+    });
     assert.equal(r.object, "response");
     assert.equal(r.status, "completed");
-    assert.deepEqual(r.output.map((o) => o.type), ["reasoning", "message"]);
+    assert.deepEqual(
+      r.output.map((o) => o.type),
+      ["reasoning", "message"],
+    );
     const reasoning = r.output[0] as unknown as ReasoningItem;
     assert.deepEqual(reasoning.content, [{ type: "reasoning_text", text: "a = 5\nb = a * 3 = 5 * 3\nb = 15\n" }]);
     assert.equal(r.output_text, "15");
@@ -37,7 +50,12 @@ describe("responses.create", () => {
   });
 
   test("effort medium (latent): K thoughts, decoded as the reasoning text; minimal (none): no reasoning item", async () => {
-    const r = await client.responses.create({ model: MODEL, input: [{ role: "user", content: PROGRAM }], temperature: 0, reasoning: { effort: "medium" } });
+    const r = await client.responses.create({
+      model: MODEL,
+      input: [{ role: "user", content: PROGRAM }],
+      temperature: 0,
+      reasoning: { effort: "medium" },
+    });
     const reasoning = r.output[0] as unknown as ReasoningItem;
     assert.equal(reasoning.type, "reasoning");
     assert.equal(reasoning.thoughts!.count, K);
@@ -45,21 +63,37 @@ describe("responses.create", () => {
     assert.equal(reasoning.encrypted_content, null, "only with include: reasoning.encrypted_content");
     assert.equal(r.usage!.output_tokens_details.reasoning_tokens, K);
     assert.equal(r.output_text, "15");
-    const none = await client.responses.create({ model: MODEL, input: PROGRAM, temperature: 0, reasoning: { effort: "minimal" as "low" } }); // this SDK version does not list "minimal"
-    assert.deepEqual(none.output.map((o) => o.type), ["message"]);
+    const none = await client.responses.create({
+      model: MODEL,
+      input: PROGRAM,
+      temperature: 0,
+      reasoning: { effort: "minimal" as "low" },
+    }); // this SDK version does not list "minimal"
+    assert.deepEqual(
+      none.output.map((o) => o.type),
+      ["message"],
+    );
     assert.equal(none.usage!.output_tokens_details.reasoning_tokens, 0);
   });
 
   test("max_output_tokens counts the thoughts: K + 1 is one answer token and status incomplete; K is a 400", async () => {
-    const r = await client.responses.create({ model: MODEL, input: PROGRAM, max_output_tokens: K + 1, reasoning: { effort: "low" } });
+    const r = await client.responses.create({
+      model: MODEL,
+      input: PROGRAM,
+      max_output_tokens: K + 1,
+      reasoning: { effort: "low" },
+    });
     assert.equal(r.status, "incomplete");
     assert.deepEqual(r.incomplete_details, { reason: "max_output_tokens" });
     assert.equal(r.usage!.output_tokens, K + 1);
-    await assert.rejects(client.responses.create({ model: MODEL, input: PROGRAM, max_output_tokens: K, reasoning: { effort: "low" } }), (e: InstanceType<typeof OpenAI.APIError>) => {
-      assert.equal(e.status, 400);
-      assert.equal(e.param, "max_output_tokens");
-      return true;
-    });
+    await assert.rejects(
+      client.responses.create({ model: MODEL, input: PROGRAM, max_output_tokens: K, reasoning: { effort: "low" } }),
+      (e: InstanceType<typeof OpenAI.APIError>) => {
+        assert.equal(e.status, 400);
+        assert.equal(e.param, "max_output_tokens");
+        return true;
+      },
+    );
   });
 
   test("instructions and a foreign encrypted_content: 400 naming the input item", async () => {
@@ -90,10 +124,14 @@ describe("responses.stream", () => {
       types.push(e.type);
       seqs.push(e.sequence_number);
       if (e.type === "response.output_text.delta") text += e.delta;
-      if ((e.type as string) === "response.reasoning_text.delta") reasoning += (e as unknown as { delta: string }).delta;
+      if ((e.type as string) === "response.reasoning_text.delta")
+        reasoning += (e as unknown as { delta: string }).delta;
     }
     const final = await stream.finalResponse();
-    assert.deepEqual(seqs, seqs.map((_, i) => i));
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => i),
+    );
     const first = (t: string) => types.indexOf(t);
     assert.equal(types[0], "response.created");
     assert.equal(types[1], "response.in_progress");
@@ -102,10 +140,16 @@ describe("responses.stream", () => {
     assert.equal(reasoning, "a = 5\nb = a * 3 = 5 * 3\nb = 15\n");
     assert.equal(text, "15");
     const whole = await client.responses.create(body);
-    assert.deepEqual(final.output.map((o) => o.type), whole.output.map((o) => o.type));
+    assert.deepEqual(
+      final.output.map((o) => o.type),
+      whole.output.map((o) => o.type),
+    );
     // This SDK version adds output_text to created responses only: read the message item.
     const message = final.output.find((o) => o.type === "message") as OpenAI.Responses.ResponseOutputMessage;
-    assert.deepEqual(message.content.map((c) => (c as OpenAI.Responses.ResponseOutputText).text), [whole.output_text]);
+    assert.deepEqual(
+      message.content.map((c) => (c as OpenAI.Responses.ResponseOutputText).text),
+      [whole.output_text],
+    );
     assert.deepEqual(final.usage, whole.usage);
   });
 });
@@ -137,7 +181,12 @@ describe("a latent reasoning item sent back", () => {
     const followUp = (withReasoning: boolean) =>
       client.responses.create({
         model: MODEL,
-        input: [user1, ...(withReasoning ? [item] : []), { role: "assistant", content: first.output_text }, user2] as OpenAI.Responses.ResponseInput,
+        input: [
+          user1,
+          ...(withReasoning ? [item] : []),
+          { role: "assistant", content: first.output_text },
+          user2,
+        ] as OpenAI.Responses.ResponseInput,
         temperature: 0,
         reasoning: { effort: "medium" },
       });
@@ -162,13 +211,21 @@ test("what /v1/responses cannot honour is refused with 400 unsupported_parameter
     [{ text: { format: { type: "json_object" } } }, "text.format"],
   ];
   for (const [extra, param] of cases) {
-    await assert.rejects(client.responses.create({ model: MODEL, input: PROGRAM, ...extra } as never), (e: InstanceType<typeof OpenAI.APIError>) => {
-      assert.equal(e.status, 400);
-      assert.equal(e.code, "unsupported_parameter");
-      assert.equal(e.param, param);
-      return true;
-    });
+    await assert.rejects(
+      client.responses.create({ model: MODEL, input: PROGRAM, ...extra } as never),
+      (e: InstanceType<typeof OpenAI.APIError>) => {
+        assert.equal(e.status, 400);
+        assert.equal(e.code, "unsupported_parameter");
+        assert.equal(e.param, param);
+        return true;
+      },
+    );
   }
-  const text = await client.responses.create({ model: MODEL, input: PROGRAM, text: { format: { type: "text" } }, temperature: 0 });
+  const text = await client.responses.create({
+    model: MODEL,
+    input: PROGRAM,
+    text: { format: { type: "text" } },
+    temperature: 0,
+  });
   assert.equal(text.output_text, "15");
 });

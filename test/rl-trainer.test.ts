@@ -27,7 +27,20 @@ function trainer(args: string[]): Promise<{ code: number | null; out: string }> 
   });
 }
 
-const COMMON = ["--prompts", "3", "--group", "8", "--eval-count", "6", "--kl-coef", "0.01", "--seed", "3", "--lengths", "task"];
+const COMMON = [
+  "--prompts",
+  "3",
+  "--group",
+  "8",
+  "--eval-count",
+  "6",
+  "--kl-coef",
+  "0.01",
+  "--seed",
+  "3",
+  "--lengths",
+  "task",
+];
 
 before(async () => {
   s = await startServer({ adminKey: KEY });
@@ -40,18 +53,30 @@ after(async () => {
 
 const updates = (out: string) =>
   [...out.matchAll(/^update (\d+) \| reward ([\d.]+) .*\|server - torch\| ([\d.e+-]+) .*\| (\S+)$/gm)].map((m) => ({
-    step: Number(m[1]), reward: Number(m[2]), diff: Number(m[3]), version: m[4]!,
+    step: Number(m[1]),
+    reward: Number(m[2]),
+    diff: Number(m[3]),
+    version: m[4]!,
   }));
 
-test("a short GRPO run: log-probs agree with the server on every batch, each update is pushed, the run resumes", { timeout: 600_000 }, async () => {
+test("a short GRPO run: log-probs agree with the server on every batch, each update is pushed, the run resumes", {
+  timeout: 600_000,
+}, async () => {
   const out = join(dir, "run");
   const first = await trainer(["--out", out, "--steps", "2", ...COMMON]);
   assert.equal(first.code, 0, first.out);
   const u = updates(first.out);
-  assert.deepEqual(u.map((x) => x.step), [1, 2], first.out);
+  assert.deepEqual(
+    u.map((x) => x.step),
+    [1, 2],
+    first.out,
+  );
   for (const x of u) assert.ok(x.diff <= 1e-3 && x.diff >= 0, `update ${x.step}: |server - torch| ${x.diff}`);
   // The KL term makes every batch an update: each one exported and pushed under its own version.
-  assert.deepEqual(u.map((x) => x.version), ["run-00001", "run-00002"]);
+  assert.deepEqual(
+    u.map((x) => x.version),
+    ["run-00001", "run-00002"],
+  );
   const w = await (await fetch(`${s.url}/admin/weights`, { headers: { authorization: `Bearer ${KEY}` } })).json();
   assert.equal(w.version, "run-00002");
   assert.equal(w.model_dir, join(out, "weights", "run-00002"));
@@ -68,13 +93,25 @@ test("a short GRPO run: log-probs agree with the server on every batch, each upd
   // Resumed: continues at update 3 from the saved state and the weights the server serves.
   const second = await trainer(["--out", out, "--steps", "3", ...COMMON]);
   assert.equal(second.code, 0, second.out);
-  assert.deepEqual(updates(second.out).map((x) => x.step), [3], second.out);
+  assert.deepEqual(
+    updates(second.out).map((x) => x.step),
+    [3],
+    second.out,
+  );
   const h = JSON.parse(readFileSync(join(out, "history.json"), "utf8"));
-  assert.deepEqual(h.history.map((x: { step: number }) => x.step), [1, 2, 3]);
-  assert.ok(h.evals.length >= 2 && h.evals.every((e: { latent_greedy: number }) => e.latent_greedy >= 0 && e.latent_greedy <= 1));
+  assert.deepEqual(
+    h.history.map((x: { step: number }) => x.step),
+    [1, 2, 3],
+  );
+  assert.ok(
+    h.evals.length >= 2 &&
+      h.evals.every((e: { latent_greedy: number }) => e.latent_greedy >= 0 && e.latent_greedy <= 1),
+  );
 });
 
-test("a server sampling from other weights than the trainer's stops the run before any update", { timeout: 300_000 }, async () => {
+test("a server sampling from other weights than the trainer's stops the run before any update", {
+  timeout: 300_000,
+}, async () => {
   // The server serves run-00003 now; a fresh run starts from the shipped weights.
   const r = await trainer(["--out", join(dir, "other"), "--steps", "1", ...COMMON]);
   assert.notEqual(r.code, 0, r.out);

@@ -27,7 +27,10 @@ describe("extreme parameters", () => {
       assert.equal(s.tokenId, 0);
       // Log-probs stay the model's own, from the raw logits.
       assert.ok(Math.abs(s.logprob - (1 - lse([...LOGITS]))) < 1e-6, `logprob ${s.logprob}`);
-      assert.deepEqual(s.topLogprobs.map((t) => t.tokenId), [1, 3]);
+      assert.deepEqual(
+        s.topLogprobs.map((t) => t.tokenId),
+        [1, 3],
+      );
     }
   });
 
@@ -40,7 +43,11 @@ describe("extreme parameters", () => {
 
   it("a temperature near zero is greedy, and greedy picks the lowest id among overflowed ties", () => {
     assert.equal(sampleToken(LOGITS, params({ temperature: 1e-300 }), history(), Rng.fromSeed(0)).tokenId, 1);
-    assert.equal(sampleToken(LOGITS, params({ temperature: 0, repetitionPenalty: 1e-300 }), history([3, 5]), Rng.fromSeed(0)).tokenId, 3);
+    assert.equal(
+      sampleToken(LOGITS, params({ temperature: 0, repetitionPenalty: 1e-300 }), history([3, 5]), Rng.fromSeed(0))
+        .tokenId,
+      3,
+    );
   });
 });
 
@@ -67,7 +74,11 @@ describe("non-finite logits", () => {
     const s = sampleToken(logits, params({ logprobs: true, topLogprobs: 3 }), history(), Rng.fromSeed(0));
     assert.equal(s.tokenId, 4);
     assert.equal(s.logprob, 0);
-    assert.deepEqual(s.topLogprobs, [{ tokenId: 4, logprob: 0 }, { tokenId: 1, logprob: -9999 }, { tokenId: 3, logprob: -9999 }]);
+    assert.deepEqual(s.topLogprobs, [
+      { tokenId: 4, logprob: 0 },
+      { tokenId: 1, logprob: -9999 },
+      { tokenId: 3, logprob: -9999 },
+    ]);
   });
 
   it("sanitizeLogits: NaN -> -Infinity, +Infinity -> the largest float32; false when nothing is left", () => {
@@ -79,7 +90,10 @@ describe("non-finite logits", () => {
 
   it("nothing usable (all NaN, or all banned) is a SamplingError for that sequence", () => {
     assert.throws(() => sampleToken(Float32Array.of(NaN, NaN), params(), history(), Rng.fromSeed(0)), SamplingError);
-    assert.throws(() => sampleToken(Float32Array.of(NaN, 1), params({ temperature: 0 }), history(), Rng.fromSeed(0), [1]), SamplingError);
+    assert.throws(
+      () => sampleToken(Float32Array.of(NaN, 1), params({ temperature: 0 }), history(), Rng.fromSeed(0), [1]),
+      SamplingError,
+    );
   });
 
   it("a thought that overflows (huge T_z or sigma) is a SamplingError, not an Infinity vector", () => {
@@ -107,6 +121,7 @@ describe("samplingProblem (the engine's backstop behind the API schema)", () => 
       [{ topLogprobs: -1 }, 0, /^top_logprobs/],
       [{}, -1, /^latent_temperature/],
     ];
-    for (const [over, tz, re] of bad) assert.match(samplingProblem(greedySampling(over), tz) ?? "", re, JSON.stringify(over));
+    for (const [over, tz, re] of bad)
+      assert.match(samplingProblem(greedySampling(over), tz) ?? "", re, JSON.stringify(over));
   });
 });

@@ -51,7 +51,10 @@ function assertFrequencies(counts: number[], probs: number[], n: number): void {
   probs.forEach((p, i) => {
     const sd = Math.sqrt(n * p * (1 - p));
     const diff = Math.abs(counts[i]! - n * p);
-    assert.ok(diff <= 4 * sd, `token ${i}: count ${counts[i]}, expected ${(n * p).toFixed(1)} +- ${(4 * sd).toFixed(1)}`);
+    assert.ok(
+      diff <= 4 * sd,
+      `token ${i}: count ${counts[i]}, expected ${(n * p).toFixed(1)} +- ${(4 * sd).toFixed(1)}`,
+    );
   });
 }
 
@@ -77,7 +80,13 @@ describe("Rng", () => {
 
 describe("penalties", () => {
   const base = Float32Array.of(2, -1, 0.5, 3, -2);
-  const hist = history([[0, 2], [1, 1]], [0, 1, 2, -1]); // -1 (a thought position) is skipped
+  const hist = history(
+    [
+      [0, 2],
+      [1, 1],
+    ],
+    [0, 1, 2, -1],
+  ); // -1 (a thought position) is skipped
   const run = (over: Partial<SamplingParams>) => {
     const logits = base.slice();
     applyPenalties(logits, hist, params(over));
@@ -94,7 +103,10 @@ describe("penalties", () => {
     assert.deepEqual(run({ repetitionPenalty: 2 }), [1, -2, 0.25, 3, -2]);
   });
   it("applies repetition first, then frequency and presence (vLLM order)", () => {
-    assert.deepEqual(run({ repetitionPenalty: 2, presencePenalty: 0.5, frequencyPenalty: 0.25 }), [0, -2.75, 0.25, 3, -2]);
+    assert.deepEqual(
+      run({ repetitionPenalty: 2, presencePenalty: 0.5, frequencyPenalty: 0.25 }),
+      [0, -2.75, 0.25, 3, -2],
+    );
   });
   it("leaves logits alone when every penalty is off", () => {
     assert.deepEqual(run({}), Array.from(base));
@@ -149,7 +161,11 @@ describe("filters", () => {
         mass += probs[i]!;
       }
       applyTopP(probs, p);
-      assert.deepEqual(nonzeroIds(probs), expected.sort((a, b) => a - b), `p = ${p}`);
+      assert.deepEqual(
+        nonzeroIds(probs),
+        expected.sort((a, b) => a - b),
+        `p = ${p}`,
+      );
     }
   });
 
@@ -233,12 +249,22 @@ describe("sampleToken", () => {
 
   it("reports logprobs of the raw distribution, whatever the sampling transforms", () => {
     const ref = refLogprobs(LOGITS);
-    const p = params({ temperature: 0.5, topK: 4, presencePenalty: 1, repetitionPenalty: 1.3, logprobs: true, topLogprobs: 3 });
+    const p = params({
+      temperature: 0.5,
+      topK: 4,
+      presencePenalty: 1,
+      repetitionPenalty: 1.3,
+      logprobs: true,
+      topLogprobs: 3,
+    });
     const rng = Rng.fromSeed(17);
     for (let i = 0; i < 20; i++) {
       const s = sampleToken(LOGITS, p, history([[1, 2]], [1, 3]), rng, [0]);
       assert.ok(Math.abs(s.logprob - ref[s.tokenId]!) < 1e-12);
-      assert.deepEqual(s.topLogprobs.map((t) => t.tokenId), [1, 3, 5]);
+      assert.deepEqual(
+        s.topLogprobs.map((t) => t.tokenId),
+        [1, 3, 5],
+      );
       s.topLogprobs.forEach((t) => assert.ok(Math.abs(t.logprob - ref[t.tokenId]!) < 1e-12));
     }
   });
@@ -249,7 +275,10 @@ describe("sampleToken", () => {
     assert.deepEqual(top({ logprobs: false, topLogprobs: 3 }), []);
     assert.deepEqual(top({ logprobs: true, topLogprobs: 0 }), []);
     const all = top({ logprobs: true, topLogprobs: 10 });
-    assert.deepEqual(all.map((t) => t.tokenId), [1, 3, 5, 0, 2, 4]); // capped at the vocabulary
+    assert.deepEqual(
+      all.map((t) => t.tokenId),
+      [1, 3, 5, 0, 2, 4],
+    ); // capped at the vocabulary
     for (let i = 1; i < all.length; i++) assert.ok(all[i - 1]!.logprob >= all[i]!.logprob);
     assert.equal(top({ logprobs: true, topLogprobs: 2 }).length, 2);
   });
@@ -258,7 +287,15 @@ describe("sampleToken", () => {
     const buffer = new Float32Array(18).map((_, i) => Math.sin(i) * 3);
     const before = buffer.slice();
     const view = buffer.subarray(6, 12);
-    const p = params({ temperature: 0.9, topK: 2, topP: 0.8, minP: 0.1, presencePenalty: 1, frequencyPenalty: 1, repetitionPenalty: 1.5 });
+    const p = params({
+      temperature: 0.9,
+      topK: 2,
+      topP: 0.8,
+      minP: 0.1,
+      presencePenalty: 1,
+      frequencyPenalty: 1,
+      repetitionPenalty: 1.5,
+    });
     sampleToken(view, p, history([[0, 3]], [0, 1, 2]), Rng.fromSeed(0), [4]);
     sampleToken(view, params({ temperature: 0 }), history(), Rng.fromSeed(0), [4]);
     assert.deepEqual(buffer, before);

@@ -2,9 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlockManager } from "../src/engine/block-manager.ts";
 import { Scheduler, type SchedulerOutput } from "../src/engine/scheduler.ts";
-import { Sequence } from "../src/engine/sequence.ts";
+import type { Sequence } from "../src/engine/sequence.ts";
 import { makeSeq } from "./helpers/factories.ts";
-
 
 interface Setup {
   numBlocks?: number;
@@ -16,11 +15,15 @@ interface Setup {
 
 function makeScheduler(s: Setup = {}): { sched: Scheduler; bm: BlockManager } {
   const bm = new BlockManager({
-    numBlocks: s.numBlocks ?? 16, blockSize: s.blockSize ?? 4, enablePrefixCaching: s.prefixCaching ?? false,
+    numBlocks: s.numBlocks ?? 16,
+    blockSize: s.blockSize ?? 4,
+    enablePrefixCaching: s.prefixCaching ?? false,
   });
   let clock = 1000;
   const sched = new Scheduler(
-    { maxNumSeqs: s.maxNumSeqs ?? 8, maxNumBatchedTokens: s.maxNumBatchedTokens ?? 64 }, bm, () => clock++,
+    { maxNumSeqs: s.maxNumSeqs ?? 8, maxNumBatchedTokens: s.maxNumBatchedTokens ?? 64 },
+    bm,
+    () => clock++,
   );
   return { sched, bm };
 }
@@ -61,12 +64,19 @@ test("running sequences go first, waiting ones get the rest of the budget", () =
   const c = makeSeq("c", range(1, 3));
   [a, b, c].forEach((s) => sched.add(s));
   let out = sched.schedule();
-  assert.deepEqual(plan(out), [["a", 0, 6], ["b", 0, 2]]);
+  assert.deepEqual(plan(out), [
+    ["a", 0, 6],
+    ["b", 0, 2],
+  ]);
   assert.deepEqual([sched.numRunning, sched.numWaiting], [2, 1]);
   sched.afterStep(out);
   a.appendToken(9);
   out = sched.schedule();
-  assert.deepEqual(plan(out), [["a", 6, 1], ["b", 2, 4], ["c", 0, 3]]);
+  assert.deepEqual(plan(out), [
+    ["a", 6, 1],
+    ["b", 2, 4],
+    ["c", 0, 3],
+  ]);
   assert.deepEqual(ids(sched.running), ["a", "b", "c"]);
   assert.equal(sched.hasWork, true);
 });
@@ -76,7 +86,10 @@ test("at most maxNumSeqs run; a finished sequence makes room and is never schedu
   const [a, b, c] = ["a", "b", "c"].map((id) => makeSeq(id, range(1, 4)));
   [a, b, c].forEach((s) => sched.add(s));
   let out = sched.schedule();
-  assert.deepEqual(plan(out), [["a", 0, 4], ["b", 0, 4]]);
+  assert.deepEqual(plan(out), [
+    ["a", 0, 4],
+    ["b", 0, 4],
+  ]);
   assert.deepEqual(ids(sched.waiting), ["c"]);
   sched.afterStep(out);
   sched.finish(a, "stop");
@@ -86,7 +99,10 @@ test("at most maxNumSeqs run; a finished sequence makes room and is never schedu
   assert.equal(sched.get("a"), undefined);
   b.appendToken(5);
   out = sched.schedule();
-  assert.deepEqual(plan(out), [["b", 4, 1], ["c", 0, 4]]);
+  assert.deepEqual(plan(out), [
+    ["b", 4, 1],
+    ["c", 0, 4],
+  ]);
   assert.deepEqual(ids(sched.running), ["b", "c"]);
   assert.equal(bm.numUsedBlocks, 3);
 });
@@ -98,8 +114,17 @@ test("out of blocks, the newest running sequence is preempted and later recomput
   sched.add(a);
   sched.add(b);
   let out = sched.schedule();
-  assert.deepEqual(plan(out), [["a", 0, 8], ["b", 0, 8]]);
-  assert.deepEqual([a.blockTable, b.blockTable], [[0, 1], [2, 3]]);
+  assert.deepEqual(plan(out), [
+    ["a", 0, 8],
+    ["b", 0, 8],
+  ]);
+  assert.deepEqual(
+    [a.blockTable, b.blockTable],
+    [
+      [0, 1],
+      [2, 3],
+    ],
+  );
   sched.afterStep(out);
   a.appendToken(9);
   b.appendToken(9);
@@ -167,14 +192,21 @@ test("a follower waits for its leader's prompt, without holding the queue, then 
   const other = makeSeq("G", [70, 71]);
   [leader, follower, other].forEach((s) => sched.add(s));
   let out = sched.schedule();
-  assert.deepEqual(plan(out), [["L", 0, 12], ["G", 0, 2]]);
+  assert.deepEqual(plan(out), [
+    ["L", 0, 12],
+    ["G", 0, 2],
+  ]);
   assert.deepEqual(ids(sched.waiting), ["F"]);
   sched.afterStep(out);
   leader.appendToken(5);
   other.appendToken(5);
   out = sched.schedule();
   // Capped so one position is left to compute: 2 of the 3 cached blocks are shared.
-  assert.deepEqual(plan(out), [["L", 12, 1], ["G", 2, 1], ["F", 8, 4]]);
+  assert.deepEqual(plan(out), [
+    ["L", 12, 1],
+    ["G", 2, 1],
+    ["F", 8, 4],
+  ]);
   assert.deepEqual(leader.blockTable, [0, 1, 2, 4]);
   assert.deepEqual(follower.blockTable, [0, 1, 5]);
   assert.equal(follower.numCachedAtAdmission, 8);
@@ -273,7 +305,10 @@ test("no sequence is scheduled twice in a step and finished ones never appear", 
       else s.appendToken(0);
     }
   }
-  assert.deepEqual(seqs.map((s) => s.status), ["finished", "finished", "finished", "finished"]);
+  assert.deepEqual(
+    seqs.map((s) => s.status),
+    ["finished", "finished", "finished", "finished"],
+  );
   assert.equal(sched.hasWork, false);
 });
 
@@ -282,7 +317,10 @@ test("a priority sequence (the readiness probe) runs in the next step, ahead of 
   const [a, b, c, d] = ["a", "b", "c", "d"].map((id) => makeSeq(id, range(1, 3)));
   for (const s of [a!, b!, c!, d!]) sched.add(s);
   let out = sched.schedule();
-  assert.deepEqual(plan(out), [["a", 0, 3], ["b", 0, 3]]);
+  assert.deepEqual(plan(out), [
+    ["a", 0, 3],
+    ["b", 0, 3],
+  ]);
   sched.afterStep(out);
   a!.appendToken(9);
   b!.appendToken(9);
@@ -292,12 +330,21 @@ test("a priority sequence (the readiness probe) runs in the next step, ahead of 
   sched.add(later);
   assert.deepEqual(ids(sched.waiting), ["probe", "probe-2", "c", "d"], "priority first, FIFO among themselves");
   out = sched.schedule();
-  assert.deepEqual(plan(out), [["probe", 0, 1], ["probe-2", 0, 1], ["a", 3, 1], ["b", 3, 1]]);
+  assert.deepEqual(plan(out), [
+    ["probe", 0, 1],
+    ["probe-2", 0, 1],
+    ["a", 3, 1],
+    ["b", 3, 1],
+  ]);
   assert.deepEqual(ids(sched.waiting), ["c", "d"], "the FCFS backlog still waits for a free slot");
   sched.afterStep(out);
   sched.finish(probe, "length");
   sched.finish(later, "length");
-  assert.deepEqual(ids(sched.running), ["a", "b"], "the probes took no slot from the backlog for longer than their step");
+  assert.deepEqual(
+    ids(sched.running),
+    ["a", "b"],
+    "the probes took no slot from the backlog for longer than their step",
+  );
 });
 
 test("a priority sequence short of blocks preempts the newest other sequence, and is never a victim itself", () => {

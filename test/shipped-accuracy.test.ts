@@ -21,8 +21,14 @@ import { SHIPPED_MODEL } from "./helpers/python.ts";
 const N = 100;
 const MODES: ReasoningMode[] = ["none", "explicit", "latent"];
 
-interface Evaluation { split: string; programs: number; accuracy: Record<ReasoningMode, number> }
-const evaluation = (JSON.parse(readFileSync(join(SHIPPED_MODEL, "manifest.json"), "utf8")) as { evaluation?: Evaluation }).evaluation;
+interface Evaluation {
+  split: string;
+  programs: number;
+  accuracy: Record<ReasoningMode, number>;
+}
+const evaluation = (
+  JSON.parse(readFileSync(join(SHIPPED_MODEL, "manifest.json"), "utf8")) as { evaluation?: Evaluation }
+).evaluation;
 
 export function margin(p: number, n = N): number {
   return Math.max(0.02, 3 * Math.sqrt((p * (1 - p)) / n));
@@ -42,10 +48,18 @@ test("the manifest records the shipped model's test-split accuracy per mode", ()
 });
 
 for (const mode of MODES) {
-  test(`${N} test-split programs in mode ${mode} through the engine reach the recorded accuracy minus the margin`, { timeout: 600_000 }, async () => {
+  test(`${N} test-split programs in mode ${mode} through the engine reach the recorded accuracy minus the margin`, {
+    timeout: 600_000,
+  }, async () => {
     const programs = takePrograms(loadTestSplit(), N);
     const outs = await Promise.all(
-      programs.map((p) => collect(engine.generate(request(p.source, mode, { latent: { temperature: 0, returnVectors: false } }, { maxTokens: 96 })))),
+      programs.map((p) =>
+        collect(
+          engine.generate(
+            request(p.source, mode, { latent: { temperature: 0, returnVectors: false } }, { maxTokens: 96 }),
+          ),
+        ),
+      ),
     );
     outs.forEach((o, i) => {
       assert.equal(o.error, null, `program ${i}: ${o.error}`);
@@ -55,8 +69,14 @@ for (const mode of MODES) {
     const acc = right / N;
     const want = evaluation!.accuracy[mode];
     const floor = want - margin(want);
-    console.log(`# ${mode}: ${right}/${N} right (recorded ${want} on ${evaluation!.programs}; floor ${floor.toFixed(3)})`);
+    console.log(
+      `# ${mode}: ${right}/${N} right (recorded ${want} on ${evaluation!.programs}; floor ${floor.toFixed(3)})`,
+    );
     assert.ok(acc >= floor, `${mode}: ${acc} < ${want} - ${margin(want).toFixed(3)}`);
-    if (mode === "latent") assert.ok(outs.every((o) => o.thoughtLogProbs.length === 6), "every latent reply holds 6 thoughts");
+    if (mode === "latent")
+      assert.ok(
+        outs.every((o) => o.thoughtLogProbs.length === 6),
+        "every latent reply holds 6 thoughts",
+      );
   });
 }

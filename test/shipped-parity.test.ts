@@ -19,8 +19,17 @@ import type { Packed } from "./helpers/packed-tensor.ts";
  * decode steps, three sequences (latent, explicit, none) batched together. */
 
 interface Row {
-  mode: string; source: string; prompt_len: number; ids: number[]; is_thought: boolean[]; text: string;
-  thoughts: Packed; logits: Packed; mu: Packed; log_sigma: Packed; decoded_steps?: number[][];
+  mode: string;
+  source: string;
+  prompt_len: number;
+  ids: number[];
+  is_thought: boolean[];
+  text: string;
+  thoughts: Packed;
+  logits: Packed;
+  mu: Packed;
+  log_sigma: Packed;
+  decoded_steps?: number[][];
 }
 
 const f32 = (x: Packed) => {
@@ -31,21 +40,35 @@ const f32 = (x: Packed) => {
 const BLOCK = 4;
 const TOL = 1e-4;
 
-test("the shipped graphs through onnxruntime-node match the PyTorch reference on fixed prompts (latent span, paged decode)", { timeout: 300_000 }, async () => {
+test("the shipped graphs through onnxruntime-node match the PyTorch reference on fixed prompts (latent span, paged decode)", {
+  timeout: 300_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "nfcot-shipped-"));
   try {
     const r = runPython(["-m", "nfcot.reference_case", "--model-dir", SHIPPED_MODEL, "--out", join(dir, "case.json")]);
     assert.equal(r.status, 0, r.output);
     const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as { rows: Row[]; flow: Record<string, Packed> };
-    assert.deepEqual(c.rows.map((x) => x.mode), ["latent", "explicit", "none"]);
+    assert.deepEqual(
+      c.rows.map((x) => x.mode),
+      ["latent", "explicit", "none"],
+    );
     const m = loadManifest(SHIPPED_MODEL);
     const V = m.architecture.vocab_size;
     const D = m.latent!.thought_dim;
     const K = m.latent!.num_thoughts;
-    const runner = await Runner.create(m, { modelDir: SHIPPED_MODEL, provider: "cpu", threads: 1, graphOptimization: "all", numBlocks: 128, blockSize: BLOCK });
+    const runner = await Runner.create(m, {
+      modelDir: SHIPPED_MODEL,
+      provider: "cpu",
+      threads: 1,
+      graphOptimization: "all",
+      numBlocks: 128,
+      blockSize: BLOCK,
+    });
     try {
       // Scattered blocks: row r owns blocks 127 - r, 124 - r, ... (descending, interleaved).
-      const tables = c.rows.map((row, r) => Array.from({ length: Math.ceil(row.ids.length / BLOCK) }, (_, j) => 127 - r - 3 * j));
+      const tables = c.rows.map((row, r) =>
+        Array.from({ length: Math.ceil(row.ids.length / BLOCK) }, (_, j) => 127 - r - 3 * j),
+      );
       const thoughts = c.rows.map((row) => {
         const all = f32(row.thoughts);
         let k = 0;
@@ -53,7 +76,12 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
       });
       const want = c.rows.map((row) => ({ logits: f32(row.logits), mu: f32(row.mu), ls: f32(row.log_sigma) }));
       const worst = { logits: 0, mu: 0, logSigma: 0 };
-      const check = (r: number, positions: number[], out: { logits: Float32Array; mu: Float32Array; logSigma: Float32Array }, o: number) => {
+      const check = (
+        r: number,
+        positions: number[],
+        out: { logits: Float32Array; mu: Float32Array; logSigma: Float32Array },
+        o: number,
+      ) => {
         positions.forEach((p, i) => {
           const at = (a: Float32Array, n: number, row: number) => a.subarray(row * n, (row + 1) * n);
           const e = {
@@ -80,11 +108,17 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
       };
       // Prefill in two chunks per row (the second reads the first from the pool), all rows in one step.
       const cut = c.rows.map((row) => Math.floor(row.prompt_len / 2) + 1);
-      for (const [from, to] of [[() => 0, (r: number) => cut[r]!], [(r: number) => cut[r]!, (r: number) => c.rows[r]!.prompt_len]] as const) {
+      for (const [from, to] of [
+        [() => 0, (r: number) => cut[r]!],
+        [(r: number) => cut[r]!, (r: number) => c.rows[r]!.prompt_len],
+      ] as const) {
         const rows = c.rows.map((_, r) => slice(r, from(r), to(r)));
         const out = await runner.forward(rows);
         let o = 0;
-        rows.forEach((row, r) => { check(r, row.outputs as number[], out, o); o += row.outputs.length; });
+        rows.forEach((row, r) => {
+          check(r, row.outputs as number[], out, o);
+          o += row.outputs.length;
+        });
       }
       // Decode: one position per step for every row still going (thoughts, then tokens), so the
       // batch shrinks as rows finish. Each input is the one PyTorch chose.
@@ -100,7 +134,9 @@ test("the shipped graphs through onnxruntime-node match the PyTorch reference on
       assert.equal(decodeSteps, Math.max(...c.rows.map((row) => row.ids.length - row.prompt_len)));
       assert.ok(decodeSteps >= 40, "the explicit row decodes a full trace");
       assert.equal(c.rows[0]!.is_thought.filter(Boolean).length, K, "the latent row holds a full latent span");
-      console.log(`# shipped parity: ${decodeSteps} decode steps; worst relative error logits ${worst.logits.toExponential(2)}, mu ${worst.mu.toExponential(2)}, log_sigma ${worst.logSigma.toExponential(2)}`);
+      console.log(
+        `# shipped parity: ${decodeSteps} decode steps; worst relative error logits ${worst.logits.toExponential(2)}, mu ${worst.mu.toExponential(2)}, log_sigma ${worst.logSigma.toExponential(2)}`,
+      );
 
       // The thought decoder, as the service runs it, reads the latent row's thoughts as PyTorch does.
       const latent = c.rows[0]!;

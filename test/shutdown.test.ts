@@ -20,13 +20,23 @@ after(() => {
 });
 
 /** The server process on a free port, once /ready says 200. */
-async function startServerProcess(env: Record<string, string>): Promise<{ url: string; exited: Promise<number | null> }> {
+async function startServerProcess(
+  env: Record<string, string>,
+): Promise<{ url: string; exited: Promise<number | null> }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   output = "";
   child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
     cwd: ROOT,
-    env: { ...process.env, HOST: "127.0.0.1", PORT: String(port), NFCOT_KV_CACHE_BLOCKS: "64", NFCOT_THREADS: "1", NFCOT_LOG_LEVEL: "info", ...env },
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      NFCOT_KV_CACHE_BLOCKS: "64",
+      NFCOT_THREADS: "1",
+      NFCOT_LOG_LEVEL: "info",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const proc = child;
@@ -37,7 +47,10 @@ async function startServerProcess(env: Record<string, string>): Promise<{ url: s
   const end = Date.now() + 60_000;
   for (;;) {
     assert.equal(proc.exitCode, null, `the server exited while starting:\n${output}`);
-    const status = await fetch(`${url}/ready`).then((r) => r.status, () => 0);
+    const status = await fetch(`${url}/ready`).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status === 200) break;
     assert.ok(status === 0 || status === 503, `/ready answered ${status} while starting`);
     assert.ok(Date.now() < end, `not ready within 60 s:\n${output}`);
@@ -94,7 +107,9 @@ async function refusedOr503(res: Promise<Response>, code: string): Promise<strin
   }
 }
 
-test("SIGTERM drains: /ready 503, new requests refused, the in-flight stream ends with [DONE], exit code 0", { timeout: 90_000 }, async (t) => {
+test("SIGTERM drains: /ready 503, new requests refused, the in-flight stream ends with [DONE], exit code 0", {
+  timeout: 90_000,
+}, async (t) => {
   const { url, exited } = await startServerProcess({ NFCOT_DRAIN_TIMEOUT_MS: "30000" });
   // Read slowly: the stream is still open at SIGTERM.
   const stream = await openStream(url, 150);
@@ -110,8 +125,14 @@ test("SIGTERM drains: /ready 503, new requests refused, the in-flight stream end
   }
   assert.ok(ready, "/ready never turned 503 after SIGTERM");
   // ... and new work is refused, while /health still says the process is alive (if it answers).
-  const refused = await refusedOr503(postJson(`${url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "y = 1" }] }), "shutting_down");
-  const health = await fetch(`${url}/health`).then((r) => r.status, () => "refused");
+  const refused = await refusedOr503(
+    postJson(`${url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: "y = 1" }] }),
+    "shutting_down",
+  );
+  const health = await fetch(`${url}/health`).then(
+    (r) => r.status,
+    () => "refused",
+  );
   assert.ok(health === 200 || health === "refused", `/health while draining: ${health}`);
   t.diagnostic(`while draining: /ready ${ready}, new request ${refused}, /health ${health}`);
 
@@ -126,7 +147,9 @@ test("SIGTERM drains: /ready 503, new requests refused, the in-flight stream end
   assert.match(output, /"aborted":0,"msg":"stopped"/);
 });
 
-test("at the drain deadline the requests still running are aborted: their streams end properly, exit code 0", { timeout: 90_000 }, async () => {
+test("at the drain deadline the requests still running are aborted: their streams end properly, exit code 0", {
+  timeout: 90_000,
+}, async () => {
   const { url, exited } = await startServerProcess({ NFCOT_DRAIN_TIMEOUT_MS: "0" });
   // Longer than the engine can finish before the deadline (0 ms): it is aborted mid-way.
   const stream = await openStream(url, 200);

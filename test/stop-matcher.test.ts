@@ -43,7 +43,13 @@ test("the earliest of several stop strings wins", () => {
 
 test("incremental detokenization equals decoding the whole output", () => {
   const vocab = ["a", "=", "5", "\n", "b", "15"];
-  const tok = { decode: (ids: number[]) => ids.map((i) => vocab[i]).join(" ").replace(/ ?\n ?/g, "\n") };
+  const tok = {
+    decode: (ids: number[]) =>
+      ids
+        .map((i) => vocab[i])
+        .join(" ")
+        .replace(/ ?\n ?/g, "\n"),
+  };
   const d = new IncrementalDetokenizer(tok);
   const ids = [0, 1, 2, 3, 4, 1, 5];
   const deltas = ids.map((i) => d.push(i));

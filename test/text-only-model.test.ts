@@ -23,10 +23,23 @@ let s: TestServer;
 let client: OpenAI;
 
 async function answers(srv: TestServer) {
-  const c = await (await postJson(`${srv.url}/v1/chat/completions`, {
-    model: srv.app.modelName, messages: [{ role: "user", content: PROGRAM }], temperature: 0, max_tokens: 20, reasoning: { mode: "none" },
-  })).json();
-  const p = await (await postJson(`${srv.url}/v1/completions`, { model: srv.app.modelName, prompt: EXPLICIT_PROMPT, temperature: 0, max_tokens: 30 })).json();
+  const c = await (
+    await postJson(`${srv.url}/v1/chat/completions`, {
+      model: srv.app.modelName,
+      messages: [{ role: "user", content: PROGRAM }],
+      temperature: 0,
+      max_tokens: 20,
+      reasoning: { mode: "none" },
+    })
+  ).json();
+  const p = await (
+    await postJson(`${srv.url}/v1/completions`, {
+      model: srv.app.modelName,
+      prompt: EXPLICIT_PROMPT,
+      temperature: 0,
+      max_tokens: 30,
+    })
+  ).json();
   return { chat: c.choices[0].message.content as string, completion: p.choices[0].text as string };
 }
 
@@ -57,18 +70,32 @@ describe("a text-only model", () => {
   });
 
   test("sampled tokens (temperature 1, seeded, through the SDK) are all tokenizer ids", async () => {
-    const r = await client.completions.create({ model: s.app.modelName, prompt: EXPLICIT_PROMPT, max_tokens: 24, seed: 5, logprobs: 1, ignore_eos: true } as never);
+    const r = await client.completions.create({
+      model: s.app.modelName,
+      prompt: EXPLICIT_PROMPT,
+      max_tokens: 24,
+      seed: 5,
+      logprobs: 1,
+      ignore_eos: true,
+    } as never);
     const choice = r.choices[0]!;
     assert.equal(r.usage!.completion_tokens, 24); // ignore_eos holds both eos ids back
     assert.equal(choice.finish_reason, "length");
     const tok = await (await postJson(`${s.url}/tokenize`, { prompt: choice.text })).json();
-    assert.ok(tok.tokens.length > 0 && tok.tokens.every((t: number) => t < TOKENIZER_VOCAB && t !== 1), JSON.stringify(tok));
+    assert.ok(
+      tok.tokens.length > 0 && tok.tokens.every((t: number) => t < TOKENIZER_VOCAB && t !== 1),
+      JSON.stringify(tok),
+    );
     assert.ok(choice.logprobs!.tokens!.every((t) => t.length > 0));
   });
 
   test("streams end with a finish_reason and no thought chunks", async () => {
     const res = await postJson(`${s.url}/v1/chat/completions`, {
-      model: s.app.modelName, messages: [{ role: "user", content: PROGRAM }], temperature: 0, max_tokens: 20, stream: true,
+      model: s.app.modelName,
+      messages: [{ role: "user", content: PROGRAM }],
+      temperature: 0,
+      max_tokens: 20,
+      stream: true,
     });
     const { chunks, done } = await readSse(res);
     assert.ok(done);
@@ -88,7 +115,11 @@ describe("a text-only model", () => {
 
   test("latent requests get a 400 naming the reason", async () => {
     const cases: [string, Record<string, unknown>, string][] = [
-      ["/v1/chat/completions", { messages: [{ role: "user", content: PROGRAM }], reasoning: { mode: "latent" } }, "reasoning.mode"],
+      [
+        "/v1/chat/completions",
+        { messages: [{ role: "user", content: PROGRAM }], reasoning: { mode: "latent" } },
+        "reasoning.mode",
+      ],
       ["/v1/latent/logprobs", { prompt: PROGRAM, trajectories: [{ thoughts: [[0]] }] }, "model"],
       ["/v1/latent/decode", { thoughts: [[0]] }, "model"],
     ];

@@ -48,13 +48,19 @@ describe("shipped word-level tokenizer", () => {
   test("tokens carry the decoder's spaces: they join to the content", () => {
     const { whole, content } = checkRebuilds(shipped, ids);
     assert.equal(content, "a = 5\nb = a * 3\nprint ( b )");
-    assert.deepEqual(whole.slice(0, 6).map((t) => t.text), ["a", " =", " 5", "\n", "b", " ="]);
+    assert.deepEqual(
+      whole.slice(0, 6).map((t) => t.text),
+      ["a", " =", " 5", "\n", "b", " ="],
+    );
     assert.deepEqual(whole[1]!.bytes, [32, 61]);
   });
   test("a stop string cuts the tokens' texts where it cuts the content", () => {
     const { whole, content } = checkRebuilds(shipped, ids, ["= a *"]);
     assert.equal(content, "a = 5\nb ");
-    assert.deepEqual(whole.slice(4).map((t) => t.text), ["b", " ", "", ""]);
+    assert.deepEqual(
+      whole.slice(4).map((t) => t.text),
+      ["b", " ", "", ""],
+    );
   });
   test("echo: the prompt as sent, each token's part of it (spaces the tokenizer dropped go to the next token)", () => {
     const e = echoPrompt("a  = 1\nprint(a)", shipped.encode("a  = 1\nprint(a)"), shipped);
@@ -70,7 +76,10 @@ describe("Qwen3 byte-level BPE", () => {
     const ids = qwen3.encode("𝔘𝔫𝔦 🦜🦜 ꙮ done");
     const { whole, content } = checkRebuilds(qwen3, ids);
     assert.equal(content, "𝔘𝔫𝔦 🦜🦜 ꙮ done");
-    assert.deepEqual(whole.slice(0, 2).map((t) => t.text), ["", "𝔘"]);
+    assert.deepEqual(
+      whole.slice(0, 2).map((t) => t.text),
+      ["", "𝔘"],
+    );
     assert.deepEqual(whole[0]!.bytes, qwen3.tokenBytes(ids[0]!));
     assert.ok(whole[0]!.bytes.length > 0);
   });

@@ -40,7 +40,11 @@ function makePerturbed(out: string): void {
 }
 
 const admin = (body: unknown, url = s.url, headers: Record<string, string> = auth) =>
-  fetch(`${url}/admin/weights`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  fetch(`${url}/admin/weights`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
 
 const scoreOnce = async (thoughts: number[][]) => {
   const res = await postJson(`${s.url}/v1/latent/logprobs`, {
@@ -151,8 +155,14 @@ describe("weight swap", () => {
     bodies.forEach(({ chunks, done }, i) => {
       assert.ok(done, `stream ${i} ended with [DONE]`);
       assert.ok(!chunks.some((c) => c.error), `stream ${i} has no error`);
-      assert.ok(chunks.some((c) => c.choices[0]?.finish_reason), `stream ${i} has a finish_reason`);
-      assert.ok(chunks.every((c) => c.weights_version === "v0"), `stream ${i} names v0 in every chunk`);
+      assert.ok(
+        chunks.some((c) => c.choices[0]?.finish_reason),
+        `stream ${i} has a finish_reason`,
+      );
+      assert.ok(
+        chunks.every((c) => c.weights_version === "v0"),
+        `stream ${i} names v0 in every chunk`,
+      );
     });
 
     const w1 = await scoreOnce(THOUGHTS);
@@ -160,17 +170,47 @@ describe("weight swap", () => {
     assert.equal(w1.body.weights_version, "w1");
     assert.ok(Math.abs(w1.body.data[0].log_prob - v0.body.data[0].log_prob) > 1, "other weights, other likelihood");
     // The new value is PyTorch's under the perturbed weights: not a stale cached prompt.
-    const ids = (await (await postJson(`${s.url}/tokenize`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], reasoning_mode: "latent" })).json()).tokens;
-    const vocab = JSON.parse(readFileSync(join(SHIPPED_MODEL, "tokenizer.json"), "utf8")).model.vocab as Record<string, number>;
+    const ids = (
+      await (
+        await postJson(`${s.url}/tokenize`, {
+          model: MODEL,
+          messages: [{ role: "user", content: SOURCE }],
+          reasoning_mode: "latent",
+        })
+      ).json()
+    ).tokens;
+    const vocab = JSON.parse(readFileSync(join(SHIPPED_MODEL, "tokenizer.json"), "utf8")).model.vocab as Record<
+      string,
+      number
+    >;
     const b64 = THOUGHTS.map((t) => Buffer.from(Float32Array.from(t).buffer).toString("base64"));
-    writeFileSync(join(dir, "in.json"), JSON.stringify({ temperature: 1, trajectories: [{ prompt_ids: ids, thoughts: b64, answer_ids: [vocab["9"]] }] }));
-    const r = runPython(["-m", "nfcot.rl_score", "--model-dir", perturbed, "--in", join(dir, "in.json"), "--out", join(dir, "out.json")]);
+    writeFileSync(
+      join(dir, "in.json"),
+      JSON.stringify({ temperature: 1, trajectories: [{ prompt_ids: ids, thoughts: b64, answer_ids: [vocab["9"]] }] }),
+    );
+    const r = runPython([
+      "-m",
+      "nfcot.rl_score",
+      "--model-dir",
+      perturbed,
+      "--in",
+      join(dir, "in.json"),
+      "--out",
+      join(dir, "out.json"),
+    ]);
     assert.equal(r.status, 0, r.output);
     const ref = JSON.parse(readFileSync(join(dir, "out.json"), "utf8")).trajectories[0];
     const want = ref.thought_log_probs.reduce((a: number, b: number) => a + b, 0);
-    assert.ok(Math.abs(w1.body.data[0].thought_log_prob - want) < 1e-3, `server ${w1.body.data[0].thought_log_prob}, PyTorch ${want}`);
+    assert.ok(
+      Math.abs(w1.body.data[0].thought_log_prob - want) < 1e-3,
+      `server ${w1.body.data[0].thought_log_prob}, PyTorch ${want}`,
+    );
 
-    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 10 });
+    const chat = await postJson(`${s.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: "user", content: SOURCE }],
+      max_tokens: 10,
+    });
     assert.equal(chat.headers.get("x-weights-version"), "w1");
     assert.equal((await chat.json()).weights_version, "w1");
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
@@ -183,12 +223,19 @@ describe("weight swap", () => {
     const first = s.engine.updateWeights(SHIPPED_MODEL, "w2");
     const status = await (await fetch(`${s.url}/admin/weights`, { headers: auth })).json();
     assert.equal(status.in_progress, "w2");
-    await assert.rejects(s.engine.updateWeights(SHIPPED_MODEL, "w3"), (e: Error & { code?: string }) => e.code === "conflict");
+    await assert.rejects(
+      s.engine.updateWeights(SHIPPED_MODEL, "w3"),
+      (e: Error & { code?: string }) => e.code === "conflict",
+    );
     assert.equal((await first).version, "w2");
     const res = await admin({ model_dir: SHIPPED_MODEL, version: "w2" });
     assert.equal(res.status, 409);
     assert.equal((await res.json()).error.code, "conflict");
-    const chat = await postJson(`${s.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: "user", content: SOURCE }], max_tokens: 10 });
+    const chat = await postJson(`${s.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: "user", content: SOURCE }],
+      max_tokens: 10,
+    });
     assert.equal((await chat.json()).weights_version, "w2");
   });
 });

@@ -6,7 +6,10 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
-export function parseCli<O extends Options>(options: O, usage: string): ReturnType<typeof parseArgs<{ options: O }>>["values"] {
+export function parseCli<O extends Options>(
+  options: O,
+  usage: string,
+): ReturnType<typeof parseArgs<{ options: O }>>["values"] {
   if (process.argv.slice(2).some((arg) => arg === "--help" || arg === "-h")) {
     console.log(usage);
     process.exit(0);
@@ -19,7 +22,12 @@ export function parseCli<O extends Options>(options: O, usage: string): ReturnTy
 }
 
 /** A number flag ("inf" is Infinity); undefined stays undefined. */
-export function numberArg(usage: string, name: string, raw: string | undefined, valid: (x: number) => boolean = (x) => x >= 0): number | undefined {
+export function numberArg(
+  usage: string,
+  name: string,
+  raw: string | undefined,
+  valid: (x: number) => boolean = (x) => x >= 0,
+): number | undefined {
   if (raw === undefined) return undefined;
   const x = raw === "inf" ? Infinity : Number(raw);
   if (raw.trim() === "" || Number.isNaN(x) || !valid(x)) fail(usage, `--${name}: invalid value ${JSON.stringify(raw)}`);

@@ -7,10 +7,13 @@ import { loadManifest } from "../../src/model/manifest.ts";
  * numbers, with the model's manifest loaded. */
 
 type Flag = "batches" | "prompt" | "steps" | "threads" | "rounds";
-export type EngineBenchDefaults = Record<"batches" | "prompt" | "steps", string> & Partial<Record<"threads" | "rounds", string>>;
+export type EngineBenchDefaults = Record<"batches" | "prompt" | "steps", string> &
+  Partial<Record<"threads" | "rounds", string>>;
 
 export function engineBenchArgs(defaults: EngineBenchDefaults) {
-  const options: Record<string, { type: "string"; default: string }> = { model: { type: "string", default: DEFAULT_MODEL_DIR } };
+  const options: Record<string, { type: "string"; default: string }> = {
+    model: { type: "string", default: DEFAULT_MODEL_DIR },
+  };
   for (const [flag, value] of Object.entries(defaults)) options[flag] = { type: "string", default: value };
   const values = parseArgs({ options }).values as Record<"model" | Flag, string>;
   const modelDir = values.model;
@@ -31,7 +34,11 @@ export function engineBenchArgs(defaults: EngineBenchDefaults) {
 }
 
 /** KV blocks for `sequences` of `positions` each, block-aligned, plus a few spare. */
-export function kvBlocksFor(sequences: number, positions: number, blockSize: number): { perSequence: number; total: number } {
+export function kvBlocksFor(
+  sequences: number,
+  positions: number,
+  blockSize: number,
+): { perSequence: number; total: number } {
   const perSequence = Math.ceil(positions / blockSize);
   return { perSequence, total: sequences * perSequence + 8 };
 }

@@ -41,7 +41,11 @@ export async function runLoad<T>(o: LoadOptions<T>): Promise<{ results: T[]; dur
   const results: T[] = new Array(o.arrivalsMs.length);
   for (let i = 0; i < o.arrivalsMs.length; i++) {
     // Timers may fire a little early (libuv measures from its cached loop time): sleep again.
-    for (let wait = t0 + o.arrivalsMs[i]! - performance.now(); wait > 0; wait = t0 + o.arrivalsMs[i]! - performance.now()) {
+    for (
+      let wait = t0 + o.arrivalsMs[i]! - performance.now();
+      wait > 0;
+      wait = t0 + o.arrivalsMs[i]! - performance.now()
+    ) {
       await sleep(wait);
     }
     tasks.push(

@@ -24,7 +24,10 @@ export interface OpTimes {
 
 /** The last `steps` session runs of the trace. */
 export function readProfile(trace: TraceEvent[], steps: number): OpTimes {
-  const runs = trace.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts).slice(-steps);
+  const runs = trace
+    .filter((e) => e.cat === "Session" && e.name === "model_run")
+    .sort((a, b) => a.ts - b.ts)
+    .slice(-steps);
   if (runs.length < steps) throw new Error(`profile holds ${runs.length} runs, wanted ${steps}`);
   const from = runs[0]!.ts;
   const byNode = new Map<string, NodeTime>();

@@ -39,7 +39,9 @@ export class Progress {
     const width = 24;
     const filled = Math.round((width * this.done) / Math.max(1, this.total));
     const s = (now - this.t0) / 1000;
-    return `${this.label} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${this.done}/${this.total}` +
-      ` failed ${this.failed}  ${s.toFixed(1)} s  ${(this.done / Math.max(s, 1e-9)).toFixed(1)} req/s`;
+    return (
+      `${this.label} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${this.done}/${this.total}` +
+      ` failed ${this.failed}  ${s.toFixed(1)} s  ${(this.done / Math.max(s, 1e-9)).toFixed(1)} req/s`
+    );
   }
 }

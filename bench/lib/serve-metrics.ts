@@ -75,6 +75,9 @@ export function computeServeMetrics(results: StreamOutcome[], durationS: number,
     tpotMs: summarize(ok.flatMap((r) => tpotOf(r) ?? [])),
     itlMs: summarize(ok.flatMap((r) => r.itlMs)),
     e2eMs: summarize(ok.map((r) => r.e2eMs)),
-    errors: [...errors].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([message, count]) => ({ message, count })),
+    errors: [...errors]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([message, count]) => ({ message, count })),
   };
 }

@@ -62,8 +62,12 @@ export async function startServerProcess(
   };
   const end = Date.now() + readyTimeoutMs;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the server exited while starting (code ${child.exitCode}):\n${output}`);
-    const status = await fetch(`${url}/ready`).then((r) => r.status, () => 0);
+    if (child.exitCode !== null)
+      throw new Error(`the server exited while starting (code ${child.exitCode}):\n${output}`);
+    const status = await fetch(`${url}/ready`).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status === 200) break;
     if (Date.now() > end) {
       child.kill("SIGKILL");

@@ -55,10 +55,27 @@ interface ChunkChoice {
   finish_reason?: string | null;
 }
 
-export async function streamChatCompletion(baseUrl: string, body: Record<string, unknown>, opts: StreamOptions = {}): Promise<StreamOutcome> {
+export async function streamChatCompletion(
+  baseUrl: string,
+  body: Record<string, unknown>,
+  opts: StreamOptions = {},
+): Promise<StreamOutcome> {
   const out: StreamOutcome = {
-    ok: false, status: 0, error: null, startMs: performance.now(), ttftMs: null, e2eMs: 0, itlMs: [], text: "",
-    thoughtChunks: 0, textChunks: 0, finishReason: null, done: false, usage: null, errorBody: null, id: null,
+    ok: false,
+    status: 0,
+    error: null,
+    startMs: performance.now(),
+    ttftMs: null,
+    e2eMs: 0,
+    itlMs: [],
+    text: "",
+    thoughtChunks: 0,
+    textChunks: 0,
+    finishReason: null,
+    done: false,
+    usage: null,
+    errorBody: null,
+    id: null,
   };
   const payload = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } });
   let last = 0;
@@ -90,7 +107,12 @@ export async function streamChatCompletion(baseUrl: string, body: Record<string,
           out.done = true;
           continue;
         }
-        const chunk = JSON.parse(data) as { id?: string; choices?: ChunkChoice[]; usage?: Usage | null; error?: { message?: string } };
+        const chunk = JSON.parse(data) as {
+          id?: string;
+          choices?: ChunkChoice[];
+          usage?: Usage | null;
+          error?: { message?: string };
+        };
         out.id ??= chunk.id ?? null;
         if (chunk.error) {
           out.errorBody = chunk;

@@ -66,10 +66,13 @@ const maxB = Math.max(...batches);
 const manifest = loadManifest(model);
 const V = manifest.architecture.vocab_size;
 // Token ids both engines take as is: plain ids past the placeholder specials (write_gguf.py).
-const prompts = Array.from({ length: maxB }, (_, b) => Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (Math.min(V, 240) - 3))));
+const prompts = Array.from({ length: maxB }, (_, b) =>
+  Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (Math.min(V, 240) - 3))),
+);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-for (const w of weights) if (!GGUF_TYPE[w]) throw new Error(`--weights: ${w} has no llama.cpp counterpart (fp32, int8, int4)`);
+for (const w of weights)
+  if (!GGUF_TYPE[w]) throw new Error(`--weights: ${w} has no llama.cpp counterpart (fp32, int8, int4)`);
 for (const b of ["llama-batched-bench", "llama-server"]) {
   if (!existsSync(join(BIN, b))) throw new Error(`${join(BIN, b)} is missing: run bench/peer/build-llamacpp.sh first`);
 }
@@ -88,11 +91,17 @@ function prepare(w: string): { dir: string; gguf: string } {
     rmSync(dir, { recursive: true, force: true });
     cpSync(model, dir, { recursive: true });
     if (w !== "fp32" || kv !== "float32") {
-      execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv], { cwd: join(ROOT, "models"), stdio: "inherit" });
+      execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv], {
+        cwd: join(ROOT, "models"),
+        stdio: "inherit",
+      });
     }
   }
   const gguf = join(SCRATCH, `${manifest.name}-${GGUF_TYPE[w]}.gguf`);
-  if (!existsSync(gguf)) execFileSync(ORT_PY, [join(ROOT, "bench/peer/write_gguf.py"), model, gguf, "--type", GGUF_TYPE[w]!], { stdio: "inherit" });
+  if (!existsSync(gguf))
+    execFileSync(ORT_PY, [join(ROOT, "bench/peer/write_gguf.py"), model, gguf, "--type", GGUF_TYPE[w]!], {
+      stdio: "inherit",
+    });
   return { dir, gguf };
 }
 
@@ -101,16 +110,41 @@ const llamaKv = kv === "float16" ? "f16" : "f32";
 /** llama-batched-bench: decode tokens/s per batch size (its S_TG column). */
 function llamaEngine(gguf: string): Map<number, number> {
   const ctx = maxB * (P + G) + 64;
-  const out = execFileSync(join(BIN, "llama-batched-bench"), [
-    "-m", gguf, "-c", String(ctx), "-b", "2048", "-ub", "512", "-npp", String(P), "-ntg", String(G),
-    // The first row of a run is cold (no warm-up flag in this tool): run the first size twice, keep the last.
-    "-npl", [batches[0], ...batches].join(","), "-t", String(T), "-tb", String(T), "-ctk", llamaKv, "-ctv", llamaKv,
-  ], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const out = execFileSync(
+    join(BIN, "llama-batched-bench"),
+    [
+      "-m",
+      gguf,
+      "-c",
+      String(ctx),
+      "-b",
+      "2048",
+      "-ub",
+      "512",
+      "-npp",
+      String(P),
+      "-ntg",
+      String(G),
+      // The first row of a run is cold (no warm-up flag in this tool): run the first size twice, keep the last.
+      "-npl",
+      [batches[0], ...batches].join(","),
+      "-t",
+      String(T),
+      "-tb",
+      String(T),
+      "-ctk",
+      llamaKv,
+      "-ctv",
+      llamaKv,
+    ],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+  );
   const res = new Map<number, number>();
   for (const line of out.split("\n")) {
     const c = line.split("|").map((s) => s.trim());
     // |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
-    if (c.length >= 10 && c[1] === String(P) && c[2] === String(G) && /^\d+$/.test(c[3]!)) res.set(Number(c[3]), Number(c[8]));
+    if (c.length >= 10 && c[1] === String(P) && c[2] === String(G) && /^\d+$/.test(c[3]!))
+      res.set(Number(c[3]), Number(c[8]));
   }
   if (res.size !== batches.length) throw new Error(`could not read llama-batched-bench's table:\n${out}`);
   return res;
@@ -121,35 +155,59 @@ async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<
   let firstAll = 0;
   let started = 0;
   const t0 = performance.now();
-  await Promise.all(prompts.slice(0, B).map(async (p, b) => {
-    let n = 0;
-    for await (const e of engine.generate({
-      kind: "generate", id: `${tag}-${b}`, promptIds: p, opensLatentSpan: false, choiceIndex: 0, leaderId: null,
-      latent: { temperature: 0, returnVectors: false }, sampling: greedySampling({ maxTokens: G, ignoreEos: true }),
-    })) {
-      if (e.type !== "token") continue;
-      if (n++ === 0 && ++started === B) firstAll = performance.now();
-    }
-    if (n !== G) throw new Error(`request ${b} produced ${n} tokens`);
-  }));
+  await Promise.all(
+    prompts.slice(0, B).map(async (p, b) => {
+      let n = 0;
+      for await (const e of engine.generate({
+        kind: "generate",
+        id: `${tag}-${b}`,
+        promptIds: p,
+        opensLatentSpan: false,
+        choiceIndex: 0,
+        leaderId: null,
+        latent: { temperature: 0, returnVectors: false },
+        sampling: greedySampling({ maxTokens: G, ignoreEos: true }),
+      })) {
+        if (e.type !== "token") continue;
+        if (n++ === 0 && ++started === B) firstAll = performance.now();
+      }
+      if (n !== G) throw new Error(`request ${b} produced ${n} tokens`);
+    }),
+  );
   const end = performance.now();
   if (!firstAll) firstAll = t0;
   return (B * (G - 1)) / ((end - firstAll) / 1000);
 }
 
-interface HttpResult { tps: number; tpotMs: number }
+interface HttpResult {
+  tps: number;
+  tpotMs: number;
+}
 const agent = new Agent({ connections: 2 * maxB + 8, keepAliveTimeout: 60_000 });
 
 /** One streamed completion. Tokens come from the usage chunk (stream_options.include_usage, both
  * servers): a chunk is not a token (a random model may emit tokens with no text, or, on our side,
  * a latent span whose thoughts are generated positions without text). TPOT = (last chunk - first
  * chunk) / (tokens - 1). */
-async function oneStream(url: string, ids: number[], modelName: string, extra: object): Promise<{ tokens: number; tpot: number }> {
+async function oneStream(
+  url: string,
+  ids: number[],
+  modelName: string,
+  extra: object,
+): Promise<{ tokens: number; tpot: number }> {
   const res = await request(`${url}/v1/completions`, {
-    method: "POST", dispatcher: agent, headers: { "content-type": "application/json" },
+    method: "POST",
+    dispatcher: agent,
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({
-      model: modelName, prompt: ids, max_tokens: G, temperature: 0, ignore_eos: true, stream: true,
-      stream_options: { include_usage: true }, ...extra,
+      model: modelName,
+      prompt: ids,
+      max_tokens: G,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+      ...extra,
     }),
   });
   if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}: ${await res.body.text()}`);
@@ -175,39 +233,86 @@ async function httpLoad(url: string, C: number, modelName: string, extra: object
   const rs = await Promise.all(prompts.slice(0, C).map((p) => oneStream(url, p, modelName, extra)));
   const s = (performance.now() - t0) / 1000;
   const tokens = rs.reduce((a, r) => a + r.tokens, 0);
-  if (rs.some((r) => r.tokens < G)) throw new Error(`${url}: streams ended early (${rs.map((r) => r.tokens).join(",")} tokens)`);
+  if (rs.some((r) => r.tokens < G))
+    throw new Error(`${url}: streams ended early (${rs.map((r) => r.tokens).join(",")} tokens)`);
   return { tps: tokens / s, tpotMs: rs.reduce((a, r) => a + r.tpot, 0) / rs.length };
 }
 
 async function startLlamaServer(gguf: string): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(join(BIN, "llama-server"), [
-    "-m", gguf, "--host", "127.0.0.1", "--port", String(port), "-t", String(T), "-tb", String(T),
-    "-c", String(maxB * (P + G + 16)), "-np", String(maxB), "-ctk", llamaKv, "-ctv", llamaKv, "--no-webui",
-  ], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(
+    join(BIN, "llama-server"),
+    [
+      "-m",
+      gguf,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "-t",
+      String(T),
+      "-tb",
+      String(T),
+      "-c",
+      String(maxB * (P + G + 16)),
+      "-np",
+      String(maxB),
+      "-ctk",
+      llamaKv,
+      "-ctv",
+      llamaKv,
+      "--no-webui",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   let log = "";
   child.stdout!.on("data", (d) => (log += d));
   child.stderr!.on("data", (d) => (log += d));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`llama-server exited:\n${log.slice(-3000)}`);
-    if ((await fetch(`${url}/health`).then((r) => r.status, () => 0)) === 200) break;
+    if (
+      (await fetch(`${url}/health`).then(
+        (r) => r.status,
+        () => 0,
+      )) === 200
+    )
+      break;
     if (i > 1200) throw new Error(`llama-server not ready:\n${log.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url, stop: async () => { child.kill("SIGTERM"); await new Promise((r) => child.once("exit", r)); } };
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    },
+  };
 }
 
-const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
-console.log(`# nfcot-serve vs llama.cpp, ${new Date().toISOString()}, ${cpus().length} CPUs, load average at start ${load()}`);
-console.log(`model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each; our KV ${kv}, llama.cpp KV ${llamaKv}; ${ROUNDS} alternating rounds, medians`);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+console.log(
+  `# nfcot-serve vs llama.cpp, ${new Date().toISOString()}, ${cpus().length} CPUs, load average at start ${load()}`,
+);
+console.log(
+  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each; our KV ${kv}, llama.cpp KV ${llamaKv}; ${ROUNDS} alternating rounds, medians`,
+);
 const rows: string[] = [];
 for (const w of weights) {
   const { dir, gguf } = prepare(w);
   if (!values["no-engine"]) {
     const engine = await EngineClient.start({
-      ...DEFAULT_ENGINE_OPTIONS, modelDir: dir, threads: T, kvCacheBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8, blockSize: 16,
-      enablePrefixCaching: false, maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(2048, maxB * P),
+      ...DEFAULT_ENGINE_OPTIONS,
+      modelDir: dir,
+      threads: T,
+      kvCacheBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8,
+      blockSize: 16,
+      enablePrefixCaching: false,
+      maxNumSeqs: maxB,
+      maxNumBatchedTokens: Math.max(2048, maxB * P),
     });
     await ourEngine(engine, 1, "warm");
     const ours = new Map<number, number[]>();
@@ -220,7 +325,9 @@ for (const w of weights) {
     for (const B of batches) {
       const o = median(ours.get(B)!);
       const t = median(theirs.get(B)!);
-      rows.push(`| ${w} vs ${GGUF_TYPE[w]} | engine | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} |`);
+      rows.push(
+        `| ${w} vs ${GGUF_TYPE[w]} | engine | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} |`,
+      );
       console.log(rows.at(-1));
     }
   }
@@ -228,7 +335,12 @@ for (const w of weights) {
     const ours = new Map<number, HttpResult[]>();
     const theirs = new Map<number, HttpResult[]>();
     for (let r = 0; r < ROUNDS; r++) {
-      const s = await startServerProcess({ NFCOT_MODEL_DIR: dir, NFCOT_THREADS: String(T), NFCOT_MAX_NUM_SEQS: String(Math.max(64, maxB)), NFCOT_ENABLE_PREFIX_CACHING: "false" });
+      const s = await startServerProcess({
+        NFCOT_MODEL_DIR: dir,
+        NFCOT_THREADS: String(T),
+        NFCOT_MAX_NUM_SEQS: String(Math.max(64, maxB)),
+        NFCOT_ENABLE_PREFIX_CACHING: "false",
+      });
       try {
         await httpLoad(s.url, 1, manifest.name);
         for (const C of batches) (ours.get(C) ?? ours.set(C, []).get(C)!).push(await httpLoad(s.url, C, manifest.name));
@@ -239,7 +351,8 @@ for (const w of weights) {
       try {
         // Prompt caching off, as on our side (NFCOT_ENABLE_PREFIX_CACHING=false): every round prefills.
         await httpLoad(l.url, 1, "x", { cache_prompt: false });
-        for (const C of batches) (theirs.get(C) ?? theirs.set(C, []).get(C)!).push(await httpLoad(l.url, C, "x", { cache_prompt: false }));
+        for (const C of batches)
+          (theirs.get(C) ?? theirs.set(C, []).get(C)!).push(await httpLoad(l.url, C, "x", { cache_prompt: false }));
       } finally {
         await l.stop();
       }
@@ -249,7 +362,9 @@ for (const w of weights) {
       const t = theirs.get(C)!;
       const ot = median(o.map((x) => x.tps));
       const tt = median(t.map((x) => x.tps));
-      rows.push(`| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} |`);
+      rows.push(
+        `| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} |`,
+      );
       console.log(rows.at(-1));
     }
   }

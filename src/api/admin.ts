@@ -15,10 +15,14 @@ export const WeightsUpdateRequest = Type.Object(
   {
     model_dir: Type.String({
       minLength: 1,
-      description: "A model directory exported by models/ (python -m nfcot.export) for the same architecture, readable by the server.",
+      description:
+        "A model directory exported by models/ (python -m nfcot.export) for the same architecture, readable by the server.",
     }),
     version: Type.Optional(
-      Type.String({ pattern: WEIGHTS_VERSION_PATTERN.source, description: "Name for the new weights (responses carry it). Default: v<updates + 1>." }),
+      Type.String({
+        pattern: WEIGHTS_VERSION_PATTERN.source,
+        description: "Name for the new weights (responses carry it). Default: v<updates + 1>.",
+      }),
     ),
   },
   { $id: "WeightsUpdateRequest", title: "WeightsUpdateRequest" },
@@ -33,16 +37,28 @@ export const WeightsStatus = Type.Object(
     model_dir: Type.String(),
     updates: Type.Integer({ description: "Successful updates since start." }),
     failed_updates: Type.Integer(),
-    in_progress: Type.Union([Type.String(), Type.Null()], { description: "The version an update in progress will serve." }),
-    swap_ms: Type.Optional(Type.Number({ description: "From the request to the new weights serving (load + wait for the old weights' requests)." })),
+    in_progress: Type.Union([Type.String(), Type.Null()], {
+      description: "The version an update in progress will serve.",
+    }),
+    swap_ms: Type.Optional(
+      Type.Number({
+        description: "From the request to the new weights serving (load + wait for the old weights' requests).",
+      }),
+    ),
   },
   { $id: "WeightsStatus", title: "WeightsStatus" },
 );
 
 const ADMIN_ERRORS = {
   ...ERROR_RESPONSES,
-  409: { description: "A weight update is in progress, or that version serves already", content: { "application/json": { schema: { $ref: "ErrorResponse#" } } } },
-  422: { description: "The model directory cannot replace the served model; the old weights keep serving", content: { "application/json": { schema: { $ref: "ErrorResponse#" } } } },
+  409: {
+    description: "A weight update is in progress, or that version serves already",
+    content: { "application/json": { schema: { $ref: "ErrorResponse#" } } },
+  },
+  422: {
+    description: "The model directory cannot replace the served model; the old weights keep serving",
+    content: { "application/json": { schema: { $ref: "ErrorResponse#" } } },
+  },
 };
 
 /** Route config: the API keys do not apply (route-based auth reads `access`); the admin key does. */
@@ -54,7 +70,8 @@ export async function adminRoutes(app: FastifyInstance, opts: { adminKey: string
     const m = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? "");
     if (!m) throw new ServeError("invalid_admin_key", "Admin routes need Authorization: Bearer <admin key>.");
     const given = Buffer.from(m[1]!.trim());
-    if (given.length !== key.length || !timingSafeEqual(given, key)) throw new ServeError("invalid_admin_key", "Incorrect admin key.");
+    if (given.length !== key.length || !timingSafeEqual(given, key))
+      throw new ServeError("invalid_admin_key", "Incorrect admin key.");
   });
   app.addSchema(WeightsUpdateRequest);
   app.addSchema(WeightsStatus);
@@ -78,7 +95,11 @@ export async function adminRoutes(app: FastifyInstance, opts: { adminKey: string
     "/admin/weights",
     {
       config: ADMIN_ROUTE_CONFIG,
-      schema: { summary: "The weights version serving", tags: ["Admin"], response: { 200: { $ref: "WeightsStatus#" }, ...ADMIN_ERRORS } },
+      schema: {
+        summary: "The weights version serving",
+        tags: ["Admin"],
+        response: { 200: { $ref: "WeightsStatus#" }, ...ADMIN_ERRORS },
+      },
     },
     async () => status(),
   );

@@ -34,7 +34,10 @@ function matches(given: string, keys: Buffer[]): boolean {
   return ok;
 }
 
-export function isOpen(access: RouteAccess | undefined, opts: Pick<AuthOptions, "publicDocs" | "publicTokenizer">): boolean {
+export function isOpen(
+  access: RouteAccess | undefined,
+  opts: Pick<AuthOptions, "publicDocs" | "publicTokenizer">,
+): boolean {
   if (access === "public") return true;
   if (access === "docs") return opts.publicDocs;
   if (access === "tokenizer") return opts.publicTokenizer;

@@ -5,10 +5,10 @@ import { choiceStream, type ChunkShape } from "./choice-stream.ts";
 import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
 import { chatLogprobs } from "./logprobs.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
-import { postSchema } from "./response-schemas.ts";
+import { streamingPostSchema } from "./response-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import type { ChatCompletionRequest } from "./schemas.ts";
-import { jsonOrEventStream, sendEventStream } from "./sse.ts";
+import { sendEventStream } from "./sse.ts";
 import { attributeTokens, TokenTextAttribution } from "./token-text.ts";
 import { checkChatParameters } from "./unsupported-params.ts";
 import { promptLogprobs, scorePromptTokens } from "./prompt-logprobs.ts";
@@ -21,7 +21,12 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
   app.post<{ Body: ChatCompletionRequest }>(
     "/v1/chat/completions",
     {
-      schema: postSchema("Create a chat completion", "OpenAI", "ChatCompletionRequest", jsonOrEventStream("A chat.completion, or with stream: true an event stream of chat.completion.chunk objects.", "ChatCompletion", "ChatCompletionChunk")),
+      schema: streamingPostSchema(
+        "Create a chat completion",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+        "ChatCompletionChunk",
+      ),
     },
     async (request, reply) => {
       const body = request.body;
@@ -30,11 +35,19 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const mode = body.reasoning?.mode ?? info.defaultReasoningMode;
       if (mode === "latent") checkLatentAvailable(app, "reasoning.mode");
       if (!info.reasoningModes.includes(mode)) {
-        throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
+        throw new ServeError(
+          "invalid_request",
+          `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`,
+          "reasoning.mode",
+        );
       }
       checkPromptChars(app, messagesChars(body.messages), "messages");
       const tools = checkChatParameters(app, body); // #18: refused parameters; tools for a template that reads them
-      const prompt = encodeChat(app, body.messages, { mode, kwargs: body.chat_template_kwargs ?? undefined, ...(tools ? { tools } : {}) });
+      const prompt = encodeChat(app, body.messages, {
+        mode,
+        kwargs: body.chat_template_kwargs ?? undefined,
+        ...(tools ? { tools } : {}),
+      });
       const budget = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
       const maxTokens = budgetMaxTokens(info, prompt, { value: body[budget], param: budget }, "messages");
       const logprobs = body.logprobs ?? false;
@@ -49,7 +62,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       // #18: vLLM's prompt_logprobs, scored before generating (a sequence of its own beside the choices).
       const k = body.prompt_logprobs ?? null;
       if (k !== null) checkQueue(app, n + 1, "n");
-      const promptLps = k === null ? null : promptLogprobs(prompt.ids, await scorePromptTokens(app, reply, prompt.ids, k), k, app.tokenizer);
+      const promptLps =
+        k === null
+          ? null
+          : promptLogprobs(prompt.ids, await scorePromptTokens(app, reply, prompt.ids, k), k, app.tokenizer);
       const gen = app.generation.start({
         reply,
         idPrefix: "chatcmpl",
@@ -60,7 +76,10 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         sizeParam: "n",
         reasoning,
       });
-      const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({ content: chatLogprobs(tokens, app.tokenizer), refusal: null });
+      const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({
+        content: chatLogprobs(tokens, app.tokenizer),
+        refusal: null,
+      });
 
       if (body.stream) {
         // #18: each token's text as it lands in the content (held back with a possible stop string).
@@ -71,7 +90,11 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
           text: (i, channel, text, tokens) => {
             if (channel === "reasoning") return { delta: { reasoning_content: text, reasoning: text } };
             // Text without tokens is the tail held back as a possible stop string: it completes them.
-            const done = !logprobs ? [] : tokens.length > 0 ? tokens.flatMap((t) => attrs[i]!.token(t)) : attrs[i]!.finish(text);
+            const done = !logprobs
+              ? []
+              : tokens.length > 0
+                ? tokens.flatMap((t) => attrs[i]!.token(t))
+                : attrs[i]!.finish(text);
             return { delta: { content: text }, logprobs: done.length > 0 ? lp(done) : null };
           },
           finish: (i, reason, thoughts) => {
@@ -80,14 +103,23 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
           },
         };
         const includeUsage = body.stream_options?.include_usage ?? false;
-        return sendEventStream(reply, choiceStream(gen, gen.head("chat.completion.chunk"), shape, { includeUsage, thoughtVectors: returnThoughts }));
+        return sendEventStream(
+          reply,
+          choiceStream(gen, gen.head("chat.completion.chunk"), shape, { includeUsage, thoughtVectors: returnThoughts }),
+        );
       }
       const choices = await gen.collect();
       return {
         ...gen.head("chat.completion"),
         choices: choices.map((c) => ({
           index: c.index,
-          message: { role: "assistant", content: c.text, reasoning_content: c.reasoning, reasoning: c.reasoning, refusal: null },
+          message: {
+            role: "assistant",
+            content: c.text,
+            reasoning_content: c.reasoning,
+            reasoning: c.reasoning,
+            refusal: null,
+          },
           logprobs: logprobs ? lp(attributeTokens(c.tokens, c.text, app.tokenizer)) : null,
           finish_reason: c.finishReason,
           thoughts: c.thoughts,

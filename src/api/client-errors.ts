@@ -9,7 +9,12 @@ import { ServeError } from "../errors.ts";
 
 export type RecordFailure = (code: string) => void;
 
-const REASONS: Record<number, string> = { 400: "Bad Request", 408: "Request Timeout", 413: "Payload Too Large", 417: "Expectation Failed" };
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  408: "Request Timeout",
+  413: "Payload Too Large",
+  417: "Expectation Failed",
+};
 
 function rawResponse(e: ServeError): string {
   const body = JSON.stringify(e.toBody());
@@ -46,10 +51,18 @@ export function clientErrorHandler(record: RecordFailure): (err: Error & { code?
 /** Node answers an unknown `Expect` itself (417, empty body); this is the same, in our shape. */
 export function refuseExpectation(record: RecordFailure): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const e = new ServeError("expectation_failed", `Expect: ${req.headers.expect} is not supported (only 100-continue).`, "expect");
+    const e = new ServeError(
+      "expectation_failed",
+      `Expect: ${req.headers.expect} is not supported (only 100-continue).`,
+      "expect",
+    );
     record(e.code);
     const body = JSON.stringify(e.toBody());
-    res.writeHead(e.status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body), connection: "close" });
+    res.writeHead(e.status, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      connection: "close",
+    });
     res.end(body);
   };
 }
@@ -58,9 +71,10 @@ export function refuseExpectation(record: RecordFailure): (req: IncomingMessage,
  * over-long parameter. No route matched, so nothing is revealed; no hook runs, so count here. */
 export function frameworkErrorHandler(record: RecordFailure) {
   return (err: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void => {
-    const e = err.code === "FST_ERR_BAD_URL"
-      ? new ServeError("invalid_request", "The request path is not valid percent-encoded UTF-8.")
-      : new ServeError("invalid_request", `Invalid request path (${err.code ?? "router error"}).`);
+    const e =
+      err.code === "FST_ERR_BAD_URL"
+        ? new ServeError("invalid_request", "The request path is not valid percent-encoded UTF-8.")
+        : new ServeError("invalid_request", `Invalid request path (${err.code ?? "router error"}).`);
     record(e.code);
     request.log.info({ code: err.code }, "bad request path");
     void reply.code(e.status).type("application/json; charset=utf-8").send(e.toBody());
@@ -73,7 +87,11 @@ export function refuseContentEncoding(app: FastifyInstance): void {
   app.addHook("onRequest", async (req) => {
     const enc = req.headers["content-encoding"];
     if (enc !== undefined && enc.trim().toLowerCase() !== "identity") {
-      throw new ServeError("unsupported_media_type", `Content-Encoding '${enc}' is not supported: send an uncompressed JSON body.`, "content-encoding");
+      throw new ServeError(
+        "unsupported_media_type",
+        `Content-Encoding '${enc}' is not supported: send an uncompressed JSON body.`,
+        "content-encoding",
+      );
     }
   });
 }

@@ -20,7 +20,9 @@ interface AjvError {
 /** `oneOf: [{required: [a]}, {required: [b]}]`: exactly one of the fields a and b. */
 function exactlyOneOfFields(schema: unknown): string[] | null {
   if (!Array.isArray(schema)) return null;
-  const fields = schema.map((b: { required?: unknown }) => (Array.isArray(b?.required) && b.required.length === 1 ? String(b.required[0]) : null));
+  const fields = schema.map((b: { required?: unknown }) =>
+    Array.isArray(b?.required) && b.required.length === 1 ? String(b.required[0]) : null,
+  );
   return fields.every((f) => f !== null) ? (fields as string[]) : null;
 }
 
@@ -34,7 +36,11 @@ function crossFieldError(errors: AjvError[]): ServeError | null {
       const given = fields.filter((f) => data[f] !== undefined);
       const where = jsonPointerToParam(e.instancePath);
       const param = given[1] ?? fields[0]!;
-      return new ServeError("invalid_request", `Give exactly one of ${fields.map((f) => `'${f}'`).join(" and ")}.`, where ? `${where}.${param}` : param);
+      return new ServeError(
+        "invalid_request",
+        `Give exactly one of ${fields.map((f) => `'${f}'`).join(" and ")}.`,
+        where ? `${where}.${param}` : param,
+      );
     }
     // A failed `then` (Ajv stops at its first error): its description states the rule.
     const description = e.parentSchema?.["description"];
@@ -48,7 +54,10 @@ function crossFieldError(errors: AjvError[]): ServeError | null {
 
 /** "/messages/0/content" -> "messages[0].content" (the OpenAI param convention). */
 export function jsonPointerToParam(pointer: string, extra?: string): string | null {
-  const parts = pointer.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const parts = pointer
+    .split("/")
+    .slice(1)
+    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
   if (extra !== undefined) parts.push(extra);
   let out = "";
   for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
@@ -61,14 +70,21 @@ export function validationToServeError(errors: AjvError[], context: string | und
   const cross = crossFieldError(errors);
   if (cross) return cross;
   const specific = errors.filter((e) => e.keyword !== "anyOf");
-  const first = [...(specific.length ? specific : errors)].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+  const first = [...(specific.length ? specific : errors)].sort(
+    (a, b) => b.instancePath.length - a.instancePath.length,
+  )[0];
   if (!first) return new ServeError("invalid_request", "Invalid request.");
   const missing = first.keyword === "required" ? String(first.params["missingProperty"]) : undefined;
   const param = jsonPointerToParam(first.instancePath, missing);
   const where = context && context !== "body" ? `${context} ` : "";
   if (missing) return new ServeError("invalid_request", `Missing required ${where}parameter: '${param}'.`, param);
-  if (!param) return new ServeError("invalid_request", `Invalid ${context ?? "request"}: ${first.message ?? "invalid"}.`, null);
-  return new ServeError("invalid_request", `Invalid value for ${where}'${param}': ${first.message ?? "invalid"}.`, param);
+  if (!param)
+    return new ServeError("invalid_request", `Invalid ${context ?? "request"}: ${first.message ?? "invalid"}.`, null);
+  return new ServeError(
+    "invalid_request",
+    `Invalid value for ${where}'${param}': ${first.message ?? "invalid"}.`,
+    param,
+  );
 }
 
 /** Maps anything thrown in a request to a ServeError. */
@@ -89,7 +105,8 @@ export function toServeError(err: unknown, limits: { bodyLimit?: number } = {}):
       return new ServeError("invalid_request", "The request body is not valid JSON.");
   }
   // SyntaxError from JSON.parse carries statusCode 400 in Fastify's default parser.
-  if (e instanceof SyntaxError) return new ServeError("invalid_request", `The request body is not valid JSON: ${e.message}`);
+  if (e instanceof SyntaxError)
+    return new ServeError("invalid_request", `The request body is not valid JSON: ${e.message}`);
   if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.statusCode === 404) return new ServeError("not_found", e.message);
     if (e.statusCode === 413) return new ServeError("payload_too_large", e.message);
@@ -120,7 +137,10 @@ function unmatched(app: FastifyInstance, request: FastifyRequest, reply: Fastify
   const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
   if (allowed.length === 0) return new ServeError("not_found", `Unknown route: ${request.method} ${path}.`);
   reply.header("allow", allowed.join(", "));
-  return new ServeError("method_not_allowed", `Method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}.`);
+  return new ServeError(
+    "method_not_allowed",
+    `Method ${request.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}.`,
+  );
 }
 
 /** Unmatched requests are answered in onRequest, before their body is read or its media type

@@ -16,7 +16,7 @@ const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 function charClass(keep: (v: number) => boolean): string {
   const chars = [...ALPHABET].filter((_, v) => keep(v));
   if (chars.length === 64) return "[A-Za-z0-9+/]";
-  return "[" + chars.map((c) => (c === "+" || c === "/" ? "\\" + c : c)).join("") + "]";
+  return `[${chars.map((c) => (c === "+" || c === "/" ? `\\${c}` : c)).join("")}]`;
 }
 
 /** Bits of the stream, most significant bit of byte 0 first: bit b is in character b / 6. */
@@ -66,7 +66,8 @@ export function finiteFloat32Base64Pattern(dim: number): string {
   const dataChars = full * 4 + (rem === 0 ? 0 : rem + 1);
   // Canonical padding: the last data character's unused low bits are zero.
   const unused = rem === 1 ? 4 : rem === 2 ? 2 : 0;
-  const charAt = (i: number) => (i === dataChars - 1 && unused > 0 ? charClass((v) => (v & ((1 << unused) - 1)) === 0) : "[A-Za-z0-9+/]");
+  const charAt = (i: number) =>
+    i === dataChars - 1 && unused > 0 ? charClass((v) => (v & ((1 << unused) - 1)) === 0) : "[A-Za-z0-9+/]";
   const rules = Array.from({ length: dim }, (_, f) => exponentBits(f));
   let out = "^";
   let i = 0;
@@ -79,7 +80,7 @@ export function finiteFloat32Base64Pattern(dim: number): string {
     i = hi + 1;
   }
   for (; i < dataChars; i++) out += charAt(i);
-  out += "=".repeat(rem === 0 ? 0 : 3 - rem) + "$";
+  out += `${"=".repeat(rem === 0 ? 0 : 3 - rem)}$`;
   // Runs of free characters as counted repeats keep the expression short.
   return out.replace(/(?:\[A-Za-z0-9\+\/\]){2,}/g, (run) => `[A-Za-z0-9+/]{${run.length / "[A-Za-z0-9+/]".length}}`);
 }

@@ -2,14 +2,29 @@ import { randomBytes } from "node:crypto";
 import type { FastifyReply } from "fastify";
 import { RequestAborted } from "../engine/client.ts";
 import type { EngineHandle, ScoreEvent } from "../engine/engine-handle.ts";
-import type { EngineEvent, FinishReason, GenerateRequest, LatentParams, SamplingParams, ScoreRequest, TopLogprob } from "../engine/types.ts";
+import type {
+  EngineEvent,
+  FinishReason,
+  GenerateRequest,
+  LatentParams,
+  SamplingParams,
+  ScoreRequest,
+  TopLogprob,
+} from "../engine/types.ts";
 import { ServeError, isErrorCode } from "../errors.ts";
 import type { ReasoningSplit } from "../model/manifest.ts";
 import type { Prompt } from "../model/prompt.ts";
 import { ReasoningSplitter, type Channel, type Routed } from "../model/reasoning-splitter.ts";
 import { checkQueue } from "./guards.ts";
 import type { ServeState } from "../http/serve-state.ts";
-import { spanOf, thoughtRecord, thoughtsSummary, type ThoughtEvent, type ThoughtRecord, type ThoughtsSummary } from "./thoughts-summary.ts";
+import {
+  spanOf,
+  thoughtRecord,
+  thoughtsSummary,
+  type ThoughtEvent,
+  type ThoughtRecord,
+  type ThoughtsSummary,
+} from "./thoughts-summary.ts";
 import type { TraceDecoder } from "./trace-decoder.ts";
 import { usageOf, type FinishEvent, type Usage } from "./usage.ts";
 
@@ -116,9 +131,18 @@ export class GenerationService {
         const code = (err as { code?: string }).code;
         throw new ServeError(code && isErrorCode(code) ? code : "engine_error", (err as Error).message);
       }
-      if (clientGone) throw new ServeError("client_closed_request", "The client closed the connection before the request was scored.");
+      if (clientGone)
+        throw new ServeError(
+          "client_closed_request",
+          "The client closed the connection before the request was scored.",
+        );
       if (this.deps.serveState.draining) {
-        throw new ServeError("shutting_down", "The server is shutting down: scoring was stopped at the drain deadline. Retry; another replica will serve it.", null, 5);
+        throw new ServeError(
+          "shutting_down",
+          "The server is shutting down: scoring was stopped at the drain deadline. Retry; another replica will serve it.",
+          null,
+          5,
+        );
       }
       throw new ServeError("engine_error", "The engine aborted the scoring request.");
     }
@@ -168,17 +192,20 @@ export class Generation {
     this.id = requestId(input.idPrefix);
     this.n = input.n;
     this.requests = input.prompts.flatMap(({ prompt, sampling }, p) =>
-      Array.from({ length: input.n }, (_, i): GenerateRequest => ({
-        kind: "generate",
-        id: `${this.id}-${p * input.n + i}`,
-        promptIds: prompt.ids,
-        opensLatentSpan: prompt.opensLatentSpan,
-        ...(prompt.thoughts ? { promptThoughts: prompt.thoughts } : {}),
-        sampling,
-        latent: input.latent,
-        choiceIndex: i,
-        leaderId: i === 0 ? null : `${this.id}-${p * input.n}`,
-      })),
+      Array.from(
+        { length: input.n },
+        (_, i): GenerateRequest => ({
+          kind: "generate",
+          id: `${this.id}-${p * input.n + i}`,
+          promptIds: prompt.ids,
+          opensLatentSpan: prompt.opensLatentSpan,
+          ...(prompt.thoughts ? { promptThoughts: prompt.thoughts } : {}),
+          sampling,
+          latent: input.latent,
+          choiceIndex: i,
+          leaderId: i === 0 ? null : `${this.id}-${p * input.n}`,
+        }),
+      ),
     );
     const split = input.reasoning?.split ?? null;
     this.states = this.requests.map(() => ({
@@ -213,7 +240,14 @@ export class Generation {
   /** What every response object (and stream chunk) of this request starts with. */
   head(object: string): Record<string, unknown> {
     const model = this.deps.modelName;
-    return { id: this.id, object, created: this.created, model, system_fingerprint: `nfcot-serve-${model}`, weights_version: this.weightsVersion };
+    return {
+      id: this.id,
+      object,
+      created: this.created,
+      model,
+      system_fingerprint: `nfcot-serve-${model}`,
+      weights_version: this.weightsVersion,
+    };
   }
 
   get choices(): number {
@@ -277,7 +311,12 @@ export class Generation {
 
   private summary(choice: number, decoded: string | undefined, vectors: boolean): ThoughtsSummary {
     const s = this.states[choice]!;
-    return thoughtsSummary(s.thoughts, { vectors, decoded, temperature: this.input.latent.temperature, flowLogDet: s.flowLogDet });
+    return thoughtsSummary(s.thoughts, {
+      vectors,
+      decoded,
+      temperature: this.input.latent.temperature,
+      flowLogDet: s.flowLogDet,
+    });
   }
 
   /** A piece of text through the choice's split (if any): the text events it releases, recorded. */
@@ -300,7 +339,8 @@ export class Generation {
         s.text += r.text;
         s.tokens.push(...tokens);
       }
-      if (r.text !== "" || tokens.length > 0) out.push({ type: "text", choice, channel: r.channel, text: r.text, tokens });
+      if (r.text !== "" || tokens.length > 0)
+        out.push({ type: "text", choice, channel: r.channel, text: r.text, tokens });
     }
     return out;
   }
@@ -321,7 +361,10 @@ export class Generation {
         if (e.type === "finish" || e.type === "error") this.open.delete(this.requests[choice]!.id);
         if (e.type === "error") throw new ServeError(isErrorCode(e.code) ? e.code : "engine_error", e.message);
         if (e.type === "token") {
-          const token = e.logprob === undefined ? null : { tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] };
+          const token =
+            e.logprob === undefined
+              ? null
+              : { tokenId: e.tokenId, text: e.text, piece: e.piece, logprob: e.logprob, top: e.topLogprobs ?? [] };
           yield* this.route(choice, { text: e.text, token, isToken: true });
         } else if (e.type === "thought") {
           s.thoughts.push(thoughtRecord(e));
@@ -335,7 +378,10 @@ export class Generation {
         }
       }
       if (this.abortReason === "timeout") {
-        throw new ServeError("request_timeout", `The request did not finish within ${this.deps.config.requestTimeoutMs} ms and was aborted.`);
+        throw new ServeError(
+          "request_timeout",
+          `The request did not finish within ${this.deps.config.requestTimeoutMs} ms and was aborted.`,
+        );
       }
     } finally {
       // Reached early only when the reader stopped (error, client gone): free the engine's work.
@@ -346,14 +392,20 @@ export class Generation {
 }
 
 /** Several choices' event streams as one, each event tagged with its choice. */
-async function* interleave(iterators: AsyncIterableIterator<EngineEvent>[]): AsyncGenerator<{ choice: number; event: EngineEvent }> {
+async function* interleave(
+  iterators: AsyncIterableIterator<EngineEvent>[],
+): AsyncGenerator<{ choice: number; event: EngineEvent }> {
   if (iterators.length === 1) {
     // The common case (n = 1): no merging, one promise per event.
     for await (const event of iterators[0]!) yield { choice: 0, event };
     return;
   }
   const pending = new Map<number, Promise<{ i: number; r: IteratorResult<EngineEvent> }>>();
-  const pull = (i: number) => pending.set(i, iterators[i]!.next().then((r) => ({ i, r })));
+  const pull = (i: number) =>
+    pending.set(
+      i,
+      iterators[i]!.next().then((r) => ({ i, r })),
+    );
   iterators.forEach((_, i) => pull(i));
   while (pending.size > 0) {
     const { i, r } = await Promise.race(pending.values());
@@ -368,5 +420,15 @@ async function* interleave(iterators: AsyncIterableIterator<EngineEvent>[]): Asy
 }
 
 async function* nothingGenerated(r: GenerateRequest): AsyncGenerator<EngineEvent> {
-  yield { type: "finish", id: r.id, reason: "length", promptTokens: r.promptIds.length, completionTokens: 0, thoughts: 0, cachedTokens: 0, queueTimeMs: 0, tail: "" };
+  yield {
+    type: "finish",
+    id: r.id,
+    reason: "length",
+    promptTokens: r.promptIds.length,
+    completionTokens: 0,
+    thoughts: 0,
+    cachedTokens: 0,
+    queueTimeMs: 0,
+    tail: "",
+  };
 }

@@ -7,7 +7,11 @@ import { shuttingDown } from "../http/serve-state.ts";
 export function checkModel(app: FastifyInstance, model: string | undefined | null, param = "model"): void {
   if (model === undefined || model === null) return;
   if (model !== app.modelName) {
-    throw new ServeError("model_not_found", `The model '${model}' does not exist. This server serves '${app.modelName}'.`, param);
+    throw new ServeError(
+      "model_not_found",
+      `The model '${model}' does not exist. This server serves '${app.modelName}'.`,
+      param,
+    );
   }
 }
 

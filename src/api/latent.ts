@@ -30,14 +30,20 @@ const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
 /** JSON has no Infinity or NaN: a density that underflows (a tiny latent_temperature, thoughts far
  * outside the flow's range) is reported as null. */
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
-const total = (xs: (number | null)[]): number | null => (xs.some((x) => x === null) ? null : finiteOrNull(sum(xs as number[])));
+const total = (xs: (number | null)[]): number | null =>
+  xs.some((x) => x === null) ? null : finiteOrNull(sum(xs as number[]));
 
 export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentLogprobsRequest }>(
     "/v1/latent/logprobs",
     {
       config: { counted: "latent_scoring" },
-      schema: postSchema("Score latent trajectories (exact log-likelihoods)", "NF-CoT", "LatentLogprobsRequest", "LatentLogprobsResponse"),
+      schema: postSchema(
+        "Score latent trajectories (exact log-likelihoods)",
+        "NF-CoT",
+        "LatentLogprobsRequest",
+        "LatentLogprobsResponse",
+      ),
     },
     async (request, reply) => {
       const body = request.body;
@@ -46,7 +52,11 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       checkLatentAvailable(app, "model");
       checkAccepting(app);
       const answers = body.trajectories.reduce((n, t) => n + (t.answer?.length ?? 0), 0);
-      checkPromptChars(app, (body.prompt?.length ?? 0) + (body.messages ? messagesChars(body.messages) : 0) + answers, answers > 0 ? "trajectories" : body.prompt !== undefined ? "prompt" : "messages");
+      checkPromptChars(
+        app,
+        (body.prompt?.length ?? 0) + (body.messages ? messagesChars(body.messages) : 0) + answers,
+        answers > 0 ? "trajectories" : body.prompt !== undefined ? "prompt" : "messages",
+      );
       const promptIds = scoringPrompt(app, body).ids;
       const jobs = body.trajectories.map((t, i) => {
         const thoughts = parseThoughts(t.thoughts, info.numThoughts, info.thoughtDim, `trajectories[${i}].thoughts`);
@@ -66,12 +76,20 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const temperature = body.latent_temperature ?? 0;
       const returnFlowLogDet = body.return_flow_log_det ?? false;
       if (returnFlowLogDet && !info.hasFlow) {
-        throw new ServeError("invalid_request", "This model ships no shallow flow graphs: there is no flow log-det to return.", "return_flow_log_det");
+        throw new ServeError(
+          "invalid_request",
+          "This model ships no shallow flow graphs: there is no flow log-det to return.",
+          "return_flow_log_det",
+        );
       }
       if (returnFlowLogDet) {
         jobs.forEach((j, i) => {
           if (j.thoughts.length !== info.numThoughts) {
-            throw new ServeError("invalid_request", `The flow log-det needs a full span of ${info.numThoughts} thoughts.`, `trajectories[${i}].thoughts`);
+            throw new ServeError(
+              "invalid_request",
+              `The flow log-det needs a full span of ${info.numThoughts} thoughts.`,
+              `trajectories[${i}].thoughts`,
+            );
           }
         });
       }
@@ -79,7 +97,15 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
       const baseId = requestId("score");
       const results = await app.generation.score(
         reply,
-        jobs.map((j, i) => ({ kind: "score", id: `${baseId}-${i}`, promptIds, thoughts: j.thoughts, answerIds: j.answerIds, temperature, returnFlowLogDet })),
+        jobs.map((j, i) => ({
+          kind: "score",
+          id: `${baseId}-${i}`,
+          promptIds,
+          thoughts: j.thoughts,
+          answerIds: j.answerIds,
+          temperature,
+          returnFlowLogDet,
+        })),
       );
       // Never answer with a partial score: every thought and answer position must have its value.
       results.forEach((r, i) => {
@@ -102,12 +128,18 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
         data: results.map((r, i) => {
           const thoughtLogProb = sum(r.thoughtLogProbs);
           const answerLogProb = sum(r.answerLogprobs.map((a) => a.logprob));
-          const behaviour = temperature > 0 ? r.thoughtBehaviourLogProbs.map((b) => (b === null || !Number.isFinite(b) ? null : b)) : null;
+          const behaviour =
+            temperature > 0
+              ? r.thoughtBehaviourLogProbs.map((b) => (b === null || !Number.isFinite(b) ? null : b))
+              : null;
           return {
             index: i,
             thought_log_probs: r.thoughtLogProbs,
             thought_log_prob: thoughtLogProb,
-            answer_logprobs: r.answerLogprobs.map((a) => ({ token: app.tokenizer.tokenText(a.tokenId), logprob: a.logprob })),
+            answer_logprobs: r.answerLogprobs.map((a) => ({
+              token: app.tokenizer.tokenText(a.tokenId),
+              logprob: a.logprob,
+            })),
             answer_log_prob: answerLogProb,
             log_prob: thoughtLogProb + answerLogProb,
             ...(behaviour
@@ -117,7 +149,9 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
                   behaviour_log_prob: total([...behaviour, answerLogProb]),
                 }
               : {}),
-            ...(r.flowLogDet !== undefined ? { flow_log_det: finiteOrNull(r.flowLogDet), e_log_prob: finiteOrNull(thoughtLogProb + r.flowLogDet) } : {}),
+            ...(r.flowLogDet !== undefined
+              ? { flow_log_det: finiteOrNull(r.flowLogDet), e_log_prob: finiteOrNull(thoughtLogProb + r.flowLogDet) }
+              : {}),
           };
         }),
         usage: {
@@ -131,7 +165,12 @@ export async function latentRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: LatentDecodeRequest }>(
     "/v1/latent/decode",
     {
-      schema: postSchema("Decode thoughts into trace text (models with a thought decoder)", "NF-CoT", "LatentDecodeRequest", "LatentDecodeResponse"),
+      schema: postSchema(
+        "Decode thoughts into trace text (models with a thought decoder)",
+        "NF-CoT",
+        "LatentDecodeRequest",
+        "LatentDecodeResponse",
+      ),
     },
     async (request) => {
       const body = request.body;

@@ -19,7 +19,11 @@ export function chatLogprobs(tokens: LogprobToken[], tok: ModelTokenizer): ChatT
     token: t.text,
     logprob: t.logprob,
     bytes: t.bytes,
-    top_logprobs: t.top.map((x) => ({ token: tok.tokenText(x.tokenId), logprob: x.logprob, bytes: tok.tokenBytes(x.tokenId) })),
+    top_logprobs: t.top.map((x) => ({
+      token: tok.tokenText(x.tokenId),
+      logprob: x.logprob,
+      bytes: tok.tokenBytes(x.tokenId),
+    })),
   }));
 }
 
@@ -46,7 +50,9 @@ export function appendCompletionLogprobs(
   for (const t of tokens) {
     into.tokens.push(t.text);
     into.token_logprobs.push(t.logprob);
-    into.top_logprobs.push(t.top && t.top.length ? Object.fromEntries(t.top.map((x) => [tok.tokenText(x.tokenId), x.logprob])) : null);
+    into.top_logprobs.push(
+      t.top?.length ? Object.fromEntries(t.top.map((x) => [tok.tokenText(x.tokenId), x.logprob])) : null,
+    );
     into.text_offset.push(offset);
     offset += t.text.length;
   }

@@ -31,7 +31,13 @@ function modelObject(app: FastifyInstance) {
 export async function modelsRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     "/v1/models",
-    { schema: { summary: "List models", tags: ["OpenAI"], response: { 200: { $ref: "ModelList#" }, ...ERROR_RESPONSES } } },
+    {
+      schema: {
+        summary: "List models",
+        tags: ["OpenAI"],
+        response: { 200: { $ref: "ModelList#" }, ...ERROR_RESPONSES },
+      },
+    },
     async () => ({ object: "list", data: [modelObject(app)] }),
   );
 

@@ -67,5 +67,5 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
 
 /** The document as committed under openapi/: stable key order, trailing newline. */
 export function serializeOpenApi(doc: unknown): string {
-  return JSON.stringify(doc, null, 2) + "\n";
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }

@@ -40,7 +40,12 @@ export function checkPromptChars(app: FastifyInstance, chars: number, param: str
 
 /** Token ids given directly: more than the context can never be served (and the count bounds
  * detokenizing them). */
-export function checkPromptTokens(app: FastifyInstance, tokens: number, param: string, limit = app.engine.info.maxContext): void {
+export function checkPromptTokens(
+  app: FastifyInstance,
+  tokens: number,
+  param: string,
+  limit = app.engine.info.maxContext,
+): void {
   if (tokens <= limit) return;
   throw new ServeError(
     "context_length_exceeded",

@@ -10,17 +10,34 @@ import { requestId } from "./generation.ts";
 
 /** Per prompt position 1.. (position 0 has nothing before it): the scored token, with its rank
  * and the `top` most likely tokens. */
-export async function scorePromptTokens(app: FastifyInstance, reply: FastifyReply, ids: number[], top: number): Promise<ScoredToken[]> {
+export async function scorePromptTokens(
+  app: FastifyInstance,
+  reply: FastifyReply,
+  ids: number[],
+  top: number,
+): Promise<ScoredToken[]> {
   return (await scorePromptsTokens(app, reply, [ids], top))[0]!;
 }
 
 /** The same for several prompts at once (one scoring sequence each). */
-export async function scorePromptsTokens(app: FastifyInstance, reply: FastifyReply, prompts: number[][], top: number): Promise<ScoredToken[][]> {
+export async function scorePromptsTokens(
+  app: FastifyInstance,
+  reply: FastifyReply,
+  prompts: number[][],
+  top: number,
+): Promise<ScoredToken[][]> {
   const id = requestId("prompt-logprobs");
   const scored = prompts.map((ids, i) => ({ ids, i })).filter((p) => p.ids.length > 1);
   const results = await app.generation.score(
     reply,
-    scored.map(({ ids, i }) => ({ kind: "score", id: `${id}-${i}`, promptIds: ids.slice(0, 1), thoughts: [], answerIds: ids.slice(1), topLogprobs: top })),
+    scored.map(({ ids, i }) => ({
+      kind: "score",
+      id: `${id}-${i}`,
+      promptIds: ids.slice(0, 1),
+      thoughts: [],
+      answerIds: ids.slice(1),
+      topLogprobs: top,
+    })),
   );
   const out: ScoredToken[][] = prompts.map(() => []);
   scored.forEach(({ i }, j) => (out[i] = results[j]!.answerLogprobs));
@@ -36,12 +53,21 @@ export interface PromptTokenLogprob {
 /** vLLM's shape: null for the first position, then {token id: {logprob, rank, decoded_token}}
  * holding the prompt's token and the k most likely tokens (k + 1 entries, or k when the prompt's
  * token is among them). */
-export function promptLogprobs(ids: number[], scored: ScoredToken[], k: number, tok: ModelTokenizer): (Record<string, PromptTokenLogprob> | null)[] {
+export function promptLogprobs(
+  ids: number[],
+  scored: ScoredToken[],
+  k: number,
+  tok: ModelTokenizer,
+): (Record<string, PromptTokenLogprob> | null)[] {
   return ids.map((tokenId, i) => {
     if (i === 0) return null;
     const s = scored[i - 1]!;
     const out: Record<string, PromptTokenLogprob> = {};
-    (s.top ?? []).slice(0, k).forEach((t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: tok.tokenText(t.tokenId) }));
+    (s.top ?? [])
+      .slice(0, k)
+      .forEach(
+        (t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: tok.tokenText(t.tokenId) }),
+      );
     out[tokenId] = { logprob: s.logprob, rank: s.rank ?? null, decoded_token: tok.tokenText(tokenId) };
     return out;
   });
@@ -53,7 +79,11 @@ export function promptLogprobs(ids: number[], scored: ScoredToken[], k: number, 
  * pre-tokenizer) going to the token after it, whitespace the decoder added (between words) to
  * nothing. When the tokenizer changed the text beyond whitespace (a normalizer, unknown words),
  * the prompt as the model read it (its decoded ids) is echoed instead. */
-export function echoPrompt(sent: string | null, ids: number[], tok: ModelTokenizer): { text: string; pieces: string[] } {
+export function echoPrompt(
+  sent: string | null,
+  ids: number[],
+  tok: ModelTokenizer,
+): { text: string; pieces: string[] } {
   const detok = new IncrementalDetokenizer({ decode: (x) => tok.decode(x, false) });
   const decoded = ids.map((id) => detok.push(id));
   // Text held back at the end (an incomplete character) belongs to the last token.

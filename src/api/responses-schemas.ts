@@ -6,7 +6,10 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
 const Opt = <T extends TSchema>(s: T) => Type.Optional(Nullable(s));
 
-const InputText = Type.Object({ type: Type.Union([Type.Literal("input_text"), Type.Literal("output_text")]), text: Type.String() });
+const InputText = Type.Object({
+  type: Type.Union([Type.Literal("input_text"), Type.Literal("output_text")]),
+  text: Type.String(),
+});
 
 const InputMessage = Type.Object(
   {
@@ -38,35 +41,68 @@ const InputReasoning = Type.Object(
   { title: "ResponseInputReasoning" },
 );
 
-export const Effort = Type.Union(["minimal", "low", "medium", "high"].map((e) => Type.Literal(e)), {
-  description:
-    "Mapped to the model's reasoning modes: minimal -> none, low and medium -> latent (K thoughts), high -> explicit (a written trace). A mode the model lacks falls back to its default mode.",
-});
+export const Effort = Type.Union(
+  ["minimal", "low", "medium", "high"].map((e) => Type.Literal(e)),
+  {
+    description:
+      "Mapped to the model's reasoning modes: minimal -> none, low and medium -> latent (K thoughts), high -> explicit (a written trace). A mode the model lacks falls back to its default mode.",
+  },
+);
 
 export const ResponseRequest = Type.Object(
   {
     model: Type.String(),
-    input: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.Union([InputMessage, InputReasoning]), { minItems: 1 })]),
+    input: Type.Union([
+      Type.String({ minLength: 1 }),
+      Type.Array(Type.Union([InputMessage, InputReasoning]), { minItems: 1 }),
+    ]),
     instructions: Opt(Type.String({ description: "A system message before the input." })),
-    max_output_tokens: Opt(Type.Integer({ minimum: 1, description: "Output tokens at most, reasoning (thoughts, trace) included: a latent request needs at least K + 1 (400 naming this field otherwise)." })),
+    max_output_tokens: Opt(
+      Type.Integer({
+        minimum: 1,
+        description:
+          "Output tokens at most, reasoning (thoughts, trace) included: a latent request needs at least K + 1 (400 naming this field otherwise).",
+      }),
+    ),
     temperature: Opt(Type.Number({ minimum: 0, maximum: 2 })),
     top_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
     stream: Opt(Type.Boolean()),
-    store: Opt(Type.Boolean({ description: "Responses are never stored: true is accepted and has no effect (store is false in the response)." })),
+    store: Opt(
+      Type.Boolean({
+        description: "Responses are never stored: true is accepted and has no effect (store is false in the response).",
+      }),
+    ),
     include: Opt(
       Type.Array(Type.String(), {
-        description: 'With "reasoning.encrypted_content", a latent reasoning item carries its thoughts (send the item back to continue the conversation).',
+        description:
+          'With "reasoning.encrypted_content", a latent reasoning item carries its thoughts (send the item back to continue the conversation).',
       }),
     ),
     reasoning: Opt(
       Type.Object({
         effort: Opt(Effort),
         summary: Opt(Type.String()),
-        mode: Type.Optional(Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")], { description: "NF-CoT extension: wins over effort." })),
-        latent_temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 10, description: "T_z of the thoughts (see the chat completions' reasoning)." })),
+        mode: Type.Optional(
+          Type.Union([Type.Literal("latent"), Type.Literal("explicit"), Type.Literal("none")], {
+            description: "NF-CoT extension: wins over effort.",
+          }),
+        ),
+        latent_temperature: Type.Optional(
+          Type.Number({
+            minimum: 0,
+            maximum: 10,
+            description: "T_z of the thoughts (see the chat completions' reasoning).",
+          }),
+        ),
       }),
     ),
-    seed: Opt(Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: "Extension (as vLLM)." })),
+    seed: Opt(
+      Type.Integer({
+        minimum: -Number.MAX_SAFE_INTEGER,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: "Extension (as vLLM).",
+      }),
+    ),
     user: Opt(Type.String()),
     metadata: Opt(Type.Record(Type.String(), Type.String())),
     // Known and refused (400 unsupported_parameter naming them; the served document says so).
@@ -90,7 +126,10 @@ const OutputText = Type.Object({
 /** One event of a streamed response: response.created ... response.completed, each with its
  * sequence number and what it carries (the response, an output item, a text delta...). */
 export const ResponseStreamEvent = Type.Object(
-  { type: Type.String({ description: "response.created, response.output_text.delta, response.completed, ..." }), sequence_number: Type.Integer() },
+  {
+    type: Type.String({ description: "response.created, response.output_text.delta, response.completed, ..." }),
+    sequence_number: Type.Integer(),
+  },
   { $id: "ResponseStreamEvent", title: "ResponseStreamEvent", additionalProperties: true },
 );
 
@@ -107,7 +146,9 @@ export const ResponseObject = Type.Object(
           type: Type.Literal("reasoning"),
           id: Type.String(),
           summary: Type.Array(Type.Unknown()),
-          content: Type.Array(ReasoningText, { description: "The trace, or the decoded thoughts (models with a thought decoder)." }),
+          content: Type.Array(ReasoningText, {
+            description: "The trace, or the decoded thoughts (models with a thought decoder).",
+          }),
           encrypted_content: Nullable(Type.String()),
           status: Type.String(),
           thoughts: Type.Optional(Type.Ref("ThoughtsSummary")),

@@ -6,10 +6,15 @@ import { encodeChat } from "./chat-prompt.ts";
 import { requestId, type Generation } from "./generation.ts";
 import { checkGeneration, checkLatentAvailable } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
-import { postSchema } from "./response-schemas.ts";
-import { ResponseObject, ResponseRequest, ResponseStreamEvent, type ResponseRequest as Body } from "./responses-schemas.ts";
+import { streamingPostSchema } from "./response-schemas.ts";
+import {
+  ResponseObject,
+  ResponseRequest,
+  ResponseStreamEvent,
+  type ResponseRequest as Body,
+} from "./responses-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
-import { jsonOrEventStream, sendEventStream, sseEvent } from "./sse.ts";
+import { sendEventStream, sseEvent } from "./sse.ts";
 import { encodeThought, parseThoughts } from "./thoughts.ts";
 import type { ThoughtsSummary } from "./thoughts-summary.ts";
 
@@ -19,7 +24,12 @@ import type { ThoughtsSummary } from "./thoughts-summary.ts";
  * reasoning item sent back in the input puts its thoughts back in the conversation: the next turn
  * is computed on them (the engine's prefix cache holds them), not on newly sampled ones. */
 
-const EFFORT_MODE: Record<string, ReasoningMode> = { minimal: "none", low: "latent", medium: "latent", high: "explicit" };
+const EFFORT_MODE: Record<string, ReasoningMode> = {
+  minimal: "none",
+  low: "latent",
+  medium: "latent",
+  high: "explicit",
+};
 const ENCRYPTED = "reasoning.encrypted_content";
 /** The thoughts' carrier: the model's name (a payload from another model is refused) and the vectors. */
 const PAYLOAD_PREFIX = "nfcot1:";
@@ -30,7 +40,11 @@ function modeOf(app: FastifyInstance, r: Body["reasoning"]): ReasoningMode {
   if (r?.mode !== undefined) {
     if (wanted === "latent") checkLatentAvailable(app, "reasoning.mode");
     if (!info.reasoningModes.includes(wanted)) {
-      throw new ServeError("invalid_request", `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`, "reasoning.mode");
+      throw new ServeError(
+        "invalid_request",
+        `This model supports reasoning modes ${info.reasoningModes.join(", ")}.`,
+        "reasoning.mode",
+      );
     }
     return wanted;
   }
@@ -54,7 +68,11 @@ function decodePayload(app: FastifyInstance, s: string, param: string): Float32A
     throw new ServeError("invalid_request", "encrypted_content is not a reasoning item this server returned.", param);
   }
   if (parsed.model !== app.modelName) {
-    throw new ServeError("invalid_request", `encrypted_content holds thoughts of the model '${String(parsed.model)}', not of '${app.modelName}'.`, param);
+    throw new ServeError(
+      "invalid_request",
+      `encrypted_content holds thoughts of the model '${String(parsed.model)}', not of '${app.modelName}'.`,
+      param,
+    );
   }
   const info = app.engine.info;
   return parseThoughts(parsed.thoughts as string[], info.numThoughts, info.thoughtDim, param);
@@ -68,7 +86,11 @@ function toMessages(app: FastifyInstance, body: Body): TemplateMessage[] {
   let thoughts: { vectors: Float32Array[]; param: string } | null = null;
   body.input.forEach((item, i) => {
     if (item.type === "reasoning") {
-      if (item.encrypted_content) thoughts = { vectors: decodePayload(app, item.encrypted_content, `input[${i}].encrypted_content`), param: `input[${i}]` };
+      if (item.encrypted_content)
+        thoughts = {
+          vectors: decodePayload(app, item.encrypted_content, `input[${i}].encrypted_content`),
+          param: `input[${i}]`,
+        };
       return;
     }
     const content = typeof item.content === "string" ? item.content : item.content.map((p) => p.text).join("\n");
@@ -77,7 +99,12 @@ function toMessages(app: FastifyInstance, body: Body): TemplateMessage[] {
       thoughts = null;
     } else out.push({ role: item.role, content });
   });
-  if (thoughts) throw new ServeError("invalid_request", "A reasoning item must be followed by the assistant message it reasoned for.", (thoughts as { param: string }).param);
+  if (thoughts)
+    throw new ServeError(
+      "invalid_request",
+      "A reasoning item must be followed by the assistant message it reasoned for.",
+      (thoughts as { param: string }).param,
+    );
   return out;
 }
 
@@ -87,12 +114,19 @@ function checkResponseParameters(body: Body): void {
   if (body.tools != null) throw refuse("tools", "Tools are not supported on /v1/responses.");
   if (body.tool_choice != null) throw refuse("tool_choice", "Tools are not supported on /v1/responses.");
   if (body.previous_response_id != null) {
-    throw refuse("previous_response_id", "Responses are not stored: send the earlier output items (the reasoning item included) back in input.");
+    throw refuse(
+      "previous_response_id",
+      "Responses are not stored: send the earlier output items (the reasoning item included) back in input.",
+    );
   }
-  if (body.background === true) throw refuse("background", "Responses are not stored: background mode is not supported.");
+  if (body.background === true)
+    throw refuse("background", "Responses are not stored: background mode is not supported.");
   const format = body.text?.format?.type;
   if (format != null && format !== "text") {
-    throw refuse("text.format", `text.format '${format}' is not supported: this server has no structured-output decoding.`);
+    throw refuse(
+      "text.format",
+      `text.format '${format}' is not supported: this server has no structured-output decoding.`,
+    );
   }
 }
 
@@ -105,7 +139,12 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: Body }>(
     "/v1/responses",
     {
-      schema: postSchema("Create a model response", "OpenAI", "ResponseRequest", jsonOrEventStream("A response, or with stream: true its events (response.created ... response.completed).", "ResponseObject", "ResponseStreamEvent")),
+      schema: streamingPostSchema(
+        "Create a model response",
+        "ResponseRequest",
+        "ResponseObject",
+        "ResponseStreamEvent",
+      ),
     },
     async (request, reply) => {
       const body = request.body;
@@ -116,23 +155,44 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
       const messages = toMessages(app, body);
       checkPromptChars(app, messagesChars(messages as Parameters<typeof messagesChars>[0]), "input");
       const prompt = encodeChat(app, messages as Parameters<typeof encodeChat>[1], { mode });
-      const maxTokens = budgetMaxTokens(info, prompt, { value: body.max_output_tokens, param: "max_output_tokens" }, "input");
+      const maxTokens = budgetMaxTokens(
+        info,
+        prompt,
+        { value: body.max_output_tokens, param: "max_output_tokens" },
+        "input",
+      );
       const encrypted = mode === "latent" && (body.include ?? []).includes(ENCRYPTED);
-      const sampling = toSampling({ temperature: body.temperature, top_p: body.top_p, seed: body.seed }, maxTokens, { enabled: false, top: 0 });
+      const sampling = toSampling({ temperature: body.temperature, top_p: body.top_p, seed: body.seed }, maxTokens, {
+        enabled: false,
+        top: 0,
+      });
       const gen = app.generation.start({
         reply,
         idPrefix: "resp",
         prompts: [{ prompt, sampling }],
         n: 1,
-        latent: toLatent(info, { latent_temperature: body.reasoning?.latent_temperature, return_thoughts: encrypted }, body.temperature),
+        latent: toLatent(
+          info,
+          { latent_temperature: body.reasoning?.latent_temperature, return_thoughts: encrypted },
+          body.temperature,
+        ),
         returnThoughts: encrypted,
         sizeParam: "input",
-        reasoning: { split: mode !== "latent" ? info.reasoningSplit : null, decodedThoughts: mode === "latent" && info.hasThoughtDecoder },
+        reasoning: {
+          split: mode !== "latent" ? info.reasoningSplit : null,
+          decodedThoughts: mode === "latent" && info.hasThoughtDecoder,
+        },
       });
       const shape = new ResponseShape(app, body, gen, mode);
       if (body.stream) return sendEventStream(reply, shape.events(encrypted));
       const [c] = await gen.collect();
-      return shape.response(c!.reasoning, c!.text, c!.finishReason, c!.thoughts, encrypted && c!.thoughts.vectors ? c!.thoughts.vectors : null);
+      return shape.response(
+        c!.reasoning,
+        c!.text,
+        c!.finishReason,
+        c!.thoughts,
+        encrypted && c!.thoughts.vectors ? c!.thoughts.vectors : null,
+      );
     },
   );
 }
@@ -163,10 +223,23 @@ class ResponseShape {
   }
 
   messageItem(text: string | null, status: string) {
-    return { type: "message", id: this.messageId, role: "assistant", status, content: text === null ? [] : [outputText(text)] };
+    return {
+      type: "message",
+      id: this.messageId,
+      role: "assistant",
+      status,
+      content: text === null ? [] : [outputText(text)],
+    };
   }
 
-  response(reasoning: string | null, text: string | null, finish: string | null, thoughts: ThoughtsSummary | null, vectors: string[] | null, done = true) {
+  response(
+    reasoning: string | null,
+    text: string | null,
+    finish: string | null,
+    thoughts: ThoughtsSummary | null,
+    vectors: string[] | null,
+    done = true,
+  ) {
     const incomplete = finish === "length";
     const status = !done ? "in_progress" : incomplete ? "incomplete" : "completed";
     const hasReasoning = reasoning !== null || (thoughts?.count ?? 0) > 0;
@@ -177,7 +250,12 @@ class ResponseShape {
       created_at: this.gen.created,
       status,
       model: this.app.modelName,
-      output: done ? [...(hasReasoning ? [this.reasoningItem(reasoning, "completed", thoughts, vectors)] : []), this.messageItem(text ?? "", status)] : [],
+      output: done
+        ? [
+            ...(hasReasoning ? [this.reasoningItem(reasoning, "completed", thoughts, vectors)] : []),
+            this.messageItem(text ?? "", status),
+          ]
+        : [],
       usage: u && {
         input_tokens: u.prompt_tokens,
         input_tokens_details: { cached_tokens: u.prompt_tokens_details.cached_tokens },
@@ -222,13 +300,22 @@ class ResponseShape {
       if (reasoningOpen || reasoningDone) return;
       reasoningOpen = true;
       at.reasoning = 0;
-      yield this.event("response.output_item.added", { output_index: 0, item: this.reasoningItem(null, "in_progress", null, null) });
+      yield this.event("response.output_item.added", {
+        output_index: 0,
+        item: this.reasoningItem(null, "in_progress", null, null),
+      });
     }.bind(this);
     const closeReasoning = function* (this: ResponseShape, thoughts: ThoughtsSummary | null) {
       if (!reasoningOpen) return;
       reasoningOpen = false;
       reasoningDone = true;
-      if (reasoning !== null) yield this.event("response.reasoning_text.done", { item_id: this.reasoningId, output_index: 0, content_index: 0, text: reasoning });
+      if (reasoning !== null)
+        yield this.event("response.reasoning_text.done", {
+          item_id: this.reasoningId,
+          output_index: 0,
+          content_index: 0,
+          text: reasoning,
+        });
       const item = this.reasoningItem(reasoning, "completed", thoughts, encrypted && vectors.length ? vectors : null);
       yield this.event("response.output_item.done", { output_index: 0, item });
     }.bind(this);
@@ -236,8 +323,16 @@ class ResponseShape {
       if (text !== null) return;
       text = "";
       at.message = reasoningDone ? 1 : 0;
-      yield this.event("response.output_item.added", { output_index: at.message, item: this.messageItem(null, "in_progress") });
-      yield this.event("response.content_part.added", { item_id: this.messageId, output_index: at.message, content_index: 0, part: outputText("") });
+      yield this.event("response.output_item.added", {
+        output_index: at.message,
+        item: this.messageItem(null, "in_progress"),
+      });
+      yield this.event("response.content_part.added", {
+        item_id: this.messageId,
+        output_index: at.message,
+        content_index: 0,
+        part: outputText(""),
+      });
     }.bind(this);
 
     for await (const e of this.gen.events()) {
@@ -247,21 +342,50 @@ class ResponseShape {
       } else if (e.type === "text" && e.channel === "reasoning") {
         yield* openReasoning();
         reasoning = (reasoning ?? "") + e.text;
-        yield this.event("response.reasoning_text.delta", { item_id: this.reasoningId, output_index: 0, content_index: 0, delta: e.text });
+        yield this.event("response.reasoning_text.delta", {
+          item_id: this.reasoningId,
+          output_index: 0,
+          content_index: 0,
+          delta: e.text,
+        });
       } else if (e.type === "text") {
         if (e.text === "") continue;
         yield* closeReasoning(null);
         yield* openMessage();
         text += e.text;
-        yield this.event("response.output_text.delta", { item_id: this.messageId, output_index: at.message, content_index: 0, delta: e.text });
+        yield this.event("response.output_text.delta", {
+          item_id: this.messageId,
+          output_index: at.message,
+          content_index: 0,
+          delta: e.text,
+        });
       } else {
         yield* closeReasoning(e.thoughts);
         yield* openMessage();
         const status = e.reason === "length" ? "incomplete" : "completed";
-        yield this.event("response.output_text.done", { item_id: this.messageId, output_index: at.message, content_index: 0, text });
-        yield this.event("response.content_part.done", { item_id: this.messageId, output_index: at.message, content_index: 0, part: outputText(text!) });
-        yield this.event("response.output_item.done", { output_index: at.message, item: this.messageItem(text, status) });
-        const final = this.response(reasoning, text, e.reason, e.thoughts, encrypted && vectors.length ? vectors : null);
+        yield this.event("response.output_text.done", {
+          item_id: this.messageId,
+          output_index: at.message,
+          content_index: 0,
+          text,
+        });
+        yield this.event("response.content_part.done", {
+          item_id: this.messageId,
+          output_index: at.message,
+          content_index: 0,
+          part: outputText(text!),
+        });
+        yield this.event("response.output_item.done", {
+          output_index: at.message,
+          item: this.messageItem(text, status),
+        });
+        const final = this.response(
+          reasoning,
+          text,
+          e.reason,
+          e.thoughts,
+          encrypted && vectors.length ? vectors : null,
+        );
         yield this.event(status === "completed" ? "response.completed" : "response.incomplete", { response: final });
       }
     }

@@ -27,7 +27,11 @@ export function toSampling(
   logprobs: { enabled: boolean; top: number },
 ): SamplingParams {
   if ((f.min_tokens ?? 0) > maxTokens) {
-    throw new ServeError("invalid_request", `min_tokens (${f.min_tokens}) must be at most max_tokens (${maxTokens}).`, "min_tokens");
+    throw new ServeError(
+      "invalid_request",
+      `min_tokens (${f.min_tokens}) must be at most max_tokens (${maxTokens}).`,
+      "min_tokens",
+    );
   }
   const stop = f.stop === undefined || f.stop === null ? [] : typeof f.stop === "string" ? [f.stop] : f.stop;
   return {
@@ -45,7 +49,9 @@ export function toSampling(
     logprobs: logprobs.enabled,
     topLogprobs: logprobs.enabled ? logprobs.top : 0,
     ignoreEos: f.ignore_eos ?? false,
-    ...(f.logit_bias ? { logitBias: Object.entries(f.logit_bias).map(([id, b]): [number, number] => [Number(id), b]) } : {}),
+    ...(f.logit_bias
+      ? { logitBias: Object.entries(f.logit_bias).map(([id, b]): [number, number] => [Number(id), b]) }
+      : {}),
     ...(f.min_tokens ? { minTokens: f.min_tokens } : {}),
   };
 }
@@ -61,7 +67,11 @@ export function toLatent(
 ): LatentParams {
   const flow = r?.return_flow_log_det ?? false;
   if (flow && !info.hasFlow) {
-    throw new ServeError("invalid_request", "This model ships no shallow flow graphs: there is no flow log-det to return.", "reasoning.return_flow_log_det");
+    throw new ServeError(
+      "invalid_request",
+      "This model ships no shallow flow graphs: there is no flow log-det to return.",
+      "reasoning.return_flow_log_det",
+    );
   }
   return {
     temperature: r?.latent_temperature ?? (textTemperature === 0 ? 0 : info.defaultLatentTemperature),

@@ -18,7 +18,11 @@ export const TokenId = Type.Integer({ minimum: 0, title: "TokenId" });
 /** Text that yields at least one token: a newline or a character outside Unicode's White_Space
  * (what the tokenizer's pre-tokenizer splits on). Whitespace alone is an empty prompt. */
 const NON_BLANK = "[^\\t\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
-const PromptText = Type.String({ minLength: 1, pattern: NON_BLANK, description: "Non-empty: whitespace alone has no tokens." });
+const PromptText = Type.String({
+  minLength: 1,
+  pattern: NON_BLANK,
+  description: "Non-empty: whitespace alone has no tokens.",
+});
 
 export const ReasoningMode = Type.Union(ReasoningModeSchema.anyOf, {
   description: "How the model reasons before answering: K latent thoughts, a written trace, or not at all.",
@@ -26,10 +30,17 @@ export const ReasoningMode = Type.Union(ReasoningModeSchema.anyOf, {
 
 export const LatentOptions = {
   latent_temperature: Type.Optional(
-    Type.Number({ minimum: 0, maximum: 10, description: "T_z: thoughts are mu + sigma * T_z * z. 0 gives u = mu. Default: the model's (0.9 in the paper)." }),
+    Type.Number({
+      minimum: 0,
+      maximum: 10,
+      description: "T_z: thoughts are mu + sigma * T_z * z. 0 gives u = mu. Default: the model's (0.9 in the paper).",
+    }),
   ),
   return_thoughts: Type.Optional(
-    Type.Boolean({ description: "Return each thought's vector (base64 of little-endian float32) in the choice's thoughts (and in stream thought chunks)." }),
+    Type.Boolean({
+      description:
+        "Return each thought's vector (base64 of little-endian float32) in the choice's thoughts (and in stream thought chunks).",
+    }),
   ),
   return_flow_log_det: Type.Optional(
     Type.Boolean({
@@ -48,7 +59,13 @@ export const Reasoning = Type.Object(
 const SamplingFields = {
   model: Type.String({ description: "The served model name (GET /v1/models)." }),
   n: Opt(Type.Integer({ minimum: 1, description: "Choices to generate (the server's limit applies)." })),
-  seed: Opt(Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, description: "Choice i uses seed + i: the same request with a seed gives the same choices." })),
+  seed: Opt(
+    Type.Integer({
+      minimum: -Number.MAX_SAFE_INTEGER,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: "Choice i uses seed + i: the same request with a seed gives the same choices.",
+    }),
+  ),
   stop: Opt(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 16 })])),
   temperature: Opt(Type.Number({ minimum: 0, maximum: 2 })),
   top_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
@@ -62,7 +79,9 @@ const SamplingFields = {
   repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10, description: "Extension (1: off)." })),
   ignore_eos: Opt(Type.Boolean({ description: "Extension: keep generating past EOS until max_tokens." })),
   // Any id: one outside the vocabulary is never sampled, so it never stops anything.
-  stop_token_ids: Opt(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: "Extension: token ids that end a choice." })),
+  stop_token_ids: Opt(
+    Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 64, description: "Extension: token ids that end a choice." }),
+  ),
   logit_bias: Opt(
     Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 }), {
       additionalProperties: false,
@@ -127,14 +146,21 @@ const ToolFields = {
     ),
   ),
   parallel_tool_calls: Opt(Type.Boolean({ description: TOOLS_NOTE })),
-  functions: Opt(Type.Array(Type.Unknown(), { description: "Deprecated by OpenAI for tools: always refused (400 unsupported_parameter)." })),
-  function_call: Opt(Type.Unknown({ description: "Deprecated by OpenAI for tool_choice: always refused (400 unsupported_parameter)." })),
+  functions: Opt(
+    Type.Array(Type.Unknown(), {
+      description: "Deprecated by OpenAI for tools: always refused (400 unsupported_parameter).",
+    }),
+  ),
+  function_call: Opt(
+    Type.Unknown({ description: "Deprecated by OpenAI for tool_choice: always refused (400 unsupported_parameter)." }),
+  ),
 };
 
 const TextPart = Type.Object({ type: Type.Literal("text"), text: Type.String() }, { title: "TextContentPart" });
 
 const ChatTemplateKwargs = Type.Record(Type.String(), Type.Unknown(), {
-  description: "Extension (as vLLM): extra variables for the model's chat template, e.g. {\"enable_thinking\": false} for Qwen3.",
+  description:
+    'Extension (as vLLM): extra variables for the model\'s chat template, e.g. {"enable_thinking": false} for Qwen3.',
 });
 
 export const ChatMessage = Type.Object(
@@ -142,7 +168,9 @@ export const ChatMessage = Type.Object(
     role: Type.Union(["system", "developer", "user", "assistant", "tool"].map((r) => Type.Literal(r))),
     content: Nullable(Type.Union([Type.String(), Type.Array(TextPart)])),
     name: Type.Optional(Type.String()),
-    tool_call_id: Type.Optional(Type.String({ description: "A tool message: the call it answers (passed to the chat template)." })),
+    tool_call_id: Type.Optional(
+      Type.String({ description: "A tool message: the call it answers (passed to the chat template)." }),
+    ),
     tool_calls: Type.Optional(
       Type.Array(
         Type.Object({
@@ -163,7 +191,9 @@ export const ChatCompletionRequest = Type.Object(
     ...SamplingFields,
     messages: Type.Array(ChatMessage, { minItems: 1 }),
     max_tokens: maxTokens(1),
-    max_completion_tokens: Opt(Type.Integer({ minimum: 1, description: "Wins over max_tokens; the same rule (thoughts count)." })),
+    max_completion_tokens: Opt(
+      Type.Integer({ minimum: 1, description: "Wins over max_tokens; the same rule (thoughts count)." }),
+    ),
     logprobs: Opt(Type.Boolean({ description: "Log-probabilities of the text tokens (EOS excluded)." })),
     top_logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Needs logprobs: true when over 0." })),
     reasoning: Opt(Reasoning),
@@ -171,8 +201,14 @@ export const ChatCompletionRequest = Type.Object(
     ...ToolFields,
     response_format: Opt(
       Type.Object(
-        { type: Type.Union([Type.Literal("text"), Type.Literal("json_object"), Type.Literal("json_schema")]), json_schema: Type.Optional(Type.Unknown()) },
-        { description: "Only {\"type\": \"text\"}: json_object and json_schema are refused (400 unsupported_parameter): there is no structured-output decoding." },
+        {
+          type: Type.Union([Type.Literal("text"), Type.Literal("json_object"), Type.Literal("json_schema")]),
+          json_schema: Type.Optional(Type.Unknown()),
+        },
+        {
+          description:
+            'Only {"type": "text"}: json_object and json_schema are refused (400 unsupported_parameter): there is no structured-output decoding.',
+        },
       ),
     ),
   },
@@ -205,8 +241,18 @@ export const CompletionRequest = Type.Object(
     ...SamplingFields,
     prompt: PromptInput,
     max_tokens: maxTokens(0),
-    echo: Opt(Type.Boolean({ description: "Prepend the prompt to each choice's text (and its token log-probs when logprobs is set)." })),
-    logprobs: Opt(Type.Integer({ minimum: 0, maximum: 20, description: "Log-probs of the sampled tokens and this many alternatives." })),
+    echo: Opt(
+      Type.Boolean({
+        description: "Prepend the prompt to each choice's text (and its token log-probs when logprobs is set).",
+      }),
+    ),
+    logprobs: Opt(
+      Type.Integer({
+        minimum: 0,
+        maximum: 20,
+        description: "Log-probs of the sampled tokens and this many alternatives.",
+      }),
+    ),
     suffix: Opt(Type.String({ maxLength: 0, description: "Not supported: must be empty." })),
     best_of: Opt(Type.Integer({ minimum: 1, maximum: 1, description: "Not supported beyond 1." })),
     reasoning: Opt(Type.Object(LatentOptions, { title: "LatentOptions" })),
@@ -230,7 +276,9 @@ export const Trajectory = Type.Object(
   {
     thoughts: ThoughtsInput,
     answer: Type.Optional(
-      Type.String({ description: "The answer text. Its tokens are scored followed by EOS; absent: the thoughts alone are scored." }),
+      Type.String({
+        description: "The answer text. Its tokens are scored followed by EOS; absent: the thoughts alone are scored.",
+      }),
     ),
   },
   { title: "Trajectory" },
@@ -239,8 +287,15 @@ export const Trajectory = Type.Object(
 export const LatentLogprobsRequest = Type.Object(
   {
     model: Type.String(),
-    messages: Type.Optional(Type.Array(ChatMessage, { minItems: 1, description: "Rendered with the chat template in latent mode (ends with <bot>)." })),
-    prompt: Type.Optional(Type.String({ description: "Raw prompt text; <bot> is appended when it does not end with it." })),
+    messages: Type.Optional(
+      Type.Array(ChatMessage, {
+        minItems: 1,
+        description: "Rendered with the chat template in latent mode (ends with <bot>).",
+      }),
+    ),
+    prompt: Type.Optional(
+      Type.String({ description: "Raw prompt text; <bot> is appended when it does not end with it." }),
+    ),
     trajectories: Type.Array(Trajectory, { minItems: 1, maxItems: 1024 }),
     latent_temperature: Type.Optional(
       Type.Number({
@@ -251,13 +306,17 @@ export const LatentLogprobsRequest = Type.Object(
       }),
     ),
     return_flow_log_det: Type.Optional(
-      Type.Boolean({ description: "Also return flow_log_det and e_log_prob (full spans of K thoughts; models that ship the flow graphs)." }),
+      Type.Boolean({
+        description:
+          "Also return flow_log_det and e_log_prob (full spans of K thoughts; models that ship the flow graphs).",
+      }),
     ),
   },
   {
     $id: "LatentLogprobsRequest",
     title: "LatentLogprobsRequest",
-    description: "Scores trajectories [prompt] <bot> [u_1..u_K] [answer] <eos> teacher-forced. Give exactly one of messages and prompt.",
+    description:
+      "Scores trajectories [prompt] <bot> [u_1..u_K] [answer] <eos> teacher-forced. Give exactly one of messages and prompt.",
     ...exactlyOneOf("messages", "prompt"),
   },
 );

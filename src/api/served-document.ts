@@ -19,7 +19,15 @@ export interface ServedFacts extends RefusalFacts {
 
 type Json = Record<string, any>;
 
-const REQUESTS = ["ChatCompletionRequest", "CompletionRequest", "ResponseRequest", "LatentLogprobsRequest", "LatentDecodeRequest", "TokenizeRequest", "DetokenizeRequest"];
+const REQUESTS = [
+  "ChatCompletionRequest",
+  "CompletionRequest",
+  "ResponseRequest",
+  "LatentLogprobsRequest",
+  "LatentDecodeRequest",
+  "TokenizeRequest",
+  "DetokenizeRequest",
+];
 
 function walk(node: unknown, visit: (n: Json) => void): void {
   if (Array.isArray(node)) for (const x of node) walk(x, visit);
@@ -41,7 +49,12 @@ function thoughts(f: ServedFacts): Json {
       {
         type: "array",
         ...k,
-        items: { type: "array", minItems: f.thoughtDim, maxItems: f.thoughtDim, items: { type: "number", minimum: -FLOAT32_MAX, maximum: FLOAT32_MAX } },
+        items: {
+          type: "array",
+          minItems: f.thoughtDim,
+          maxItems: f.thoughtDim,
+          items: { type: "number", minimum: -FLOAT32_MAX, maximum: FLOAT32_MAX },
+        },
       },
     ],
   };
@@ -101,11 +114,15 @@ export function describeServed(doc: Json, f: ServedFacts): Json {
   });
   schemas["ExtraJsonValue"] = {
     title: "ExtraJsonValue",
-    description: "Any JSON value without an object key \"__proto__\" at any depth (an ignored extra field).",
+    description: 'Any JSON value without an object key "__proto__" at any depth (an ignored extra field).',
     anyOf: [
       { type: ["string", "number", "boolean", "null"] },
       { type: "array", items: { $ref: "#/components/schemas/ExtraJsonValue" } },
-      { type: "object", propertyNames: NO_PROTO_NAME, additionalProperties: { $ref: "#/components/schemas/ExtraJsonValue" } },
+      {
+        type: "object",
+        propertyNames: NO_PROTO_NAME,
+        additionalProperties: { $ref: "#/components/schemas/ExtraJsonValue" },
+      },
     ],
   };
   return doc;

@@ -30,13 +30,17 @@ export function describeRefusals(schemas: Record<string, Json>, f: RefusalFacts)
   const p = chat["properties"];
   for (const legacy of ["functions", "function_call"]) p[legacy] = refusedBy("OpenAI replaced it with tools.");
   if (!f.readsTools) {
-    for (const t of ["tools", "tool_choice", "parallel_tool_calls"]) p[t] = refusedBy("this model's chat template does not read tools.");
+    for (const t of ["tools", "tool_choice", "parallel_tool_calls"])
+      p[t] = refusedBy("this model's chat template does not read tools.");
   } else {
-    p["tool_choice"] = { enum: ["none", "auto", null], description: "\"required\" and a named function are refused: no constrained decoding." };
+    p["tool_choice"] = {
+      enum: ["none", "auto", null],
+      description: '"required" and a named function are refused: no constrained decoding.',
+    };
   }
   p["response_format"] = {
     anyOf: [{ type: "object", required: ["type"], properties: { type: { const: "text" } } }, { type: "null" }],
-    description: "Only {\"type\": \"text\"}: json_object and json_schema are refused (no structured-output decoding).",
+    description: 'Only {"type": "text"}: json_object and json_schema are refused (no structured-output decoding).',
   };
   for (const s of [chat, completion]) {
     s["allOf"] = [
@@ -45,17 +49,33 @@ export function describeRefusals(schemas: Record<string, Json>, f: RefusalFacts)
       streamRule("prompt_logprobs", false, "prompt_logprobs are not available with stream: true."),
     ];
     const min = s["properties"]["min_tokens"];
-    min["description"] = `${min["description"]} Above max_tokens (or, without it, above what fits in the context) it is a 400 invalid_request.`;
+    min["description"] =
+      `${min["description"]} Above max_tokens (or, without it, above what fits in the context) it is a 400 invalid_request.`;
   }
   const responses = schemas["ResponseRequest"]?.["properties"];
   if (responses) {
     responses["tools"] = refusedBy("no tool calls on /v1/responses.");
     responses["tool_choice"] = refusedBy("no tool calls on /v1/responses.");
-    responses["previous_response_id"] = refusedBy("responses are not stored: send the earlier output items back in input.");
-    responses["background"] = { anyOf: [{ const: false }, { type: "null" }], description: "Refused when true: responses are not stored." };
+    responses["previous_response_id"] = refusedBy(
+      "responses are not stored: send the earlier output items back in input.",
+    );
+    responses["background"] = {
+      anyOf: [{ const: false }, { type: "null" }],
+      description: "Refused when true: responses are not stored.",
+    };
     responses["text"] = {
       anyOf: [
-        { type: "object", properties: { format: { anyOf: [{ type: "object", required: ["type"], properties: { type: { const: "text" } } }, { type: "null" }] } } },
+        {
+          type: "object",
+          properties: {
+            format: {
+              anyOf: [
+                { type: "object", required: ["type"], properties: { type: { const: "text" } } },
+                { type: "null" },
+              ],
+            },
+          },
+        },
         { type: "null" },
       ],
       description: "Only the text format: json_object and json_schema are refused (no structured-output decoding).",
@@ -66,6 +86,8 @@ export function describeRefusals(schemas: Record<string, Json>, f: RefusalFacts)
   if (!f.latentAvailable) {
     completion["properties"]["reasoning"] = refusedBy("this model has no latent reasoning.");
   } else {
-    options["properties"]["mode"] = refusedBy("the prompt sets the mode on /v1/completions (end it with <bot> to open a latent span).");
+    options["properties"]["mode"] = refusedBy(
+      "the prompt sets the mode on /v1/completions (end it with <bot> to open a latent span).",
+    );
   }
 }

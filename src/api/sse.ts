@@ -21,7 +21,11 @@ export function sseContent(chunk: string): Record<string, unknown> {
       properties: {
         data: {
           anyOf: [
-            { type: "string", contentMediaType: "application/json", contentSchema: { anyOf: [{ $ref: `${chunk}#` }, { $ref: "ErrorResponse#" }] } },
+            {
+              type: "string",
+              contentMediaType: "application/json",
+              contentSchema: { anyOf: [{ $ref: `${chunk}#` }, { $ref: "ErrorResponse#" }] },
+            },
             { const: "[DONE]" },
           ],
         },
@@ -51,7 +55,10 @@ export function sseData(obj: unknown): string {
 }
 
 /** Chunks of one stream share everything but their choice: serialize the rest once. */
-export function chunkEncoder(head: Record<string, unknown>, tail: Record<string, unknown> = {}): (choice: unknown) => string {
+export function chunkEncoder(
+  head: Record<string, unknown>,
+  tail: Record<string, unknown> = {},
+): (choice: unknown) => string {
   const prefix = `data: ${JSON.stringify(head).slice(0, -1)},"choices":[`;
   const rest = JSON.stringify(tail).slice(1, -1);
   const suffix = `]${rest ? `,${rest}` : ""}}\n\n`;

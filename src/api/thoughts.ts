@@ -36,16 +36,31 @@ export function parseThoughts(input: string[] | number[][], count: number, dim: 
     if (typeof t !== "string") {
       // Beyond float32's range a number would round to Infinity: refuse it as it is.
       const far = t.findIndex((x) => Math.abs(x) > FLOAT32_MAX);
-      if (far >= 0) throw new ServeError("invalid_request", `Thought ${i} has a value outside float32's range (${t[far]}) at dimension ${far}.`, p);
+      if (far >= 0)
+        throw new ServeError(
+          "invalid_request",
+          `Thought ${i} has a value outside float32's range (${t[far]}) at dimension ${far}.`,
+          p,
+        );
     }
     const v = typeof t === "string" ? decodeThought(t) : Float32Array.from(t);
-    if (v === null) throw new ServeError("invalid_request", `Thought ${i} is not base64 of little-endian float32 values.`, p);
+    if (v === null)
+      throw new ServeError("invalid_request", `Thought ${i} is not base64 of little-endian float32 values.`, p);
     if (v.length !== dim) {
-      throw new ServeError("invalid_request", `Thought ${i} has ${v.length} dimensions; the model's thoughts have ${dim}.`, p);
+      throw new ServeError(
+        "invalid_request",
+        `Thought ${i} has ${v.length} dimensions; the model's thoughts have ${dim}.`,
+        p,
+      );
     }
     // Arrays are rounded to float32 (what the model consumes): beyond its range they become Inf.
     const bad = v.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0) throw new ServeError("invalid_request", `Thought ${i} has a non-finite value (${v[bad]}) at dimension ${bad}.`, p);
+    if (bad >= 0)
+      throw new ServeError(
+        "invalid_request",
+        `Thought ${i} has a non-finite value (${v[bad]}) at dimension ${bad}.`,
+        p,
+      );
     return v;
   });
 }

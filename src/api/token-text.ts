@@ -70,7 +70,10 @@ export class TokenTextAttribution {
 
   private release(final: boolean): LogprobToken[] {
     const out: LogprobToken[] = [];
-    while (this.pending.length > 0 && (final || this.pending[0]!.start + this.pending[0]!.piece.length <= this.content)) {
+    while (
+      this.pending.length > 0 &&
+      (final || this.pending[0]!.start + this.pending[0]!.piece.length <= this.content)
+    ) {
       const p = this.pending.shift()!;
       const text = p.piece.slice(0, Math.max(0, Math.min(p.piece.length, this.content - p.start)));
       this.group.push({ token: p.token, text });

@@ -19,11 +19,19 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
       const body = request.body;
       checkModel(app, body.model);
       const hasPrompt = body.prompt !== undefined; // the schema lets exactly one of them through
-      checkPromptChars(app, hasPrompt ? body.prompt!.length : messagesChars(body.messages!), hasPrompt ? "prompt" : "messages");
+      checkPromptChars(
+        app,
+        hasPrompt ? body.prompt!.length : messagesChars(body.messages!),
+        hasPrompt ? "prompt" : "messages",
+      );
       const mode = body.reasoning_mode ?? app.engine.info.defaultReasoningMode;
       const tokens = hasPrompt
         ? app.tokenizer.encode(body.prompt!)
-        : encodeChat(app, body.messages!, { mode, addGenerationPrompt: body.add_generation_prompt ?? true, kwargs: body.chat_template_kwargs }).ids;
+        : encodeChat(app, body.messages!, {
+            mode,
+            addGenerationPrompt: body.add_generation_prompt ?? true,
+            kwargs: body.chat_template_kwargs,
+          }).ids;
       return {
         count: tokens.length,
         max_model_len: app.engine.info.maxContext,
@@ -46,7 +54,12 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
       checkPromptTokens(app, body.tokens.length, "tokens", promptCharLimit(app));
       const vocab = app.engine.info.vocabSize;
       const bad = body.tokens.findIndex((t) => t >= vocab);
-      if (bad >= 0) throw new ServeError("invalid_request", `Token id ${body.tokens[bad]} is outside the vocabulary (size ${vocab}).`, `tokens[${bad}]`);
+      if (bad >= 0)
+        throw new ServeError(
+          "invalid_request",
+          `Token id ${body.tokens[bad]} is outside the vocabulary (size ${vocab}).`,
+          `tokens[${bad}]`,
+        );
       return { prompt: app.tokenizer.decode(body.tokens, false) };
     },
   );

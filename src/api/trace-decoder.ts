@@ -41,7 +41,9 @@ export class TraceDecoder {
     this.scheduled = false;
     try {
       const slots = await this.engine.decodeThoughts(batch.map((b) => b.span));
-      batch.forEach((b, i) => b.resolve(traceText(traceSteps(slots[i]!, this.tokenizer, this.manifest), this.manifest)));
+      batch.forEach((b, i) =>
+        b.resolve(traceText(traceSteps(slots[i]!, this.tokenizer, this.manifest), this.manifest)),
+      );
     } catch (err) {
       this.log.warn({ err }, "thought decoder failed; responding without decoded traces");
       for (const b of batch) b.resolve(undefined);

@@ -6,15 +6,25 @@ import type { FastifyInstance } from "fastify";
 
 export const IGNORED_FIELDS_HEADER = "x-ignored-fields";
 
-type BodySchema = { $ref?: string; properties?: Record<string, unknown>; additionalProperties?: unknown; patternProperties?: unknown };
+type BodySchema = {
+  $ref?: string;
+  properties?: Record<string, unknown>;
+  additionalProperties?: unknown;
+  patternProperties?: unknown;
+};
 
 export function reportIgnoredFields(app: FastifyInstance): void {
   const known = new WeakMap<object, Set<string> | null>();
   const fieldsOf = (schema: BodySchema): Set<string> | null => {
     if (!known.has(schema)) {
-      const resolved: BodySchema | undefined = schema.$ref ? (app.getSchema(schema.$ref.replace(/#$/, "")) as BodySchema | undefined) : schema;
+      const resolved: BodySchema | undefined = schema.$ref
+        ? (app.getSchema(schema.$ref.replace(/#$/, "")) as BodySchema | undefined)
+        : schema;
       // A schema that takes any key (a map) has no unknown fields.
-      const open = !resolved?.properties || resolved.patternProperties !== undefined || (resolved.additionalProperties !== undefined && resolved.additionalProperties !== true);
+      const open =
+        !resolved?.properties ||
+        resolved.patternProperties !== undefined ||
+        (resolved.additionalProperties !== undefined && resolved.additionalProperties !== true);
       known.set(schema, open ? null : new Set(Object.keys(resolved!.properties!)));
     }
     return known.get(schema)!;
@@ -28,7 +38,10 @@ export function reportIgnoredFields(app: FastifyInstance): void {
     if (!fields) return;
     const ignored = Object.keys(body).filter((k) => !fields.has(k));
     if (ignored.length === 0) return;
-    request.log.warn({ ignoredFields: ignored }, `The following fields were present in the request but ignored: ${ignored.join(", ")}`);
+    request.log.warn(
+      { ignoredFields: ignored },
+      `The following fields were present in the request but ignored: ${ignored.join(", ")}`,
+    );
     reply.header(IGNORED_FIELDS_HEADER, ignored.map(encodeURIComponent).join(", "));
   });
 }

@@ -21,7 +21,11 @@ function checkCommon(app: FastifyInstance, body: ChatCompletionRequest | Complet
   const vocab = app.engine.info.vocabSize;
   for (const id of Object.keys(body.logit_bias ?? {})) {
     if (Number(id) >= vocab) {
-      throw new ServeError("invalid_request", `logit_bias names token id ${id}, outside the vocabulary (size ${vocab}).`, "logit_bias");
+      throw new ServeError(
+        "invalid_request",
+        `logit_bias names token id ${id}, outside the vocabulary (size ${vocab}).`,
+        "logit_bias",
+      );
     }
   }
 }
@@ -40,11 +44,17 @@ export function checkChatParameters(app: FastifyInstance, body: ChatCompletionRe
   }
   const choice = body.tool_choice;
   if (choice === "required" || (typeof choice === "object" && choice !== null)) {
-    throw refuse("tool_choice", "tool_choice 'required' or a named function is not supported: this server cannot force a tool call.");
+    throw refuse(
+      "tool_choice",
+      "tool_choice 'required' or a named function is not supported: this server cannot force a tool call.",
+    );
   }
   const format = body.response_format?.type;
   if (format === "json_object" || format === "json_schema") {
-    throw refuse("response_format", `response_format '${format}' is not supported: this server has no structured-output decoding. Use {"type": "text"}.`);
+    throw refuse(
+      "response_format",
+      `response_format '${format}' is not supported: this server has no structured-output decoding. Use {"type": "text"}.`,
+    );
   }
   return body.tools && body.tools.length > 0 && choice !== "none" ? body.tools : undefined;
 }
@@ -56,7 +66,10 @@ export function checkCompletionParameters(app: FastifyInstance, body: Completion
   checkCommon(app, body);
   const reasoning = body.reasoning as Record<string, unknown> | null | undefined;
   if (reasoning && given(reasoning["mode"])) {
-    throw refuse("reasoning.mode", "reasoning.mode is not supported on /v1/completions: the prompt sets the mode (end it with <bot> to open a latent span), or use /v1/chat/completions.");
+    throw refuse(
+      "reasoning.mode",
+      "reasoning.mode is not supported on /v1/completions: the prompt sets the mode (end it with <bot> to open a latent span), or use /v1/chat/completions.",
+    );
   }
   const latentUnavailable = app.engine.info.latentUnavailable;
   if (reasoning && latentUnavailable !== null) {

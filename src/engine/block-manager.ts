@@ -214,7 +214,7 @@ export class BlockManager {
         h.update(new Uint8Array(Int32Array.of(j, bytes.byteLength).buffer));
         h.update(bytes);
       }
-      seq.blockHashes.push(BigInt("0x" + h.digest("hex")));
+      seq.blockHashes.push(BigInt(`0x${h.digest("hex")}`));
     }
     return seq.blockHashes[i];
   }

@@ -167,7 +167,9 @@ export class EngineClient implements EngineHandle {
    * A refused load (missing or corrupt files, another architecture) rejects and changes nothing. */
   updateWeights(modelDir: string, version: string): Promise<WeightUpdateResult> {
     if (this.update) {
-      return Promise.reject(new WeightUpdateError("conflict", `a weight update to ${this.update.version} is in progress`));
+      return Promise.reject(
+        new WeightUpdateError("conflict", `a weight update to ${this.update.version} is in progress`),
+      );
     }
     if (version === this.version) {
       return Promise.reject(new WeightUpdateError("conflict", `version ${version} is the one serving`));
@@ -198,7 +200,8 @@ export class EngineClient implements EngineHandle {
     for await (const e of ch) {
       if (e.type === "score") result = e;
       else if (e.type === "error") throw Object.assign(new Error(e.message), { code: e.code });
-      else if (e.type === "finish" && e.reason === "abort" && !result) throw new RequestAborted(`scoring request ${req.id} was aborted`);
+      else if (e.type === "finish" && e.reason === "abort" && !result)
+        throw new RequestAborted(`scoring request ${req.id} was aborted`);
     }
     if (!result) throw new Error("scoring ended without a result");
     return result;

@@ -25,7 +25,12 @@ export interface LoadedFacts {
 
 export function engineInfo(manifest: Manifest, loaded: LoadedFacts): EngineInfo {
   const model = modelInfo(manifest);
-  return { ...model, ...loaded, modelMaxContext: model.maxContext, maxContext: servedMaxContext(model.maxContext, loaded.numBlocks, loaded.blockSize) };
+  return {
+    ...model,
+    ...loaded,
+    modelMaxContext: model.maxContext,
+    maxContext: servedMaxContext(model.maxContext, loaded.numBlocks, loaded.blockSize),
+  };
 }
 
 /** The context the server serves: the model's, lowered to what the KV pool holds, so that every

@@ -10,8 +10,16 @@ import { Sequence } from "./sequence.ts";
 import { THOUGHT } from "../model/positions.ts";
 import { IncrementalDetokenizer, type Detokenizer } from "./detokenizer.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import type { EngineEvent, EngineRequest, EngineStats, FinishReason, GenerateRequest, ScoredToken, ScoreRequest, StepRecord } from "./types.ts";
-
+import type {
+  EngineEvent,
+  EngineRequest,
+  EngineStats,
+  FinishReason,
+  GenerateRequest,
+  ScoredToken,
+  ScoreRequest,
+  StepRecord,
+} from "./types.ts";
 
 export interface SpecialTokens {
   eos: number;
@@ -73,7 +81,15 @@ export class Engine {
   private readonly eosIds: readonly number[];
   /** Banned at every text step: unsamplable ids, and pad unless it doubles as an eos (Qwen). */
   private readonly alwaysBanned: number[];
-  private counters = { steps: 0, lastStepMs: 0, lastBatchPositions: 0, lastBatchSequences: 0, promptTokens: 0, generationTokens: 0, thoughts: 0 };
+  private counters = {
+    steps: 0,
+    lastStepMs: 0,
+    lastBatchPositions: 0,
+    lastBatchSequences: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    thoughts: 0,
+  };
 
   constructor(
     private runner: Runner,
@@ -93,7 +109,8 @@ export class Engine {
     // Requests stamped with the incoming weights wait until the old weights' requests are done.
     // The readiness probe (priority) is never held: it runs on the weights serving, and the swap
     // waits for it like for any request of the old weights.
-    scheduler.hold = (seq) => this.pending !== null && seq.request.weightsVersion === this.pending.version && !isPriority(seq);
+    scheduler.hold = (seq) =>
+      this.pending !== null && seq.request.weightsVersion === this.pending.version && !isPriority(seq);
   }
 
   /** Arms a weight swap: requests stamped `version` are held from now on; the swap itself happens
@@ -116,7 +133,8 @@ export class Engine {
   swapIfReady(): Runner | null {
     if (!this.pending) return null;
     const v = this.pending.version;
-    for (const seq of this.scheduler.liveSequences) if (seq.request.weightsVersion !== v || isPriority(seq)) return null;
+    for (const seq of this.scheduler.liveSequences)
+      if (seq.request.weightsVersion !== v || isPriority(seq)) return null;
     const old = this.runner;
     this.runner = this.pending.runner;
     this.version = v;
@@ -134,18 +152,24 @@ export class Engine {
     // Refused alone, before it holds anything: the API checks the same, so this is the backstop.
     const problem =
       req.kind === "generate"
-        ? samplingProblem(req.sampling, req.latent.temperature) ?? this.spanProblem(req) ?? promptThoughtsProblem(req, this.runner.thoughtDim)
+        ? (samplingProblem(req.sampling, req.latent.temperature) ??
+          this.spanProblem(req) ??
+          promptThoughtsProblem(req, this.runner.thoughtDim))
         : null;
-    if (problem) return this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
+    if (problem) {
+      this.emit({ type: "error", id: req.id, code: "invalid_request", message: problem });
+      return;
+    }
     // A generation needs one position past its prompt; scoring needs its positions.
     const needed = seq.numPositions + (req.kind === "generate" ? 1 : 0);
     if (needed > this.maxContext) {
-      return this.emit({
+      this.emit({
         type: "error",
         id: req.id,
         code: "context_length_exceeded",
         message: `the sequence needs ${needed} positions but this engine serves at most ${this.maxContext} (the KV cache holds ${this.blocks.numBlocks * this.blocks.blockSize})`,
       });
+      return;
     }
     if (req.kind === "generate") {
       // Penalties look at tokens only: a prompt's thought positions are not in its history.
@@ -201,7 +225,11 @@ export class Engine {
       await this.runFlowJobs();
       this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
       this.counters.lastBatchSequences = out.items.length;
-      this.stepRecords.push({ ms: performance.now() - t0, positions: this.counters.lastBatchPositions, sequences: out.items.length });
+      this.stepRecords.push({
+        ms: performance.now() - t0,
+        positions: this.counters.lastBatchPositions,
+        sequences: out.items.length,
+      });
     }
     this.counters.steps++;
     this.counters.lastStepMs = performance.now() - t0;
@@ -239,7 +267,12 @@ export class Engine {
     if (seq.isFinished) return;
     const e = err instanceof Error ? err : new Error(String(err));
     this.scheduler.finish(seq, "abort");
-    this.emit({ type: "error", id: seq.id, code: "engine_error", message: `the engine failed this request: ${e.message}` });
+    this.emit({
+      type: "error",
+      id: seq.id,
+      code: "engine_error",
+      message: `the engine failed this request: ${e.message}`,
+    });
     this.failures.push({ id: seq.id, message: e.message, stack: e.stack });
     this.forget(seq.id);
   }
@@ -265,7 +298,13 @@ export class Engine {
     } else {
       for (let p = Math.max(start, seq.promptLength - 1); p < Math.min(end, seq.numPositions - 1); p++) outputs.push(p);
     }
-    return { tokens: seq.tokens.slice(start, end), thoughts: seq.thoughts.slice(start, end), start, blockTable: seq.blockTable, outputs };
+    return {
+      tokens: seq.tokens.slice(start, end),
+      thoughts: seq.thoughts.slice(start, end),
+      start,
+      blockTable: seq.blockTable,
+      outputs,
+    };
   }
 
   private update(out: SchedulerOutput, rows: ForwardRow[], results: (RowOutput | Error)[]): void {
@@ -317,8 +356,8 @@ export class Engine {
       const u = seq.thoughts[p + 1]!;
       st.thoughtLogProbs.push(thoughtLogProb(u, mu, ls));
       st.thoughtBehaviourLogProbs.push(behaviourLogProb(u, mu, ls, (seq.request as ScoreRequest).temperature ?? 0));
-    }
-    else st.answerLogprobs.push({ tokenId: next, ...scoreToken(logits, next, (seq.request as ScoreRequest).topLogprobs) });
+    } else
+      st.answerLogprobs.push({ tokenId: next, ...scoreToken(logits, next, (seq.request as ScoreRequest).topLogprobs) });
   }
 
   private sample(seq: Sequence, req: GenerateRequest, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
@@ -342,7 +381,10 @@ export class Engine {
       }
     } else {
       // One latent span per answer: the model may open it, but not loop on it.
-      const banned = [...this.alwaysBanned, ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : [])];
+      const banned = [
+        ...this.alwaysBanned,
+        ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : []),
+      ];
       // min_tokens (vLLM): neither EOS nor a stop token id may end the choice before it.
       const early = seq.completionTokens < (req.sampling.minTokens ?? 0);
       if (req.sampling.ignoreEos || early) banned.push(...this.eosIds);
@@ -350,7 +392,8 @@ export class Engine {
       const s = sampleToken(logits, req.sampling, g.history, g.rng, banned);
       if (this.eosIds.includes(s.tokenId) || req.sampling.stopTokenIds.includes(s.tokenId)) {
         this.scheduler.finish(seq, "stop");
-        return this.finish(seq, "stop");
+        this.finish(seq, "stop");
+        return;
       }
       seq.appendToken(s.tokenId);
       this.counters.generationTokens++;
@@ -368,7 +411,8 @@ export class Engine {
       });
       if (stopped) {
         this.scheduler.finish(seq, "stop");
-        return this.finish(seq, "stop");
+        this.finish(seq, "stop");
+        return;
       }
     }
     if (seq.completionTokens >= req.sampling.maxTokens || seq.numPositions >= this.maxContext) {
@@ -390,7 +434,12 @@ export class Engine {
       for (const j of jobs) {
         if (j.seq.isFinished) continue;
         this.scheduler.finish(j.seq, "abort");
-        this.emit({ type: "error", id: j.seq.id, code: "engine_error", message: `the flow graphs failed: ${(e as Error).message}` });
+        this.emit({
+          type: "error",
+          id: j.seq.id,
+          code: "engine_error",
+          message: `the flow graphs failed: ${(e as Error).message}`,
+        });
         this.forget(j.seq.id);
       }
       return;
@@ -454,6 +503,10 @@ function splitOutput(rows: ForwardRow[], r: ForwardOutput, V: number, D: number)
   return rows.map((row) => {
     const a = o;
     o += row.outputs.length;
-    return { logits: r.logits.subarray(a * V, o * V), mu: r.mu.subarray(a * D, o * D), logSigma: r.logSigma.subarray(a * D, o * D) };
+    return {
+      logits: r.logits.subarray(a * V, o * V),
+      mu: r.mu.subarray(a * D, o * D),
+      logSigma: r.logSigma.subarray(a * D, o * D),
+    };
   });
 }

@@ -15,13 +15,11 @@ const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 /** Exact log N(u; mu, diag sigma^2) in float64:
  * sum_d -0.5 ((u_d - mu_d) / sigma_d)^2 - log sigma_d - 0.5 log(2 pi).
  * Always the T_z = 1 density: the model's likelihood, which scoring and RL ratios recompute. */
-export function thoughtLogProb(
-  u: ArrayLike<number>,
-  mu: ArrayLike<number>,
-  logSigma: ArrayLike<number>,
-): number {
+export function thoughtLogProb(u: ArrayLike<number>, mu: ArrayLike<number>, logSigma: ArrayLike<number>): number {
   if (u.length !== mu.length || mu.length !== logSigma.length) {
-    throw new RangeError(`thoughtLogProb: lengths differ (u ${u.length}, mu ${mu.length}, logSigma ${logSigma.length})`);
+    throw new RangeError(
+      `thoughtLogProb: lengths differ (u ${u.length}, mu ${mu.length}, logSigma ${logSigma.length})`,
+    );
   }
   let sum = 0;
   for (let d = 0; d < mu.length; d++) {
@@ -47,9 +45,14 @@ export function sampleThought(
   for (let d = 0; d < mu.length; d++) {
     vector[d] = temperature > 0 ? mu[d] + Math.exp(logSigma[d]) * temperature * rng.normal() : mu[d];
     // A non-finite thought would poison every later position of the sequence (and its logProb).
-    if (!Number.isFinite(vector[d])) throw new SamplingError(`thought dimension ${d} is not finite (mu ${mu[d]}, log sigma ${logSigma[d]})`);
+    if (!Number.isFinite(vector[d]))
+      throw new SamplingError(`thought dimension ${d} is not finite (mu ${mu[d]}, log sigma ${logSigma[d]})`);
   }
-  return { vector, logProb: thoughtLogProb(vector, mu, logSigma), behaviourLogProb: behaviourLogProb(vector, mu, logSigma, temperature) };
+  return {
+    vector,
+    logProb: thoughtLogProb(vector, mu, logSigma),
+    behaviourLogProb: behaviourLogProb(vector, mu, logSigma, temperature),
+  };
 }
 
 /** The density a thought was drawn from at temperature T: N(mu, (T sigma)^2), i.e. log sigma
@@ -62,5 +65,9 @@ export function behaviourLogProb(
 ): number | null {
   if (!(temperature > 0)) return null;
   const logT = Math.log(temperature);
-  return thoughtLogProb(u, mu, Array.from(logSigma, (l) => l + logT));
+  return thoughtLogProb(
+    u,
+    mu,
+    Array.from(logSigma, (l) => l + logT),
+  );
 }

@@ -45,5 +45,7 @@ export function engineOptionsFrom(settings: EngineOptions): EngineOptions {
 
 /** Blocks in the KV pool, given the bytes one block takes. */
 export function kvPoolBlocks(options: EngineSettings, bytesPerBlock: number): number {
-  return options.kvCacheBlocks > 0 ? options.kvCacheBlocks : Math.max(1, Math.floor(options.kvCacheBytes / bytesPerBlock));
+  return options.kvCacheBlocks > 0
+    ? options.kvCacheBlocks
+    : Math.max(1, Math.floor(options.kvCacheBytes / bytesPerBlock));
 }

@@ -6,7 +6,8 @@ import { THOUGHT } from "../model/positions.ts";
 
 /** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
 
-export interface RunnerOptions extends Pick<EngineOptions, "modelDir" | "provider" | "threads" | "graphOptimization" | "blockSize"> {
+export interface RunnerOptions
+  extends Pick<EngineOptions, "modelDir" | "provider" | "threads" | "graphOptimization" | "blockSize"> {
   /** Blocks in the KV pool (resolved: kvPoolBlocks). */
   numBlocks: number;
   /** Intra-op threads spin between kernels (default false: bench/session-options.ts measures both). */
@@ -79,12 +80,21 @@ export class Runner {
     this.bs = options.blockSize;
     this.kvDtype = manifest.kv_cache.dtype;
     const n = options.numBlocks * this.blockFloats;
-    if (pool && (pool.length !== n || (pool instanceof Uint16Array) !== (this.kvDtype === "float16"))) {
-      throw new ModelLoadError(`the KV pool has ${pool.length} ${pool instanceof Uint16Array ? "float16" : "float32"} values; this model needs ${n} ${this.kvDtype}`);
+    if (pool && (pool.length !== n || pool instanceof Uint16Array !== (this.kvDtype === "float16"))) {
+      throw new ModelLoadError(
+        `the KV pool has ${pool.length} ${pool instanceof Uint16Array ? "float16" : "float32"} values; this model needs ${n} ${this.kvDtype}`,
+      );
     }
     this.pool = pool ?? (this.kvDtype === "float16" ? new Uint16Array(n) : new Float32Array(n));
     // The pool is handed to onnxruntime zero-copy every step (serving-notes): one tensor object.
-    this.poolTensor = new ort.Tensor(this.kvDtype, this.pool, [options.numBlocks, this.L, 2, this.kvH, this.bs, this.hd]);
+    this.poolTensor = new ort.Tensor(this.kvDtype, this.pool, [
+      options.numBlocks,
+      this.L,
+      2,
+      this.kvH,
+      this.bs,
+      this.hd,
+    ]);
   }
 
   /** Values in one block: [L, 2, kvH, blockSize, headDim]. */
@@ -171,7 +181,10 @@ export class Runner {
     const multi = rows.map((_, i) => i).filter((i) => rows[i]!.tokens.length > 1);
     // The common step (all decode, or one prefill): the graph's outputs are already in row order.
     if (single.length === 0 || multi.length === 0) return this.runGroup(rows);
-    const parts = new Map<number, { logits: Float32Array; mu: Float32Array; logSigma: Float32Array; offsets: number[] }>();
+    const parts = new Map<
+      number,
+      { logits: Float32Array; mu: Float32Array; logSigma: Float32Array; offsets: number[] }
+    >();
     for (const group of [single, multi]) {
       if (group.length === 0) continue;
       const out = await this.runGroup(group.map((i) => rows[i]!));
@@ -229,7 +242,10 @@ export class Runner {
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [B, S]),
       ...(this.thoughtIO
-        ? { thought_inputs: new ort.Tensor("float32", th, [B, S, D]), is_thought: new ort.Tensor("float32", isTh, [B, S]) }
+        ? {
+            thought_inputs: new ort.Tensor("float32", th, [B, S, D]),
+            is_thought: new ort.Tensor("float32", isTh, [B, S]),
+          }
         : {}),
       positions: new ort.Tensor("int64", pos, [B, S]),
       past_lens: new ort.Tensor("int64", past, [B]),
@@ -317,22 +333,31 @@ function checkGraph(m: Manifest, spec: GraphSpec, s: ort.InferenceSession, path:
     const names = have.map((h) => h.name);
     for (const w of want) {
       const h = have.find((x) => x.name === w.name);
-      if (!h) throw new ModelLoadError(`${path}: manifest ${kind} '${w.name}' is not in the graph (graph has ${names.join(", ")})`);
+      if (!h)
+        throw new ModelLoadError(
+          `${path}: manifest ${kind} '${w.name}' is not in the graph (graph has ${names.join(", ")})`,
+        );
       if (!h.isTensor) throw new ModelLoadError(`${path}: ${kind} '${w.name}' is not a tensor`);
-      if (h.type !== w.dtype) throw new ModelLoadError(`${path}: ${kind} '${w.name}' is ${h.type} in the graph, ${w.dtype} in the manifest`);
+      if (h.type !== w.dtype)
+        throw new ModelLoadError(`${path}: ${kind} '${w.name}' is ${h.type} in the graph, ${w.dtype} in the manifest`);
       if (h.shape.length !== w.shape.length) {
-        throw new ModelLoadError(`${path}: ${kind} '${w.name}' has rank ${h.shape.length} in the graph, ${w.shape.length} in the manifest`);
+        throw new ModelLoadError(
+          `${path}: ${kind} '${w.name}' has rank ${h.shape.length} in the graph, ${w.shape.length} in the manifest`,
+        );
       }
       w.shape.forEach((d, i) => {
         const want = resolveDim(m, d);
         const got = h.shape[i];
         if (typeof want === "number" && typeof got === "number" && want !== got) {
-          throw new ModelLoadError(`${path}: ${kind} '${w.name}' dim ${i} is ${got} in the graph, ${want} (${d}) in the manifest`);
+          throw new ModelLoadError(
+            `${path}: ${kind} '${w.name}' dim ${i} is ${got} in the graph, ${want} (${d}) in the manifest`,
+          );
         }
       });
     }
     for (const n of names) {
-      if (!want.some((w) => w.name === n)) throw new ModelLoadError(`${path}: graph ${kind} '${n}' is not in the manifest`);
+      if (!want.some((w) => w.name === n))
+        throw new ModelLoadError(`${path}: graph ${kind} '${n}' is not in the manifest`);
     }
   };
   compare("input", spec.inputs, s.inputMetadata);

@@ -156,7 +156,11 @@ export function sampleToken(
 
 /** One teacher-forced position: log p(tokenId) of the raw logits, and when `top` is given its
  * rank (1 + the tokens strictly more likely, as vLLM ranks) and the `top` most likely tokens. */
-export function scoreToken(rawLogits: Float32Array, tokenId: number, top?: number): { logprob: number; rank?: number; top?: TopLogprob[] } {
+export function scoreToken(
+  rawLogits: Float32Array,
+  tokenId: number,
+  top?: number,
+): { logprob: number; rank?: number; top?: TopLogprob[] } {
   const lp = logSoftmax(rawLogits);
   const logprob = lp[tokenId]!;
   if (top === undefined) return { logprob };
@@ -185,7 +189,7 @@ export function sanitizeLogits(logits: Float32Array): boolean {
 
 /** OpenAI's floor for log-probs of tokens the model rules out (JSON has no -Infinity). */
 const MIN_LOGPROB = -9999;
-const finiteLogprob = (x: number): number => (x > MIN_LOGPROB ? x : MIN_LOGPROB);
+const finiteLogprob = (x: number): number => Math.max(x, MIN_LOGPROB);
 
 /** Index of the largest logit, lowest id on ties; throws when every token is masked. */
 function argmax(logits: Float32Array): number {

@@ -44,13 +44,29 @@ async function main(): Promise<void> {
   const tokenizer = new ModelTokenizer(opts.modelDir, manifest, { chat: false });
   const perBlock = Runner.bytesPerBlock(manifest, opts.blockSize);
   const numBlocks = kvPoolBlocks(opts, perBlock);
-  post({ type: "progress", message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)` });
+  post({
+    type: "progress",
+    message: `loading graphs (${opts.provider}); KV pool ${numBlocks} blocks x ${opts.blockSize} positions (${((numBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB)`,
+  });
   const runner = await Runner.create(manifest, { ...opts, numBlocks });
-  const blocks = new BlockManager({ numBlocks, blockSize: opts.blockSize, enablePrefixCaching: opts.enablePrefixCaching });
-  const scheduler = new Scheduler({ maxNumSeqs: opts.maxNumSeqs, maxNumBatchedTokens: opts.maxNumBatchedTokens }, blocks);
+  const blocks = new BlockManager({
+    numBlocks,
+    blockSize: opts.blockSize,
+    enablePrefixCaching: opts.enablePrefixCaching,
+  });
+  const scheduler = new Scheduler(
+    { maxNumSeqs: opts.maxNumSeqs, maxNumBatchedTokens: opts.maxNumBatchedTokens },
+    blocks,
+  );
   let pending: EngineEvent[] = [];
   const st = manifest.special_tokens;
-  const info = engineInfo(manifest, { modelDir: opts.modelDir, numBlocks, blockSize: opts.blockSize, provider: opts.provider, weightsVersion: INITIAL_VERSION });
+  const info = engineInfo(manifest, {
+    modelDir: opts.modelDir,
+    numBlocks,
+    blockSize: opts.blockSize,
+    provider: opts.provider,
+    weightsVersion: INITIAL_VERSION,
+  });
   const { maxContext, modelMaxContext } = info;
   if (maxContext < modelMaxContext) {
     post({
@@ -60,8 +76,22 @@ async function main(): Promise<void> {
       fields: { phase: "load", maxContext, modelMaxContext, kvBlocks: numBlocks, blockSize: opts.blockSize },
     });
   }
-  const special = { ...st, eosIds: info.eosTokenIds, neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size) };
-  const engine = new Engine(runner, scheduler, blocks, tokenizer, special, maxContext, (e) => pending.push(e), Date.now, INITIAL_VERSION);
+  const special = {
+    ...st,
+    eosIds: info.eosTokenIds,
+    neverSample: tokenizer.idsWithoutToken(manifest.architecture.vocab_size),
+  };
+  const engine = new Engine(
+    runner,
+    scheduler,
+    blocks,
+    tokenizer,
+    special,
+    maxContext,
+    (e) => pending.push(e),
+    Date.now,
+    INITIAL_VERSION,
+  );
   // A weight update in progress: the loaded runner (between "loaded" and "arm") and who asked.
   let staged: { reqId: number; runner: Runner; modelDir: string } | null = null;
   let swapFor: { reqId: number; modelDir: string } | null = null;
@@ -81,8 +111,7 @@ async function main(): Promise<void> {
       } catch (e) {
         pending.push({ type: "error", id: m.req.id, code: "invalid_request", message: (e as Error).message });
       }
-    }
-    else if (m.type === "abort") engine.abort(m.id);
+    } else if (m.type === "abort") engine.abort(m.id);
     else if (m.type === "shutdown") stopping = true;
     else if (m.type === "load") {
       // Loads while the engine keeps stepping on the serving weights; a failure changes nothing.
@@ -99,8 +128,7 @@ async function main(): Promise<void> {
         swapFor = { reqId: m.reqId, modelDir: staged.modelDir };
         staged = null;
       }
-    }
-    else if (m.type === "decode") {
+    } else if (m.type === "decode") {
       serving.runner.decodeThoughts(m.thoughts).then(
         (steps) => post({ type: "decoded", reqId: m.reqId, steps }),
         (e: Error) => post({ type: "decoded", reqId: m.reqId, steps: null, error: e.message }),
@@ -130,7 +158,12 @@ async function main(): Promise<void> {
     } catch (e) {
       const err = e as Error;
       const requestIds = engine.failAll(`engine step failed: ${err.message}`);
-      post({ type: "log", level: "error", message: "engine step failed: every request in flight failed", fields: { requestIds, err: { message: err.message, stack: err.stack } } });
+      post({
+        type: "log",
+        level: "error",
+        message: "engine step failed: every request in flight failed",
+        fields: { requestIds, err: { message: err.message, stack: err.stack } },
+      });
     }
     const failed = engine.drainFailures();
     if (failed.length > 0) {
@@ -138,7 +171,11 @@ async function main(): Promise<void> {
         type: "log",
         level: "error",
         message: `engine step failed for ${failed.length} request(s); they failed alone, the others go on`,
-        fields: { requestIds: failed.map((f) => f.id), err: { message: failed[0]!.message, stack: failed[0]!.stack }, errors: failed.map((f) => f.message) },
+        fields: {
+          requestIds: failed.map((f) => f.id),
+          err: { message: failed[0]!.message, stack: failed[0]!.stack },
+          errors: failed.map((f) => f.message),
+        },
       });
     }
     flush();

@@ -9,5 +9,10 @@ export interface ServeState {
 
 /** 503 while draining: Retry-After sends the client to another replica. */
 export function shuttingDown(retryAfterSeconds: number): ServeError {
-  return new ServeError("shutting_down", "The server is shutting down and accepts no new requests.", null, retryAfterSeconds);
+  return new ServeError(
+    "shutting_down",
+    "The server is shutting down and accepts no new requests.",
+    null,
+    retryAfterSeconds,
+  );
 }

@@ -26,7 +26,10 @@ export interface RenderOptions {
 }
 
 export class ChatTemplateError extends Error {
-  constructor(message: string, readonly param: string | null = null) {
+  constructor(
+    message: string,
+    readonly param: string | null = null,
+  ) {
     super(message);
   }
 }
@@ -41,12 +44,17 @@ export class ChatTemplate {
    * Hugging Face templates do); a request's tools are refused for one that does not. */
   readonly readsTools: boolean;
 
-  constructor(readonly source: string, tokenizerConfig: Record<string, unknown>) {
+  constructor(
+    readonly source: string,
+    tokenizerConfig: Record<string, unknown>,
+  ) {
     this.template = new Template(source);
     this.specials = specialTokenStrings(tokenizerConfig);
     // Inside {{ }} and {% %} only: the word in the template's literal text or comments is no read.
     this.readsTools = [...source.matchAll(/\{[{%]([\s\S]*?)[%}]\}/g)].some((m) => /\btools\b/.test(m[1]!));
-    this.takesContentParts = /\{%-?\s*for\s+\w+\s+in\s+[\w.]*?(message|m|msg)(\.content|\[['"]content['"]\])/.test(source);
+    this.takesContentParts = /\{%-?\s*for\s+\w+\s+in\s+[\w.]*?(message|m|msg)(\.content|\[['"]content['"]\])/.test(
+      source,
+    );
   }
 
   /** Variables the renderer owns: chat_template_kwargs may not set them. */
@@ -57,7 +65,11 @@ export class ChatTemplate {
   render(messages: readonly TemplateMessage[], opts: RenderOptions): string {
     const kwargs = opts.kwargs ?? {};
     for (const k of Object.keys(kwargs)) {
-      if (this.reserved.includes(k)) throw new ChatTemplateError(`chat_template_kwargs.${k} is set by the server and cannot be overridden.`, `chat_template_kwargs.${k}`);
+      if (this.reserved.includes(k))
+        throw new ChatTemplateError(
+          `chat_template_kwargs.${k} is set by the server and cannot be overridden.`,
+          `chat_template_kwargs.${k}`,
+        );
     }
     const context: Record<string, unknown> = {
       ...kwargs,
@@ -71,7 +83,10 @@ export class ChatTemplate {
       return this.template.render(context);
     } catch (e) {
       // Templates reject conversations they cannot express with raise_exception (e.g. roles out of order).
-      throw new ChatTemplateError(`The model's chat template refused the messages: ${(e as Error).message}`, "messages");
+      throw new ChatTemplateError(
+        `The model's chat template refused the messages: ${(e as Error).message}`,
+        "messages",
+      );
     }
   }
 
@@ -89,7 +104,11 @@ export class ChatTemplate {
 export function specialTokenStrings(config: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const text = (v: unknown): string | undefined =>
-    typeof v === "string" ? v : v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string" ? (v as { content: string }).content : undefined;
+    typeof v === "string"
+      ? v
+      : v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string"
+        ? (v as { content: string }).content
+        : undefined;
   for (const [k, v] of Object.entries(config)) {
     if (k.endsWith("_token")) {
       const s = text(v);

@@ -39,7 +39,8 @@ export function latentTurnIndexes(messages: readonly TemplateMessage[]): number[
   messages.forEach((m, i) => {
     if (m["thoughts"] === undefined) return;
     const t = m["thoughts"];
-    if (m.role !== "assistant") throw new ChatTemplateError(`messages[${i}]: only an assistant turn can carry thoughts.`, `messages[${i}]`);
+    if (m.role !== "assistant")
+      throw new ChatTemplateError(`messages[${i}]: only an assistant turn can carry thoughts.`, `messages[${i}]`);
     if (!Array.isArray(t) || !t.every((v) => v instanceof Float32Array)) {
       throw new ChatTemplateError(`messages[${i}].thoughts must be thought vectors.`, `messages[${i}]`);
     }
@@ -61,20 +62,28 @@ export function renderLatentTurns(
   const bot = info.special.bot;
   const eos = info.special.eos;
   const plain = messages.map(withoutThoughts);
-  const history = (end: number, addGenerationPrompt: boolean) => tokenizer.encodeChat(plain.slice(0, end), { ...opts, mode: "latent", addGenerationPrompt });
+  const history = (end: number, addGenerationPrompt: boolean) =>
+    tokenizer.encodeChat(plain.slice(0, end), { ...opts, mode: "latent", addGenerationPrompt });
   const ids: number[] = [];
   const thoughts: Float32Array[] = [];
   let prev: number[] = [];
   for (const i of turns) {
     const param = `messages[${i}]`;
-    const refuse = (why: string) => new ChatTemplateError(`${param} carries thoughts, but ${why}, so the turn cannot be rendered as it was generated.`, param);
+    const refuse = (why: string) =>
+      new ChatTemplateError(
+        `${param} carries thoughts, but ${why}, so the turn cannot be rendered as it was generated.`,
+        param,
+      );
     if (bot === undefined) throw refuse("this model has no latent spans");
     const before = history(i, false);
-    if (!extendsIds(before, prev)) throw refuse("the chat template renders the conversation before it differently from the earlier turns' prefix");
+    if (!extendsIds(before, prev))
+      throw refuse("the chat template renders the conversation before it differently from the earlier turns' prefix");
     const generation = history(i, true);
-    if (!extendsIds(generation, before)) throw refuse("the chat template's generation prompt does not extend the conversation before it");
+    if (!extendsIds(generation, before))
+      throw refuse("the chat template's generation prompt does not extend the conversation before it");
     const after = history(i + 1, false);
-    if (!extendsIds(after, before)) throw refuse("the chat template's rendering with this turn does not extend the conversation before it");
+    if (!extendsIds(after, before))
+      throw refuse("the chat template's rendering with this turn does not extend the conversation before it");
     // What the template writes after the answer: from its EOS on (e.g. "<eos>\n"); none: EOS alone.
     const turn = after.slice(before.length);
     const eosAt = turn.lastIndexOf(eos);
@@ -82,7 +91,13 @@ export function renderLatentTurns(
     const span = generation.slice(before.length);
     if (span.at(-1) !== bot) span.push(bot);
     const vectors = messages[i]!["thoughts"] as Float32Array[];
-    ids.push(...before.slice(prev.length), ...span, ...vectors.map(() => THOUGHT), ...tokenizer.encodeText(contentText(messages[i]!)), ...closing);
+    ids.push(
+      ...before.slice(prev.length),
+      ...span,
+      ...vectors.map(() => THOUGHT),
+      ...tokenizer.encodeText(contentText(messages[i]!)),
+      ...closing,
+    );
     thoughts.push(...vectors);
     prev = after;
   }

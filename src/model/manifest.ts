@@ -114,7 +114,7 @@ export function loadManifest(dir: string): Manifest {
   }
   const errors = [...Value.Errors(ManifestSchema, raw)].slice(0, 5);
   if (errors.length) {
-    throw new ManifestError(`${path}: ` + errors.map((e) => `${e.path || "/"} ${e.message}`).join("; "));
+    throw new ManifestError(`${path}: ${errors.map((e) => `${e.path || "/"} ${e.message}`).join("; ")}`);
   }
   const m = raw as Manifest;
   const a = m.architecture;
@@ -124,15 +124,19 @@ export function loadManifest(dir: string): Manifest {
   checkLatent(m, path);
   for (const t of [...m.graphs.backbone.inputs, ...m.graphs.backbone.outputs]) {
     if ((t.name === "kv_pool" || t.name === "new_kv") && t.dtype !== m.kv_cache.dtype) {
-      throw new ManifestError(`${path}: graphs.backbone ${t.name} is ${t.dtype} but kv_cache.dtype is ${m.kv_cache.dtype}`);
+      throw new ManifestError(
+        `${path}: graphs.backbone ${t.name} is ${t.dtype} but kv_cache.dtype is ${m.kv_cache.dtype}`,
+      );
     }
   }
   const V = a.vocab_size;
   for (const [k, id] of Object.entries(m.special_tokens)) {
-    if (id !== undefined && id >= V) throw new ManifestError(`${path}: special_tokens.${k} ${id} is outside the vocabulary (vocab_size ${V})`);
+    if (id !== undefined && id >= V)
+      throw new ManifestError(`${path}: special_tokens.${k} ${id} is outside the vocabulary (vocab_size ${V})`);
   }
   for (const id of m.eos_token_ids ?? []) {
-    if (id >= V) throw new ManifestError(`${path}: eos_token_ids holds ${id}, outside the vocabulary (vocab_size ${V})`);
+    if (id >= V)
+      throw new ManifestError(`${path}: eos_token_ids holds ${id}, outside the vocabulary (vocab_size ${V})`);
   }
   const files = [m.tokenizer, m.tokenizer_config, m.chat_template, ...Object.values(m.graphs).map((g) => g!.file)];
   for (const f of files) {
@@ -153,11 +157,14 @@ function checkLatent(m: Manifest, path: string): void {
   const b = m.graphs.backbone;
   const declared = THOUGHT_IO.filter((n) => [...b.inputs, ...b.outputs].some((t) => t.name === n));
   if (!m.default_reasoning_mode || !m.reasoning_modes.includes(m.default_reasoning_mode)) {
-    throw new ManifestError(`${path}: default_reasoning_mode '${m.default_reasoning_mode}' is not in reasoning_modes [${m.reasoning_modes.join(", ")}]`);
+    throw new ManifestError(
+      `${path}: default_reasoning_mode '${m.default_reasoning_mode}' is not in reasoning_modes [${m.reasoning_modes.join(", ")}]`,
+    );
   }
   if (m.latent) {
     for (const k of ["bot", "eot"] as const) {
-      if (m.special_tokens[k] === undefined) throw new ManifestError(`${path}: special_tokens.${k} is required when latent is present`);
+      if (m.special_tokens[k] === undefined)
+        throw new ManifestError(`${path}: special_tokens.${k} is required when latent is present`);
     }
     if (declared.length !== THOUGHT_IO.length) {
       const missing = THOUGHT_IO.filter((n) => !declared.includes(n));
@@ -169,7 +176,9 @@ function checkLatent(m: Manifest, path: string): void {
     throw new ManifestError(`${path}: reasoning_modes names 'latent' but the manifest has no latent section`);
   }
   if (declared.length > 0) {
-    throw new ManifestError(`${path}: graphs.backbone declares ${declared.join(", ")} but the manifest has no latent section`);
+    throw new ManifestError(
+      `${path}: graphs.backbone declares ${declared.join(", ")} but the manifest has no latent section`,
+    );
   }
   for (const g of ["flow_forward", "flow_inverse", "thought_decoder"] as const) {
     if (m.graphs[g]) throw new ManifestError(`${path}: graphs.${g} needs a latent section`);

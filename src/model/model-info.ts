@@ -1,4 +1,10 @@
-import { eosTokenIds, latentUnavailableReason, type Manifest, type ReasoningMode, type ReasoningSplit } from "./manifest.ts";
+import {
+  eosTokenIds,
+  latentUnavailableReason,
+  type Manifest,
+  type ReasoningMode,
+  type ReasoningSplit,
+} from "./manifest.ts";
 
 /** What the served model is, from its manifest alone: the one builder of these facts, used by the
  * engine thread (which adds what loading found out, engine-info.ts) and the HTTP thread. A

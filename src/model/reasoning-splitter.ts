@@ -63,7 +63,7 @@ export class ReasoningSplitter<P> {
   private markers(start: string | undefined, end: string): Routed<P>[] {
     const text = this.heldText();
     if (!this.inTrace) {
-      if (start !== undefined && start.startsWith(text)) return [];
+      if (start?.startsWith(text)) return [];
       if (start !== undefined && !text.startsWith(start)) {
         this.answering = true;
         this.trimming = false;
@@ -78,7 +78,9 @@ export class ReasoningSplitter<P> {
     }
     this.answering = true;
     this.inTrace = false;
-    const out: Routed<P>[] = [{ channel: "reasoning", pieces: this.take(), text: this.withoutStart(text.slice(0, at)) }];
+    const out: Routed<P>[] = [
+      { channel: "reasoning", pieces: this.take(), text: this.withoutStart(text.slice(0, at)) },
+    ];
     const rest = text.slice(at + end.length).replace(/^\s+/, "");
     if (rest) {
       this.trimming = false;

@@ -37,7 +37,11 @@ export class ModelTokenizer {
   readonly specialIds: Set<number>;
 
   /** `chat: false` (the engine worker, which only decodes) skips building the chat encoder. */
-  constructor(dir: string, manifest: Pick<Manifest, "tokenizer" | "tokenizer_config" | "chat_template">, opts: { chat?: boolean } = {}) {
+  constructor(
+    dir: string,
+    manifest: Pick<Manifest, "tokenizer" | "tokenizer_config" | "chat_template">,
+    opts: { chat?: boolean } = {},
+  ) {
     const json = JSON.parse(readFileSync(join(dir, manifest.tokenizer), "utf8"));
     const config = JSON.parse(readFileSync(join(dir, manifest.tokenizer_config), "utf8"));
     this.tok = new Tokenizer(json, config);
@@ -70,7 +74,12 @@ export class ModelTokenizer {
   /** The messages through the chat template, tokenized so that only the special tokens the
    * template wrote are control tokens: one typed in a message is encoded as plain text. */
   encodeChat(messages: readonly TemplateMessage[], opts: RenderOptions): number[] {
-    const { text, protectedRanges } = this.guard.restore(this.template.render(messages.map((m) => this.protectMessage(m)), opts));
+    const { text, protectedRanges } = this.guard.restore(
+      this.template.render(
+        messages.map((m) => this.protectMessage(m)),
+        opts,
+      ),
+    );
     return this.encodeGuarded(text, protectedRanges);
   }
 
@@ -82,7 +91,12 @@ export class ModelTokenizer {
 
   /** The rendered prompt text (what encodeChat tokenizes). */
   renderChat(messages: readonly TemplateMessage[], opts: RenderOptions): string {
-    return this.guard.restore(this.template.render(messages.map((m) => this.protectMessage(m)), opts)).text;
+    return this.guard.restore(
+      this.template.render(
+        messages.map((m) => this.protectMessage(m)),
+        opts,
+      ),
+    ).text;
   }
 
   /** Splits at special tokens outside the protected ranges (as the tokenizer splits at added
@@ -116,7 +130,11 @@ export class ModelTokenizer {
   private protectMessage(m: TemplateMessage): TemplateMessage {
     const c = m.content;
     const content =
-      typeof c === "string" ? this.guard.protect(c) : Array.isArray(c) ? c.map((p) => ({ ...p, text: this.guard.protect(p.text) })) : c;
+      typeof c === "string"
+        ? this.guard.protect(c)
+        : Array.isArray(c)
+          ? c.map((p) => ({ ...p, text: this.guard.protect(p.text) }))
+          : c;
     return { ...m, content };
   }
 
@@ -171,7 +189,9 @@ function withoutSpecials(json: TokenizerJson, special: AddedTokenJson[]): Record
   const names = new Set(special.map((t) => t.content).filter((c) => c !== json.model?.unk_token));
   const model = { ...json.model };
   if (model.vocab && !Array.isArray(model.vocab)) {
-    model.vocab = Object.fromEntries(Object.entries(model.vocab as Record<string, number>).filter(([k]) => !names.has(k)));
+    model.vocab = Object.fromEntries(
+      Object.entries(model.vocab as Record<string, number>).filter(([k]) => !names.has(k)),
+    );
   }
   return { ...json, model, added_tokens: json.added_tokens.filter((t) => !t.special) };
 }

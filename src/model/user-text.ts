@@ -21,8 +21,12 @@ export class UserTextGuard {
 
   constructor(specialTokens: readonly string[]) {
     // Longest first, so a special token that contains another is matched whole.
-    this.strings = [SENTINEL, ...[...new Set(specialTokens)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length)];
-    if (FIRST_INDEX + this.strings.length - 1 > LAST_INDEX) throw new Error(`too many special tokens (${this.strings.length - 1}) to protect user text`);
+    this.strings = [
+      SENTINEL,
+      ...[...new Set(specialTokens)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length),
+    ];
+    if (FIRST_INDEX + this.strings.length - 1 > LAST_INDEX)
+      throw new Error(`too many special tokens (${this.strings.length - 1}) to protect user text`);
     this.find = new RegExp(this.strings.map(escapeRegExp).join("|"), "g");
   }
 

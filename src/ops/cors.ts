@@ -24,7 +24,10 @@ export function registerCors(app: FastifyInstance, origins: string[]): void {
     const preflightMethod = request.headers["access-control-request-method"];
     if (request.method === "OPTIONS" && preflightMethod) {
       reply.header("access-control-allow-methods", METHODS);
-      reply.header("access-control-allow-headers", request.headers["access-control-request-headers"] ?? DEFAULT_HEADERS);
+      reply.header(
+        "access-control-allow-headers",
+        request.headers["access-control-request-headers"] ?? DEFAULT_HEADERS,
+      );
       reply.header("access-control-max-age", "600");
       reply.code(204).send();
       return reply;

@@ -37,7 +37,8 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): P
       },
     },
     async (_request, reply) => {
-      if (!engine.alive) return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running."));
+      if (!engine.alive)
+        return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running."));
       return { status: "ok" as const };
     },
   );
@@ -60,7 +61,8 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthOptions): P
         return sendError(reply, shuttingDown(30));
       }
       if (!state.ready) return sendError(reply, new ServeError("not_ready", "The model is loading.", null, 5));
-      if (!engine.alive) return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running.", null, 5));
+      if (!engine.alive)
+        return sendError(reply, new ServeError("not_ready", "The inference engine worker is not running.", null, 5));
       const r = await probe.check();
       if (!r.ok) return sendError(reply, new ServeError("not_ready", r.message, null, 1));
       // Draining may have begun while the probe ran.

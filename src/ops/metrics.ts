@@ -1,6 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineObserver } from "../engine/client.ts";
-import type { EngineEvent, EngineStats, FinishReason, GenerateRequest, ScoreRequest, StepRecord } from "../engine/types.ts";
+import type {
+  EngineEvent,
+  EngineStats,
+  FinishReason,
+  GenerateRequest,
+  ScoreRequest,
+  StepRecord,
+} from "../engine/types.ts";
 import { ERROR_CODES } from "../errors.ts";
 import { isProbeRequest } from "./probe.ts";
 
@@ -12,9 +19,16 @@ import { isProbeRequest } from "./probe.ts";
 export const PREFIX = "nfcot_";
 
 // vLLM's buckets, extended downwards: a small model here steps in milliseconds, not tens of them.
-const TTFT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
-const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
-const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+const TTFT_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640,
+  2560,
+];
+const ITL_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+];
+const LATENCY_BUCKETS = [
+  0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
+];
 const ITERATION_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 const THOUGHT_BUCKETS = [0, 1, 2, 4, 8, 16, 32, 64, 128];
 
@@ -69,33 +83,71 @@ export class ServeMetrics implements EngineObserver {
     this.registry.setDefaultLabels({ model_name: modelName });
     const gauge = (name: string, help: string) => new Gauge({ name: PREFIX + name, help, registers });
     const counter = (name: string, help: string) => new Counter({ name: PREFIX + name, help, registers });
-    const byLabel = <L extends string>(name: string, help: string, label: L) => new Counter({ name: PREFIX + name, help, labelNames: [label], registers });
-    const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name: PREFIX + name, help, buckets, registers });
+    const byLabel = <L extends string>(name: string, help: string, label: L) =>
+      new Counter({ name: PREFIX + name, help, labelNames: [label], registers });
+    const histogram = (name: string, help: string, buckets: number[]) =>
+      new Histogram({ name: PREFIX + name, help, buckets, registers });
 
     this.running = gauge("num_requests_running", "Number of requests in the running batch.");
     this.waiting = gauge("num_requests_waiting", "Number of requests waiting to be scheduled.");
     this.kvUsage = gauge("kv_cache_usage_perc", "KV cache usage: fraction of KV blocks in use (1 = full).");
     this.prefixQueries = counter("prefix_cache_queries_total", "Prefix cache queries, in positions looked up.");
     this.prefixHits = counter("prefix_cache_hits_total", "Prefix cache hits, in positions found cached.");
-    this.preemptions = counter("num_preemptions_total", "Cumulative number of preemptions (sequences evicted to free KV blocks).");
-    this.promptTokens = counter("prompt_tokens_total", "Prompt tokens processed (once per prompt, as usage.prompt_tokens counts them).");
+    this.preemptions = counter(
+      "num_preemptions_total",
+      "Cumulative number of preemptions (sequences evicted to free KV blocks).",
+    );
+    this.promptTokens = counter(
+      "prompt_tokens_total",
+      "Prompt tokens processed (once per prompt, as usage.prompt_tokens counts them).",
+    );
     this.generationTokens = counter(
       "generation_tokens_total",
       "Generated outputs: text tokens plus latent thoughts (as usage.completion_tokens counts them).",
     );
     this.success = byLabel("request_success_total", "Finished engine requests, by finish reason.", "finished_reason");
-    this.failure = byLabel("request_failure_total", "HTTP requests answered with an error, by the OpenAI error body's code.", "code");
-    this.ttft = histogram("time_to_first_token_seconds", "Time from submission to the first output (thought or token).", TTFT_BUCKETS);
-    this.itl = histogram("inter_token_latency_seconds", "Time between consecutive outputs (thoughts and tokens) of a request.", ITL_BUCKETS);
+    this.failure = byLabel(
+      "request_failure_total",
+      "HTTP requests answered with an error, by the OpenAI error body's code.",
+      "code",
+    );
+    this.ttft = histogram(
+      "time_to_first_token_seconds",
+      "Time from submission to the first output (thought or token).",
+      TTFT_BUCKETS,
+    );
+    this.itl = histogram(
+      "inter_token_latency_seconds",
+      "Time between consecutive outputs (thoughts and tokens) of a request.",
+      ITL_BUCKETS,
+    );
     this.e2e = histogram("e2e_request_latency_seconds", "Time from submission to finish.", LATENCY_BUCKETS);
-    this.queueTime = histogram("request_queue_time_seconds", "Time a request waited before it was first scheduled.", LATENCY_BUCKETS);
+    this.queueTime = histogram(
+      "request_queue_time_seconds",
+      "Time a request waited before it was first scheduled.",
+      LATENCY_BUCKETS,
+    );
     // vLLM calls this one iteration_tokens_total; a histogram must not end in _total (promtool).
     this.iterationTokens = histogram("iteration_tokens", "Positions computed per engine step.", ITERATION_BUCKETS);
     this.thoughts = counter("thoughts_total", "Latent thoughts generated.");
-    this.thoughtsPerRequest = histogram("thoughts_per_request", "Latent thoughts per finished generation request.", THOUGHT_BUCKETS);
-    this.scoringRequests = counter("latent_scoring_requests_total", "Latent scoring (POST /v1/latent/logprobs) requests answered successfully.");
-    this.scoringTrajectories = counter("latent_scoring_trajectories_total", "Latent trajectories submitted for scoring.");
-    this.latentSpan = histogram("latent_span_seconds", "Time from the first to the last thought of a latent span.", ITL_BUCKETS.concat([160, 640]));
+    this.thoughtsPerRequest = histogram(
+      "thoughts_per_request",
+      "Latent thoughts per finished generation request.",
+      THOUGHT_BUCKETS,
+    );
+    this.scoringRequests = counter(
+      "latent_scoring_requests_total",
+      "Latent scoring (POST /v1/latent/logprobs) requests answered successfully.",
+    );
+    this.scoringTrajectories = counter(
+      "latent_scoring_trajectories_total",
+      "Latent trajectories submitted for scoring.",
+    );
+    this.latentSpan = histogram(
+      "latent_span_seconds",
+      "Time from the first to the last thought of a latent span.",
+      ITL_BUCKETS.concat([160, 640]),
+    );
 
     this.weightUpdates = byLabel(
       "weight_updates_total",
@@ -103,7 +155,7 @@ export class ServeMetrics implements EngineObserver {
       "result",
     );
     this.weightsVersion = new Gauge({
-      name: PREFIX + "weights_version_info",
+      name: `${PREFIX}weights_version_info`,
       help: "The weights version serving (label version; value 1).",
       labelNames: ["version"],
       registers,
@@ -117,7 +169,11 @@ export class ServeMetrics implements EngineObserver {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     // prom-client also exports these gauges under a _total name; promtool rejects gauges named
     // _total, and the same values are there without the suffix (nfcot_nodejs_active_handles...).
-    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ]) {
       this.registry.removeSingleMetric(PREFIX + name);
     }
   }
@@ -184,7 +240,11 @@ export class ServeMetrics implements EngineObserver {
     this.prefixQueries.inc(delta(s.prefixCacheQueries, this.prev.prefixCacheQueries));
     this.prefixHits.inc(delta(s.prefixCacheHits, this.prev.prefixCacheHits));
     this.preemptions.inc(delta(s.preemptions, this.prev.preemptions));
-    this.prev = { prefixCacheQueries: s.prefixCacheQueries, prefixCacheHits: s.prefixCacheHits, preemptions: s.preemptions };
+    this.prev = {
+      prefixCacheQueries: s.prefixCacheQueries,
+      prefixCacheHits: s.prefixCacheHits,
+      preemptions: s.preemptions,
+    };
     for (const step of steps) this.iterationTokens.observe(step.positions);
   }
 

@@ -68,7 +68,8 @@ async function ops(app: FastifyInstance, opts: OpsOptions): Promise<void> {
   app.addHook("onResponse", async (request, reply) => {
     // The status line already said 200: a stream's failure is counted here, by its code.
     if (request.streamFailure) metrics.recordFailure(request.streamFailure);
-    else if (request.routeOptions.config?.counted === "latent_scoring" && reply.statusCode < 300) metrics.recordLatentScoringRequest();
+    else if (request.routeOptions.config?.counted === "latent_scoring" && reply.statusCode < 300)
+      metrics.recordLatentScoringRequest();
   });
 }
 

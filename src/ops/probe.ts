@@ -59,7 +59,11 @@ export class ReadinessProbe {
         const next = await Promise.race([events.next(), timeout]);
         if (next === "timeout") {
           await events.return?.(); // aborts the probe in the engine
-          return { ok: false, ms: ms(), message: `A one-token probe generation did not finish within ${this.timeoutMs} ms.` };
+          return {
+            ok: false,
+            ms: ms(),
+            message: `A one-token probe generation did not finish within ${this.timeoutMs} ms.`,
+          };
         }
         if (next.done) return { ok: false, ms: ms(), message: "The readiness probe ended without a result." };
         const e = next.value;

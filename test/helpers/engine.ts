@@ -11,7 +11,12 @@ import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 import { greedySampling } from "./factories.ts";
 import { SHIPPED_MODEL } from "./python.ts";
 
-export interface TestProgram { source: string; answer: number; n: number; trace: string }
+export interface TestProgram {
+  source: string;
+  answer: number;
+  n: number;
+  trace: string;
+}
 
 /** The task's test split, as written by `python -m nfcot.task test 1000`. */
 export const TEST_PROGRAMS: TestProgram[] = readFileSync(
@@ -34,15 +39,33 @@ export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {
 }
 
 let counter = 0;
-export function request(source: string, mode: ReasoningMode, over: Partial<GenerateRequest> = {}, s: Partial<SamplingParams> = {}): GenerateRequest {
+export function request(
+  source: string,
+  mode: ReasoningMode,
+  over: Partial<GenerateRequest> = {},
+  s: Partial<SamplingParams> = {},
+): GenerateRequest {
   const prompt = chatPrompt(tokenizer, modelInfo(manifest), [{ role: "user", content: source }], { mode });
   return {
-    kind: "generate", id: `t${counter++}`, promptIds: prompt.ids, opensLatentSpan: prompt.opensLatentSpan, sampling: sampling(s),
-    latent: { temperature: 0.9, returnVectors: false }, choiceIndex: 0, leaderId: null, ...over,
+    kind: "generate",
+    id: `t${counter++}`,
+    promptIds: prompt.ids,
+    opensLatentSpan: prompt.opensLatentSpan,
+    sampling: sampling(s),
+    latent: { temperature: 0.9, returnVectors: false },
+    choiceIndex: 0,
+    leaderId: null,
+    ...over,
   };
 }
 
-export interface Outcome { tokens: number[]; text: string; thoughtLogProbs: number[]; finish: Extract<EngineEvent, { type: "finish" }> | null; error: string | null }
+export interface Outcome {
+  tokens: number[];
+  text: string;
+  thoughtLogProbs: number[];
+  finish: Extract<EngineEvent, { type: "finish" }> | null;
+  error: string | null;
+}
 
 export async function collect(it: AsyncIterable<EngineEvent>, stopAfterTokens = Infinity): Promise<Outcome> {
   const o: Outcome = { tokens: [], text: "", thoughtLogProbs: [], finish: null, error: null };
@@ -52,8 +75,10 @@ export async function collect(it: AsyncIterable<EngineEvent>, stopAfterTokens = 
       o.text += e.text;
       if (o.tokens.length >= stopAfterTokens) break; // leaving the loop aborts the request
     } else if (e.type === "thought") o.thoughtLogProbs.push(e.logProb);
-    else if (e.type === "finish") { o.finish = e; o.text += e.tail; }
-    else if (e.type === "error") o.error = e.message;
+    else if (e.type === "finish") {
+      o.finish = e;
+      o.text += e.tail;
+    } else if (e.type === "error") o.error = e.message;
   }
   return o;
 }

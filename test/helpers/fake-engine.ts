@@ -33,8 +33,15 @@ export function fakeEngine(): FakeEngine {
     script: (req) => [
       { type: "token", id: req.id, tokenId: 153, text: "7" },
       {
-        type: "finish", id: req.id, reason: "stop", promptTokens: req.promptIds.length, completionTokens: 1,
-        thoughts: 0, cachedTokens: 0, queueTimeMs: 0, tail: "",
+        type: "finish",
+        id: req.id,
+        reason: "stop",
+        promptTokens: req.promptIds.length,
+        completionTokens: 1,
+        thoughts: 0,
+        cachedTokens: 0,
+        queueTimeMs: 0,
+        tail: "",
       },
     ],
   };
@@ -81,10 +88,18 @@ export function fakeEngine(): FakeEngine {
 }
 
 /** The app around a fake engine, not listening: drive it with app.inject. */
-export async function injectApp(overrides: Partial<Config> = {}, fake = fakeEngine()): Promise<{ app: FastifyInstance; fake: FakeEngine }> {
+export async function injectApp(
+  overrides: Partial<Config> = {},
+  fake = fakeEngine(),
+): Promise<{ app: FastifyInstance; fake: FakeEngine }> {
   const config = testConfig(overrides);
   const manifest = loadManifest(config.modelDir);
-  const app = await buildApp({ config, engine: fake.engine, tokenizer: new ModelTokenizer(config.modelDir, manifest), manifest });
+  const app = await buildApp({
+    config,
+    engine: fake.engine,
+    tokenizer: new ModelTokenizer(config.modelDir, manifest),
+    manifest,
+  });
   await app.ready();
   return { app, fake };
 }

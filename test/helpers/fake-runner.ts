@@ -19,10 +19,13 @@ export interface Faults {
 
 export function fakeRunner(f: Faults = {}): Runner {
   return {
-    vocabSize: V, thoughtDim: D, numThoughts: K,
+    vocabSize: V,
+    thoughtDim: D,
+    numThoughts: K,
     async forward(rows: ForwardRow[]) {
       f.calls?.push(rows.length);
-      if (rows.some((r) => Array.from(r.tokens).includes(f.throwsOn ?? NaN))) throw new Error("indices element out of data bounds");
+      if (rows.some((r) => Array.from(r.tokens).includes(f.throwsOn ?? NaN)))
+        throw new Error("indices element out of data bounds");
       const n = rows.reduce((s, r) => s + r.outputs.length, 0);
       const logits = new Float32Array(n * V);
       let o = 0;

@@ -36,7 +36,8 @@ export function kustomizeBuild(dir: string): K8sObject[] {
   if (!file) throw new Error(`no kustomization in ${dir}`);
   const k = readYamlDocs(file)[0] as unknown as Record<string, unknown>;
   for (const key of Object.keys(k)) {
-    if (!SUPPORTED.has(key)) throw new Error(`${file}: "${key}" is not supported by this test helper; extend test/helpers/kustomize.ts`);
+    if (!SUPPORTED.has(key))
+      throw new Error(`${file}: "${key}" is not supported by this test helper; extend test/helpers/kustomize.ts`);
   }
   let objects: K8sObject[] = [];
   for (const r of (k.resources as string[] | undefined) ?? []) {
@@ -58,7 +59,12 @@ export const resId = (o: K8sObject) => `${o.apiVersion}/${o.kind}/${o.metadata.n
 
 // --- images
 
-interface ImageEntry { name: string; newName?: string; newTag?: string; digest?: string }
+interface ImageEntry {
+  name: string;
+  newName?: string;
+  newTag?: string;
+  digest?: string;
+}
 
 function splitImage(image: string): { name: string; tag?: string; digest?: string } {
   const [rest, digest] = image.split("@") as [string, string | undefined];
@@ -84,9 +90,13 @@ function setImage(o: K8sObject, img: ImageEntry): void {
 
 function podContainers(o: K8sObject): JsonObject[] {
   const spec = o.spec as JsonObject | undefined;
-  const podSpec = (o.kind === "Pod" ? spec : o.kind === "CronJob"
-    ? ((((spec?.jobTemplate as JsonObject)?.spec as JsonObject)?.template as JsonObject)?.spec as JsonObject)
-    : ((spec?.template as JsonObject)?.spec as JsonObject)) as JsonObject | undefined;
+  const podSpec = (
+    o.kind === "Pod"
+      ? spec
+      : o.kind === "CronJob"
+        ? ((((spec?.jobTemplate as JsonObject)?.spec as JsonObject)?.template as JsonObject)?.spec as JsonObject)
+        : ((spec?.template as JsonObject)?.spec as JsonObject)
+  ) as JsonObject | undefined;
   if (!podSpec) return [];
   return [...((podSpec.containers as JsonObject[]) ?? []), ...((podSpec.initContainers as JsonObject[]) ?? [])];
 }
@@ -112,10 +122,17 @@ function applyPatch(objects: K8sObject[], entry: PatchEntry, dir: string): K8sOb
     if (!entry.target) throw new Error("a JSON 6902 patch needs a target");
     const hits = objects.filter((o) => matchesTarget(o, entry.target!));
     if (!hits.length) throw new Error(`JSON 6902 patch target matches nothing: ${JSON.stringify(entry.target)}`);
-    return objects.map((o) => (hits.includes(o) ? (applyJson6902(o as unknown as Json, patch as Op[]) as unknown as K8sObject) : o));
+    return objects.map((o) =>
+      hits.includes(o) ? (applyJson6902(o as unknown as Json, patch as Op[]) as unknown as K8sObject) : o,
+    );
   }
   const p = patch as K8sObject;
-  const target = entry.target ?? { kind: p.kind, name: p.metadata?.name, group: groupOf(p.apiVersion), version: versionOf(p.apiVersion) };
+  const target = entry.target ?? {
+    kind: p.kind,
+    name: p.metadata?.name,
+    group: groupOf(p.apiVersion),
+    version: versionOf(p.apiVersion),
+  };
   const hits = objects.filter((o) => matchesTarget(o, target));
   if (!hits.length) throw new Error(`strategic-merge patch matches nothing: ${JSON.stringify(target)}`);
   return objects.map((o) => {
@@ -123,7 +140,11 @@ function applyPatch(objects: K8sObject[], entry: PatchEntry, dir: string): K8sOb
     // The patch's own identity fields do not rename the target.
     const { metadata, ...rest } = p;
     const { name: _n, namespace: _ns, ...meta } = (metadata ?? {}) as JsonObject;
-    return strategicMerge(o as unknown as Json, { ...rest, metadata: meta } as unknown as Json, "") as unknown as K8sObject;
+    return strategicMerge(
+      o as unknown as Json,
+      { ...rest, metadata: meta } as unknown as Json,
+      "",
+    ) as unknown as K8sObject;
   });
 }
 
@@ -131,11 +152,13 @@ const groupOf = (apiVersion: string) => (apiVersion.includes("/") ? apiVersion.s
 const versionOf = (apiVersion: string) => apiVersion.split("/").at(-1)!;
 
 function matchesTarget(o: K8sObject, t: NonNullable<PatchEntry["target"]>): boolean {
-  return (t.kind === undefined || t.kind === o.kind)
-    && (t.name === undefined || t.name === o.metadata.name)
-    && (t.namespace === undefined || t.namespace === o.metadata.namespace)
-    && (t.group === undefined || t.group === groupOf(o.apiVersion))
-    && (t.version === undefined || t.version === versionOf(o.apiVersion));
+  return (
+    (t.kind === undefined || t.kind === o.kind) &&
+    (t.name === undefined || t.name === o.metadata.name) &&
+    (t.namespace === undefined || t.namespace === o.metadata.namespace) &&
+    (t.group === undefined || t.group === groupOf(o.apiVersion)) &&
+    (t.version === undefined || t.version === versionOf(o.apiVersion))
+  );
 }
 
 /** Lists merged by a key in Kubernetes' strategic merge patch (patchMergeKey in the API types); every
@@ -181,12 +204,19 @@ function strategicMerge(base: Json, patch: Json, key: string): Json {
   return patch;
 }
 
-interface Op { op: "add" | "remove" | "replace" | "test"; path: string; value?: Json }
+interface Op {
+  op: "add" | "remove" | "replace" | "test";
+  path: string;
+  value?: Json;
+}
 
 function applyJson6902(doc: Json, ops: Op[]): Json {
   const root = structuredClone(doc);
   for (const op of ops) {
-    const parts = op.path.split("/").slice(1).map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+    const parts = op.path
+      .split("/")
+      .slice(1)
+      .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
     const last = parts.pop()!;
     let parent: Json = root;
     for (const p of parts) {
@@ -198,13 +228,16 @@ function applyJson6902(doc: Json, ops: Op[]): Json {
       if (op.op === "add") parent.splice(i, 0, structuredClone(op.value!));
       else if (op.op === "remove") parent.splice(i, 1);
       else if (op.op === "replace") parent[i] = structuredClone(op.value!);
-      else if (JSON.stringify(parent[i]) !== JSON.stringify(op.value)) throw new Error(`JSON 6902 test failed at ${op.path}`);
+      else if (JSON.stringify(parent[i]) !== JSON.stringify(op.value))
+        throw new Error(`JSON 6902 test failed at ${op.path}`);
     } else {
       const obj = parent as JsonObject;
-      if ((op.op === "remove" || op.op === "replace") && !(last in obj)) throw new Error(`JSON 6902 path not found: ${op.path}`);
+      if ((op.op === "remove" || op.op === "replace") && !(last in obj))
+        throw new Error(`JSON 6902 path not found: ${op.path}`);
       if (op.op === "add" || op.op === "replace") obj[last] = structuredClone(op.value!);
       else if (op.op === "remove") delete obj[last];
-      else if (JSON.stringify(obj[last]) !== JSON.stringify(op.value)) throw new Error(`JSON 6902 test failed at ${op.path}`);
+      else if (JSON.stringify(obj[last]) !== JSON.stringify(op.value))
+        throw new Error(`JSON 6902 test failed at ${op.path}`);
     }
   }
   return root;

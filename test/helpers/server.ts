@@ -19,15 +19,33 @@ export interface TestServer {
 }
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...parseConfig([], {}), host: "127.0.0.1", port: 0, kvCacheBlocks: 256, threads: 1, logLevel: "silent", ...overrides };
+  return {
+    ...parseConfig([], {}),
+    host: "127.0.0.1",
+    port: 0,
+    kvCacheBlocks: 256,
+    threads: 1,
+    logLevel: "silent",
+    ...overrides,
+  };
 }
 
 /** Another app on the same engine (e.g. with API keys or a tiny queue), without a second worker. */
 /** `logger`: Fastify logger options (e.g. { level, stream } to capture lines); off by default. */
-export async function startAppOn(engine: EngineClient, overrides: Partial<Config> = {}, logger: object | false = false): Promise<Omit<TestServer, "engine"> & { engine: EngineClient }> {
+export async function startAppOn(
+  engine: EngineClient,
+  overrides: Partial<Config> = {},
+  logger: object | false = false,
+): Promise<Omit<TestServer, "engine"> & { engine: EngineClient }> {
   const config = testConfig(overrides);
   const manifest = loadManifest(config.modelDir);
-  const app = await buildApp({ config, engine, tokenizer: new ModelTokenizer(config.modelDir, manifest), manifest, logger });
+  const app = await buildApp({
+    config,
+    engine,
+    tokenizer: new ModelTokenizer(config.modelDir, manifest),
+    manifest,
+    logger,
+  });
   const sockets = new Set<Socket>();
   app.server.on("connection", (sock: Socket) => {
     sockets.add(sock);
@@ -52,7 +70,10 @@ export async function startAppOn(engine: EngineClient, overrides: Partial<Config
   return { url: `http://127.0.0.1:${port}`, app, engine, config, close };
 }
 
-export async function startServer(overrides: Partial<Config> = {}, logs: { logger?: object; engineLog?: EngineLog } = {}): Promise<TestServer> {
+export async function startServer(
+  overrides: Partial<Config> = {},
+  logs: { logger?: object; engineLog?: EngineLog } = {},
+): Promise<TestServer> {
   const config = testConfig(overrides);
   const engine = await EngineClient.start(engineOptionsFrom(config), logs.engineLog);
   try {

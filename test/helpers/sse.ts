@@ -14,5 +14,10 @@ export async function readSse(res: Response): Promise<{ chunks: any[]; done: boo
 }
 
 export function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), ...init });
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    ...init,
+  });
 }

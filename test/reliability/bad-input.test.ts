@@ -22,8 +22,16 @@ before(async () => {
   watch = new ServerWatch(s.app.server);
   const info = s.engine.info;
   target = {
-    url: s.url, port: Number(new URL(s.url).port), dispatcher: agent, model: s.app.modelName, numThoughts: info.numThoughts,
-    thoughtDim: info.thoughtDim, maxContext: info.maxContext, maxN: s.config.maxN, maxQueue: s.config.maxQueue, bodyLimit: s.config.bodyLimit,
+    url: s.url,
+    port: Number(new URL(s.url).port),
+    dispatcher: agent,
+    model: s.app.modelName,
+    numThoughts: info.numThoughts,
+    thoughtDim: info.thoughtDim,
+    maxContext: info.maxContext,
+    maxN: s.config.maxN,
+    maxQueue: s.config.maxQueue,
+    bodyLimit: s.config.bodyLimit,
   };
 });
 after(async () => {
@@ -55,14 +63,19 @@ async function runAll(list: Hostile[], concurrency: number): Promise<{ h: Hostil
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
-        out[next.i] = { h: next.h, r: await next.h.send(target).catch((e: Error): Reply => ({ status: 0, body: "", error: e.message })) };
+        out[next.i] = {
+          h: next.h,
+          r: await next.h.send(target).catch((e: Error): Reply => ({ status: 0, body: "", error: e.message })),
+        };
       }
     }),
   );
   return out;
 }
 
-test("hostile requests during valid traffic: every bad one 4xx in the OpenAI shape, no 5xx, every valid one succeeds", { timeout: 240_000 }, async (t) => {
+test("hostile requests during valid traffic: every bad one 4xx in the OpenAI shape, no 5xx, every valid one succeeds", {
+  timeout: 240_000,
+}, async (t) => {
   const hostile = hostileCatalogue({ slowClients: scaled(6, 18) });
   const names = new Set(hostile.map((h) => `${h.kind}: ${h.name}`));
   assert.equal(names.size, hostile.length, "every hostile request is a distinct case");
@@ -99,7 +112,12 @@ test("hostile requests during valid traffic: every bad one 4xx in the OpenAI sha
     seconds,
   });
   t.diagnostic(`hostile by kind: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(", ")}`);
-  t.diagnostic(`hostile by status: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${k} x${n}`).join(", ")}`);
+  t.diagnostic(
+    `hostile by status: ${[...statuses]
+      .sort((a, b) => a[0] - b[0])
+      .map(([k, n]) => `${k} x${n}`)
+      .join(", ")}`,
+  );
 
   assert.deepEqual(
     wrong.map(({ h, r }) => `${h.kind}: ${h.name} -> ${r.status} ${r.error ?? ""} ${shapeProblem(r.body) ?? ""}`),
@@ -116,10 +134,14 @@ test("afterwards: healthy, no KV blocks in use, nothing in flight, no unhandled 
   assert.equal(health.status, 200);
   assert.equal(s.engine.alive, true);
   assert.equal(await VALID_CALLS[0]!.run(target), null, "a valid request still succeeds");
-  await waitFor(() => {
-    const st = s.engine.stats;
-    return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0 && s.engine.inFlight === 0;
-  }, 15_000, "kvBlocksUsed 0 and nothing running");
+  await waitFor(
+    () => {
+      const st = s.engine.stats;
+      return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0 && s.engine.inFlight === 0;
+    },
+    15_000,
+    "kvBlocksUsed 0 and nothing running",
+  );
   report(t, "bad input, after", {
     "kv blocks used": s.engine.stats!.kvBlocksUsed,
     "in flight": s.engine.inFlight,

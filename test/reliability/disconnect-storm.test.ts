@@ -72,28 +72,34 @@ function streamAndDestroy(url: string, body: Record<string, unknown>, cutAfter: 
     let chunks = 0;
     let done = false;
     let id: string | null = null;
-    const req = httpRequest(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
-      res.on("data", (d: Buffer) => {
-        for (const data of parser.push(d)) {
-          if (data === "[DONE]") done = true;
-          else if (/"delta":\{"content":"[^"]|"thought":/.test(data)) chunks++;
-          id ??= /"id":"([^"]+)"/.exec(data)?.[1] ?? null;
-        }
-        if (chunks >= cutAfter && !done) {
-          const cutAtMs = performance.now();
-          req.destroy();
-          resolve({ cut: true, done, id, cutAtMs });
-        }
-      });
-      res.on("end", () => resolve({ cut: false, done, id, cutAtMs: null }));
-      res.on("error", () => resolve({ cut: true, done, id, cutAtMs: null }));
-    });
+    const req = httpRequest(
+      `${url}/v1/chat/completions`,
+      { method: "POST", headers: { "content-type": "application/json" } },
+      (res) => {
+        res.on("data", (d: Buffer) => {
+          for (const data of parser.push(d)) {
+            if (data === "[DONE]") done = true;
+            else if (/"delta":\{"content":"[^"]|"thought":/.test(data)) chunks++;
+            id ??= /"id":"([^"]+)"/.exec(data)?.[1] ?? null;
+          }
+          if (chunks >= cutAfter && !done) {
+            const cutAtMs = performance.now();
+            req.destroy();
+            resolve({ cut: true, done, id, cutAtMs });
+          }
+        });
+        res.on("end", () => resolve({ cut: false, done, id, cutAtMs: null }));
+        res.on("error", () => resolve({ cut: true, done, id, cutAtMs: null }));
+      },
+    );
     req.on("error", () => resolve({ cut: true, done, id, cutAtMs: null }));
     req.end(JSON.stringify({ ...body, stream: true }));
   });
 }
 
-test("a storm of streams, half cut at random points: the rest complete correctly, KV blocks return to 0", { timeout: 180_000 }, async (t) => {
+test("a storm of streams, half cut at random points: the rest complete correctly, KV blocks return to 0", {
+  timeout: 180_000,
+}, async (t) => {
   // Reference: each distinct request alone, greedy.
   const reference = new Map<number, StreamOutcome>();
   for (let i = 0; i < Math.min(STREAMS, DISTINCT * MODES.length); i++) {
@@ -109,14 +115,27 @@ test("a storm of streams, half cut at random points: the rest complete correctly
     if (rng.next() < 0.5) return { i, cut: null };
     const ref = refOf(i);
     const chunks = ref.textChunks + ref.thoughtChunks;
-    const how = (["before the response", "abort after k chunks", "socket destroyed after k chunks"] as const)[Math.floor(rng.next() * 3)]!;
-    return { i, cut: { how, after: Math.floor(rng.next() * Math.max(1, chunks - 1)), delayMs: Math.floor(rng.next() * 5) } };
+    const how = (["before the response", "abort after k chunks", "socket destroyed after k chunks"] as const)[
+      Math.floor(rng.next() * 3)
+    ]!;
+    return {
+      i,
+      cut: { how, after: Math.floor(rng.next() * Math.max(1, chunks - 1)), delayMs: Math.floor(rng.next() * 5) },
+    };
   });
 
   const t0 = performance.now();
   const outcomes = await Promise.all(
     plan.map(async ({ i, cut }) => {
-      if (cut === null) return { i, cut, r: await streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent }), id: null, cutAtMs: null, completedAnyway: false };
+      if (cut === null)
+        return {
+          i,
+          cut,
+          r: await streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent }),
+          id: null,
+          cutAtMs: null,
+          completedAnyway: false,
+        };
       if (cut.how === "socket destroyed after k chunks") {
         const d = await streamAndDestroy(s.url, bodyOf(i), cut.after);
         return { i, cut, r: null, id: d.id, cutAtMs: d.cutAtMs, completedAnyway: !d.cut && d.done };
@@ -142,12 +161,21 @@ test("a storm of streams, half cut at random points: the rest complete correctly
   const cut = outcomes.filter((o) => o.cut !== null);
   const wrong = kept.filter(({ i, r }) => {
     const ref = refOf(i);
-    return !r!.ok || r!.text !== ref.text || r!.finishReason !== ref.finishReason || r!.usage?.completion_tokens !== ref.usage?.completion_tokens;
+    return (
+      !r!.ok ||
+      r!.text !== ref.text ||
+      r!.finishReason !== ref.finishReason ||
+      r!.usage?.completion_tokens !== ref.usage?.completion_tokens
+    );
   });
-  await waitFor(() => {
-    const st = s.engine.stats;
-    return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0 && s.engine.inFlight === 0;
-  }, 30_000, "kvBlocksUsed 0 and nothing running after the storm");
+  await waitFor(
+    () => {
+      const st = s.engine.stats;
+      return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0 && s.engine.inFlight === 0;
+    },
+    30_000,
+    "kvBlocksUsed 0 and nothing running after the storm",
+  );
   // A stream cut while its sequence was still running must have been aborted in the engine. One
   // whose sequence had already finished (the server runs ahead of a slow reader) has nothing
   // left to abort, and one may finish on its own while the abort is on its way (socket close ->
@@ -193,12 +221,19 @@ test("a storm of streams, half cut at random points: the rest complete correctly
 
   assert.ok(cut.length >= STREAMS * 0.35 && kept.length >= STREAMS * 0.35, "about half are cut");
   assert.deepEqual(
-    wrong.map(({ i, r }) => `#${i}: ok ${r!.ok} ${r!.error ?? ""} text ${JSON.stringify(r!.text)} vs ${JSON.stringify(refOf(i).text)}`),
+    wrong.map(
+      ({ i, r }) =>
+        `#${i}: ok ${r!.ok} ${r!.error ?? ""} text ${JSON.stringify(r!.text)} vs ${JSON.stringify(refOf(i).text)}`,
+    ),
     [],
     "every stream that was not cut completes with [DONE] and the reference text",
   );
   assert.ok(aborted > 0, "the cuts reached the engine as aborts");
-  assert.deepEqual(notAborted, [], "every stream cut while its sequence ran was aborted in the engine (or finished within 50 ms)");
+  assert.deepEqual(
+    notAborted,
+    [],
+    "every stream cut while its sequence ran was aborted in the engine (or finished within 50 ms)",
+  );
   assert.equal(s.engine.stats!.kvBlocksUsed, 0);
   assert.equal(watch.serverErrors, 0);
   assert.deepEqual(watch.rejections.map(String), [], "no unhandled rejections");

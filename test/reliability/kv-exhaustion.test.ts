@@ -22,12 +22,17 @@ const POOL_BLOCKS = 64;
 function longProgram(lines: number, salt: number): string {
   const names = "abcdefghijklmnopqrstuvwxyz";
   const out = [`${names[salt % 26]} = ${1 + (salt % 9)}`];
-  for (let i = 1; i < lines; i++) out.push(`${names[(salt + i) % 26]} = ${names[(salt + i - 1) % 26]} + ${1 + ((i * 7 + salt) % 9)}`);
+  for (let i = 1; i < lines; i++)
+    out.push(`${names[(salt + i) % 26]} = ${names[(salt + i - 1) % 26]} + ${1 + ((i * 7 + salt) % 9)}`);
   out.push(`print(${names[(salt + lines - 1) % 26]})`);
   return out.join("\n");
 }
-const longest = loadTestSplit().filter((p) => p.n === 6).slice(0, REQUESTS);
-const prompts = Array.from({ length: REQUESTS }, (_, i) => (i % 2 === 0 ? longProgram(12 + (i % 8), i) : longest[i]!.source));
+const longest = loadTestSplit()
+  .filter((p) => p.n === 6)
+  .slice(0, REQUESTS);
+const prompts = Array.from({ length: REQUESTS }, (_, i) =>
+  i % 2 === 0 ? longProgram(12 + (i % 8), i) : longest[i]!.source,
+);
 const MODES = ["explicit", "latent", "none"] as const;
 const bodyOf = (i: number) => ({
   model: "nfcot-trace-small",
@@ -41,16 +46,20 @@ const bodyOf = (i: number) => ({
 async function runAll(s: TestServer, concurrent: boolean): Promise<StreamOutcome[]> {
   const agent = new Agent({ connections: REQUESTS, keepAliveTimeout: 10_000 });
   try {
-    if (concurrent) return await Promise.all(prompts.map((_, i) => streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent })));
+    if (concurrent)
+      return await Promise.all(prompts.map((_, i) => streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent })));
     const out: StreamOutcome[] = [];
-    for (let i = 0; i < prompts.length; i++) out.push(await streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent }));
+    for (let i = 0; i < prompts.length; i++)
+      out.push(await streamChatCompletion(s.url, bodyOf(i), { dispatcher: agent }));
     return out;
   } finally {
     await agent.close();
   }
 }
 
-test("a tiny KV pool and long prompts: every request completes with its big-pool greedy output", { timeout: 300_000 }, async (t) => {
+test("a tiny KV pool and long prompts: every request completes with its big-pool greedy output", {
+  timeout: 300_000,
+}, async (t) => {
   const big = await startServer({ kvCacheBlocks: 512 });
   let reference: StreamOutcome[];
   try {
@@ -58,10 +67,16 @@ test("a tiny KV pool and long prompts: every request completes with its big-pool
   } finally {
     await big.close();
   }
-  assert.ok(reference.every((r) => r.ok), "the reference run succeeds");
+  assert.ok(
+    reference.every((r) => r.ok),
+    "the reference run succeeds",
+  );
   const maxPositions = Math.max(...reference.map((r) => r.usage!.prompt_tokens + r.usage!.completion_tokens));
   assert.ok(maxPositions <= POOL_BLOCKS * BLOCK, `each request fits the tiny pool alone (${maxPositions} positions)`);
-  const demand = reference.reduce((n, r) => n + Math.ceil((r.usage!.prompt_tokens + r.usage!.completion_tokens) / BLOCK), 0);
+  const demand = reference.reduce(
+    (n, r) => n + Math.ceil((r.usage!.prompt_tokens + r.usage!.completion_tokens) / BLOCK),
+    0,
+  );
 
   const tiny = await startServer({ kvCacheBlocks: POOL_BLOCKS, blockSize: BLOCK, maxNumSeqs: REQUESTS });
   const watch = new ServerWatch(tiny.app.server);
@@ -69,12 +84,19 @@ test("a tiny KV pool and long prompts: every request completes with its big-pool
     const t0 = performance.now();
     const results = await runAll(tiny, true);
     const seconds = (performance.now() - t0) / 1000;
-    await waitFor(() => {
-      const st = tiny.engine.stats;
-      return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0;
-    }, 30_000, "the tiny pool drained");
+    await waitFor(
+      () => {
+        const st = tiny.engine.stats;
+        return st !== null && st.kvBlocksUsed === 0 && st.running === 0 && st.waiting === 0;
+      },
+      30_000,
+      "the tiny pool drained",
+    );
     const stats = tiny.engine.stats!;
-    const wrong = results.filter((r, i) => !r.ok || r.text !== reference[i]!.text || r.usage?.completion_tokens !== reference[i]!.usage?.completion_tokens);
+    const wrong = results.filter(
+      (r, i) =>
+        !r.ok || r.text !== reference[i]!.text || r.usage?.completion_tokens !== reference[i]!.usage?.completion_tokens,
+    );
     report(t, "KV exhaustion", {
       requests: REQUESTS,
       "pool blocks": POOL_BLOCKS,
@@ -90,7 +112,10 @@ test("a tiny KV pool and long prompts: every request completes with its big-pool
     });
     assert.ok(demand > 2 * POOL_BLOCKS, "the requests want far more blocks than the pool has");
     assert.deepEqual(
-      wrong.map((r) => `#${results.indexOf(r)}: ${r.error ?? ""} ${JSON.stringify(r.text).slice(0, 80)} vs ${JSON.stringify(reference[results.indexOf(r)]!.text).slice(0, 80)}`),
+      wrong.map(
+        (r) =>
+          `#${results.indexOf(r)}: ${r.error ?? ""} ${JSON.stringify(r.text).slice(0, 80)} vs ${JSON.stringify(reference[results.indexOf(r)]!.text).slice(0, 80)}`,
+      ),
       [],
       "every request completes with the big pool's greedy output",
     );

@@ -24,7 +24,11 @@ after(async () => {
   if (server && server.child.exitCode === null) server.child.kill("SIGKILL");
 });
 
-function run(cmd: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
@@ -34,18 +38,27 @@ function run(cmd: string, args: string[], env: Record<string, string>): Promise<
   });
 }
 
-test(`Schemathesis finds nothing: ${EXAMPLES} examples per operation, fixed seed`, { timeout: FULL ? 900_000 : 240_000 }, async (t) => {
+test(`Schemathesis finds nothing: ${EXAMPLES} examples per operation, fixed seed`, {
+  timeout: FULL ? 900_000 : 240_000,
+}, async (t) => {
   assert.ok(existsSync(SCHEMATHESIS), `${SCHEMATHESIS} is missing: run \`npm run test:deps\``);
   server = await startServerProcess({ NFCOT_API_KEYS: KEY, NFCOT_THREADS: "1", NFCOT_KV_CACHE_BLOCKS: "256" });
   const args = [
-    "run", `${server.url}/openapi.json`,
-    "--header", `Authorization: Bearer ${KEY}`,
-    "--checks", "all",
+    "run",
+    `${server.url}/openapi.json`,
+    "--header",
+    `Authorization: Bearer ${KEY}`,
+    "--checks",
+    "all",
     // Replaced by the stricter documented_valid_requests_are_served (fuzz/schemathesis_hooks.py).
-    "--exclude-checks", "positive_data_acceptance",
-    "--phases", "examples,coverage,fuzzing",
-    "--max-examples", String(EXAMPLES),
-    "--workers", "1",
+    "--exclude-checks",
+    "positive_data_acceptance",
+    "--phases",
+    "examples,coverage,fuzzing",
+    "--max-examples",
+    String(EXAMPLES),
+    "--workers",
+    "1",
     "--no-color",
     ...(FULL ? ["--seed", "1", "--generation-database", "none"] : ["--generation-deterministic"]),
   ];

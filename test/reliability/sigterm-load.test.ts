@@ -18,8 +18,15 @@ after(async () => {
   if (server && server.child.exitCode === null) server.child.kill("SIGKILL");
 });
 
-test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit code 0`, { timeout: 180_000 }, async (t) => {
-  server = await startServerProcess({ NFCOT_DRAIN_TIMEOUT_MS: "120000", NFCOT_THREADS: "1", NFCOT_KV_CACHE_BLOCKS: "512", NFCOT_LOG_LEVEL: "info" });
+test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit code 0`, {
+  timeout: 180_000,
+}, async (t) => {
+  server = await startServerProcess({
+    NFCOT_DRAIN_TIMEOUT_MS: "120000",
+    NFCOT_THREADS: "1",
+    NFCOT_KV_CACHE_BLOCKS: "512",
+    NFCOT_LOG_LEVEL: "info",
+  });
   const s = server;
   const agent = new Agent({ connections: STREAMS + 4 });
   try {
@@ -49,7 +56,10 @@ test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit co
         },
       );
     });
-    await Promise.race([running, Promise.all(streams).then(() => assert.fail("the streams ended before SIGTERM could be sent"))]);
+    await Promise.race([
+      running,
+      Promise.all(streams).then(() => assert.fail("the streams ended before SIGTERM could be sent")),
+    ]);
     const tSignal = performance.now();
     s.child.kill("SIGTERM");
 
@@ -62,8 +72,15 @@ test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit co
       const r = await fetch(`${s.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "nfcot-trace-small", messages: [{ role: "user", content: "y = 1\nprint(y)" }], max_tokens: 8 }),
-      }).then((res) => res.status, () => 0);
+        body: JSON.stringify({
+          model: "nfcot-trace-small",
+          messages: [{ role: "user", content: "y = 1\nprint(y)" }],
+          max_tokens: 8,
+        }),
+      }).then(
+        (res) => res.status,
+        () => 0,
+      );
       if (r === 503 || r === 0) refused++;
       else accepted++;
     }
@@ -73,7 +90,9 @@ test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit co
     const code = await s.exited;
     const inFlightAtSignal = Number(/"inFlight":(\d+)[^\n]*"msg":"draining"/.exec(s.output())?.[1] ?? -1);
     const aborted = Number(/"aborted":(\d+)[^\n]*"msg":"stopped"/.exec(s.output())?.[1] ?? -1);
-    const complete = results.filter((r) => r.ok && ["stop", "length"].includes(r.finishReason ?? "") && r.usage !== null);
+    const complete = results.filter(
+      (r) => r.ok && ["stop", "length"].includes(r.finishReason ?? "") && r.usage !== null,
+    );
     // Thoughts and trace tokens count inside max_tokens, as OpenAI counts reasoning.
     const fullLength = results.filter((r) => r.usage && r.usage.completion_tokens === MAX_TOKENS);
     report(t, "SIGTERM under load", {
@@ -88,7 +107,11 @@ test(`SIGTERM with ${STREAMS} streams in flight: all finish with [DONE], exit co
       "exit code": code ?? "signal",
     });
     assert.equal(accepted, 0, "no new request is accepted while draining");
-    assert.deepEqual(results.filter((r) => !complete.includes(r)).map((r) => `${r.error} ${r.finishReason}`), [], "every in-flight stream finishes properly");
+    assert.deepEqual(
+      results.filter((r) => !complete.includes(r)).map((r) => `${r.error} ${r.finishReason}`),
+      [],
+      "every in-flight stream finishes properly",
+    );
     assert.equal(fullLength.length, STREAMS, "every stream ran to its full length (none cut short)");
     assert.ok(inFlightAtSignal > 0, "streams were in flight when the signal came");
     assert.equal(aborted, 0, "the drain aborted nothing");

@@ -34,12 +34,16 @@ const SAMPLE_MS = 200;
 const READING_MS = scaled(1_000, 2_000);
 const MAX_GROWTH = 0.05;
 
-test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth under 5%`, { timeout: SOAK_MS + WARMUP_MAX_MS + 120_000 }, async (t) => {
+test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth under 5%`, {
+  timeout: SOAK_MS + WARMUP_MAX_MS + 120_000,
+}, async (t) => {
   const s = await startServer();
   const watch = new ServerWatch(s.app.server);
   const agent = new Agent({ connections: WORKERS * 2, keepAliveTimeout: 30_000 });
   const programs = loadTestSplit().slice(0, 200);
-  const zeros = Array.from({ length: s.engine.info.numThoughts }, () => Array<number>(s.engine.info.thoughtDim).fill(0));
+  const zeros = Array.from({ length: s.engine.info.numThoughts }, () =>
+    Array<number>(s.engine.info.thoughtDim).fill(0),
+  );
   const failures: string[] = [];
   let requests = 0;
   let stop = false;
@@ -51,24 +55,55 @@ test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth unde
     const kind = k % 6;
     if (kind <= 2) {
       const mode = (["none", "explicit", "latent"] as const)[kind];
-      const r = await streamChatCompletion(s.url, { model: "nfcot-trace-small", messages, max_tokens: 48, temperature: k % 2 ? 0 : 0.7, seed: k, reasoning: { mode } }, { dispatcher: agent });
+      const r = await streamChatCompletion(
+        s.url,
+        {
+          model: "nfcot-trace-small",
+          messages,
+          max_tokens: 48,
+          temperature: k % 2 ? 0 : 0.7,
+          seed: k,
+          reasoning: { mode },
+        },
+        { dispatcher: agent },
+      );
       if (!r.ok) failures.push(`stream ${mode}: ${r.error}`);
     } else if (kind === 3) {
-      const r = await fetchJson(`${s.url}/v1/chat/completions`, { body: { model: "nfcot-trace-small", messages, n: 2, max_tokens: 32, seed: k, reasoning: { return_thoughts: true } }, dispatcher: agent });
+      const r = await fetchJson(`${s.url}/v1/chat/completions`, {
+        body: {
+          model: "nfcot-trace-small",
+          messages,
+          n: 2,
+          max_tokens: 32,
+          seed: k,
+          reasoning: { return_thoughts: true },
+        },
+        dispatcher: agent,
+      });
       if (r.status !== 200) failures.push(`chat n=2: HTTP ${r.status}`);
-      const c = await fetchJson(`${s.url}/v1/completions`, { body: { model: "nfcot-trace-small", prompt: p.source, max_tokens: 16 }, dispatcher: agent });
+      const c = await fetchJson(`${s.url}/v1/completions`, {
+        body: { model: "nfcot-trace-small", prompt: p.source, max_tokens: 16 },
+        dispatcher: agent,
+      });
       if (c.status !== 200) failures.push(`completions: HTTP ${c.status}`);
     } else if (kind === 4) {
-      const r = await fetchJson(`${s.url}/v1/latent/logprobs`, { body: { model: "nfcot-trace-small", messages, trajectories: [{ thoughts: zeros, answer: String(p.answer) }] }, dispatcher: agent });
+      const r = await fetchJson(`${s.url}/v1/latent/logprobs`, {
+        body: { model: "nfcot-trace-small", messages, trajectories: [{ thoughts: zeros, answer: String(p.answer) }] },
+        dispatcher: agent,
+      });
       if (r.status !== 200) failures.push(`latent logprobs: HTTP ${r.status}`);
     } else {
       // A client that leaves after a few chunks: its sequence must be freed every time.
       const ac = new AbortController();
-      await streamChatCompletion(s.url, { model: "nfcot-trace-small", messages, max_tokens: 64, ignore_eos: true, reasoning: { mode: "explicit" } }, {
-        dispatcher: agent,
-        signal: ac.signal,
-        onChunk: (n) => void (n >= 3 + (k % 5) && ac.abort()),
-      });
+      await streamChatCompletion(
+        s.url,
+        { model: "nfcot-trace-small", messages, max_tokens: 64, ignore_eos: true, reasoning: { mode: "explicit" } },
+        {
+          dispatcher: agent,
+          signal: ac.signal,
+          onChunk: (n) => void (n >= 3 + (k % 5) && ac.abort()),
+        },
+      );
     }
     requests++;
   }
@@ -93,7 +128,8 @@ test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth unde
       collectGarbage();
       warmupReadings.push(process.memoryUsage().rss);
       const last = warmupReadings.slice(-SETTLE_READINGS);
-      settled = last.length === SETTLE_READINGS && (Math.max(...last) - Math.min(...last)) / Math.min(...last) < SETTLE_SPREAD;
+      settled =
+        last.length === SETTLE_READINGS && (Math.max(...last) - Math.min(...last)) / Math.min(...last) < SETTLE_SPREAD;
       if (settled && performance.now() - t0 >= WARMUP_MS && requests >= WARMUP_REQUESTS) break;
     }
     const warmupS = (performance.now() - t0) / 1000;
@@ -135,7 +171,9 @@ test(`soak: steady load for ${SOAK_MS / 1000} s after a warm-up, RSS growth unde
       "kv blocks used after": s.engine.stats!.kvBlocksUsed,
       "server 5xx": watch.serverErrors,
     });
-    t.diagnostic(`rss after collection, MiB at s: ${readings.map((r) => `${(r.rss / MiB).toFixed(0)}@${r.s.toFixed(0)}`).join(" ")}`);
+    t.diagnostic(
+      `rss after collection, MiB at s: ${readings.map((r) => `${(r.rss / MiB).toFixed(0)}@${r.s.toFixed(0)}`).join(" ")}`,
+    );
     assert.deepEqual(failures.slice(0, 10), [], "every request of the soak succeeds");
     assert.ok(growth < MAX_GROWTH, `RSS grew ${(growth * 100).toFixed(1)}% (limit ${MAX_GROWTH * 100}%)`);
     assert.equal(watch.serverErrors, 0);

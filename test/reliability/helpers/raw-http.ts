@@ -85,10 +85,20 @@ function dechunk(s: string): string {
 }
 
 /** A request head with Connection: close and, unless given, a matching Content-Length. */
-export function head(method: string, path: string, headers: Record<string, string | number> = {}, bodyLength?: number): string {
+export function head(
+  method: string,
+  path: string,
+  headers: Record<string, string | number> = {},
+  bodyLength?: number,
+): string {
   const h: Record<string, string | number> = { host: "127.0.0.1", connection: "close", ...headers };
-  if (bodyLength !== undefined && !Object.keys(h).some((k) => k.toLowerCase() === "content-length" || k.toLowerCase() === "transfer-encoding")) {
+  if (
+    bodyLength !== undefined &&
+    !Object.keys(h).some((k) => k.toLowerCase() === "content-length" || k.toLowerCase() === "transfer-encoding")
+  ) {
     h["content-length"] = bodyLength;
   }
-  return `${method} ${path} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n`;
+  return `${method} ${path} HTTP/1.1\r\n${Object.entries(h)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join("\r\n")}\r\n\r\n`;
 }

@@ -13,6 +13,8 @@ export function scaled<T>(reduced: T, full: T): T {
 
 /** What a suite tried and what held, as numbers, in the test report (every reporter prints it). */
 export function report(t: TestContext, title: string, numbers: Record<string, number | string | boolean>): void {
-  const line = `${title} [${SCALE_NAME}]: ` + Object.entries(numbers).map(([k, v]) => `${k} ${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : v}`).join(", ");
+  const line = `${title} [${SCALE_NAME}]: ${Object.entries(numbers)
+    .map(([k, v]) => `${k} ${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : v}`)
+    .join(", ")}`;
   t.diagnostic(line);
 }

@@ -13,8 +13,19 @@ export interface ValidCall {
 const PROGRAM = "a = 5\nb = a * 3\nc = b - 4\nprint(c)";
 const msgs = [{ role: "user", content: PROGRAM }];
 
-async function json(t: Target, path: string, body: unknown, method: "GET" | "POST" = "POST"): Promise<{ status: number; body: any; text: string }> {
-  const r = await sendBody(t, path, method === "GET" ? "" : JSON.stringify(body), method === "GET" ? {} : { "content-type": "application/json" }, method);
+async function json(
+  t: Target,
+  path: string,
+  body: unknown,
+  method: "GET" | "POST" = "POST",
+): Promise<{ status: number; body: any; text: string }> {
+  const r = await sendBody(
+    t,
+    path,
+    method === "GET" ? "" : JSON.stringify(body),
+    method === "GET" ? {} : { "content-type": "application/json" },
+    method,
+  );
   if (r.error) return { status: 0, body: null, text: r.error };
   let parsed: unknown = null;
   try {
@@ -37,7 +48,17 @@ function chatCheck(r: { status: number; body: any; text: string }, choices = 1):
 
 const chat = (name: string, extra: Record<string, unknown>, choices = 1): ValidCall => ({
   name,
-  run: async (t) => chatCheck(await json(t, "/v1/chat/completions", { model: t.model, messages: msgs, max_tokens: 24, temperature: 0, ...extra }), choices),
+  run: async (t) =>
+    chatCheck(
+      await json(t, "/v1/chat/completions", {
+        model: t.model,
+        messages: msgs,
+        max_tokens: 24,
+        temperature: 0,
+        ...extra,
+      }),
+      choices,
+    ),
 });
 
 const zeros = (t: Target) => Array.from({ length: t.numThoughts }, () => Array<number>(t.thoughtDim).fill(0));
@@ -49,19 +70,33 @@ export const VALID_CALLS: ValidCall[] = [
   {
     name: "chat latent with thoughts returned",
     run: async (t) => {
-      const r = await json(t, "/v1/chat/completions", { model: t.model, messages: msgs, max_tokens: 8, seed: 3, reasoning: { mode: "latent", return_thoughts: true } });
+      const r = await json(t, "/v1/chat/completions", {
+        model: t.model,
+        messages: msgs,
+        max_tokens: 8,
+        seed: 3,
+        reasoning: { mode: "latent", return_thoughts: true },
+      });
       const bad = chatCheck(r);
       if (bad) return bad;
       const th = r.body.choices[0].thoughts;
-      return th?.count === t.numThoughts && th.vectors?.length === t.numThoughts ? null : `thoughts ${JSON.stringify(th).slice(0, 200)}`;
+      return th?.count === t.numThoughts && th.vectors?.length === t.numThoughts
+        ? null
+        : `thoughts ${JSON.stringify(th).slice(0, 200)}`;
     },
   },
   {
     name: "chat stream",
     run: async (t) => {
-      const r = await streamChatCompletion(t.url, { model: t.model, messages: msgs, max_tokens: 16, temperature: 0 }, { dispatcher: t.dispatcher });
+      const r = await streamChatCompletion(
+        t.url,
+        { model: t.model, messages: msgs, max_tokens: 16, temperature: 0 },
+        { dispatcher: t.dispatcher },
+      );
       if (!r.ok) return r.error;
-      return r.usage && ["stop", "length"].includes(r.finishReason ?? "") ? null : `finish ${r.finishReason}, usage ${JSON.stringify(r.usage)}`;
+      return r.usage && ["stop", "length"].includes(r.finishReason ?? "")
+        ? null
+        : `finish ${r.finishReason}, usage ${JSON.stringify(r.usage)}`;
     },
   },
   chat("chat n 2 sampled", { n: 2, temperature: 0.8, seed: 11 }, 2),
@@ -75,7 +110,17 @@ export const VALID_CALLS: ValidCall[] = [
   {
     name: "edge: odd characters and an empty turn",
     run: async (t) =>
-      chatCheck(await json(t, "/v1/chat/completions", { model: t.model, max_tokens: 10, messages: [{ role: "user", content: "\u0000\u200b\ud83d\ude00 \ud800" }, { role: "assistant", content: "" }, { role: "user", content: "" }] })),
+      chatCheck(
+        await json(t, "/v1/chat/completions", {
+          model: t.model,
+          max_tokens: 10,
+          messages: [
+            { role: "user", content: "\u0000\u200b\ud83d\ude00 \ud800" },
+            { role: "assistant", content: "" },
+            { role: "user", content: "" },
+          ],
+        }),
+      ),
   },
   {
     name: "edge: unknown field nested 1000 deep",
@@ -87,11 +132,24 @@ export const VALID_CALLS: ValidCall[] = [
   },
   {
     name: "completions",
-    run: async (t) => chatCheck(await json(t, "/v1/completions", { model: t.model, prompt: ["a = 1", "b = 2"], max_tokens: 4, temperature: 0 }), 2),
+    run: async (t) =>
+      chatCheck(
+        await json(t, "/v1/completions", { model: t.model, prompt: ["a = 1", "b = 2"], max_tokens: 4, temperature: 0 }),
+        2,
+      ),
   },
   {
     name: "completions of token ids, echoed with logprobs",
-    run: async (t) => chatCheck(await json(t, "/v1/completions", { model: t.model, prompt: [10, 11, 12], max_tokens: 3, echo: true, logprobs: 2 })),
+    run: async (t) =>
+      chatCheck(
+        await json(t, "/v1/completions", {
+          model: t.model,
+          prompt: [10, 11, 12],
+          max_tokens: 3,
+          echo: true,
+          logprobs: 2,
+        }),
+      ),
   },
   {
     name: "tokenize and detokenize",
@@ -105,9 +163,15 @@ export const VALID_CALLS: ValidCall[] = [
   {
     name: "latent logprobs",
     run: async (t) => {
-      const r = await json(t, "/v1/latent/logprobs", { model: t.model, messages: msgs, trajectories: [{ thoughts: zeros(t), answer: "11" }, { thoughts: zeros(t) }] });
+      const r = await json(t, "/v1/latent/logprobs", {
+        model: t.model,
+        messages: msgs,
+        trajectories: [{ thoughts: zeros(t), answer: "11" }, { thoughts: zeros(t) }],
+      });
       if (r.status !== 200) return `HTTP ${r.status} ${r.text.slice(0, 200)}`;
-      return r.body.data.length === 2 && r.body.data.every((d: any) => Number.isFinite(d.log_prob)) ? null : r.text.slice(0, 200);
+      return r.body.data.length === 2 && r.body.data.every((d: any) => Number.isFinite(d.log_prob))
+        ? null
+        : r.text.slice(0, 200);
     },
   },
   {
