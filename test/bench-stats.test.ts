@@ -100,6 +100,7 @@ function outcome(over: Partial<StreamOutcome>): StreamOutcome {
     text: "",
     thoughtChunks: 0,
     textChunks: 0,
+    reasoningChunks: 0,
     finishReason: "stop",
     done: true,
     errorBody: null,

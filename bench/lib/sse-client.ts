@@ -31,6 +31,8 @@ export interface StreamOutcome {
   text: string;
   thoughtChunks: number;
   textChunks: number;
+  /** Chunks of reasoning text (delta.reasoning_content), kept apart from the answer's. */
+  reasoningChunks: number;
   finishReason: string | null;
   done: boolean;
   usage: Usage | null;
@@ -49,7 +51,7 @@ export interface StreamOptions {
 }
 
 interface ChunkChoice {
-  delta?: { content?: string | null };
+  delta?: { content?: string | null; reasoning_content?: string | null };
   text?: string;
   thought?: unknown;
   finish_reason?: string | null;
@@ -71,6 +73,7 @@ export async function streamChatCompletion(
     text: "",
     thoughtChunks: 0,
     textChunks: 0,
+    reasoningChunks: 0,
     finishReason: null,
     done: false,
     usage: null,
@@ -122,7 +125,10 @@ export async function streamChatCompletion(
         if (chunk.usage) out.usage = chunk.usage;
         for (const c of chunk.choices ?? []) {
           const text = c.delta?.content ?? c.text ?? "";
-          const isOutput = text !== "" || c.thought !== undefined;
+          // Reasoning text (a trace split off the answer) is output too: it streams first.
+          const reasoning = c.delta?.reasoning_content ?? "";
+          if (reasoning !== "") out.reasoningChunks++;
+          const isOutput = text !== "" || reasoning !== "" || c.thought !== undefined;
           if (c.thought !== undefined) out.thoughtChunks++;
           if (text !== "") {
             out.text += text;
@@ -133,7 +139,7 @@ export async function streamChatCompletion(
           if (out.ttftMs === null) out.ttftMs = now - out.startMs;
           else out.itlMs.push(now - last);
           last = now;
-          opts.onChunk?.(out.textChunks + out.thoughtChunks);
+          opts.onChunk?.(out.textChunks + out.reasoningChunks + out.thoughtChunks);
         }
       }
     }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
+import { replySplit } from "../model/model-info.ts";
 import { encodeChat } from "./chat-prompt.ts";
 import { choiceStream, type ChunkShape } from "./choice-stream.ts";
 import { checkGeneration, checkLatentAvailable, checkQueue } from "./guards.ts";
@@ -55,7 +56,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       // A written trace (the model declares where it ends) or the decoded thoughts (latent, when
       // asked) go to reasoning_content; the answer alone to content.
       const reasoning = {
-        split: mode !== "latent" ? info.reasoningSplit : null,
+        split: replySplit(info, mode),
         decodedThoughts: mode === "latent" && returnThoughts && info.hasThoughtDecoder,
       };
       const sampling = toSampling(body, maxTokens, { enabled: logprobs, top: body.top_logprobs ?? 0 });

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ServeError } from "../errors.ts";
+import { replySplit } from "../model/model-info.ts";
 import type { TemplateMessage } from "../model/chat-template.ts";
 import type { ReasoningMode } from "../model/manifest.ts";
 import { encodeChat } from "./chat-prompt.ts";
@@ -179,7 +180,7 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
         returnThoughts: encrypted,
         sizeParam: "input",
         reasoning: {
-          split: mode !== "latent" ? info.reasoningSplit : null,
+          split: replySplit(info, mode),
           decodedThoughts: mode === "latent" && info.hasThoughtDecoder,
         },
       });

@@ -31,6 +31,14 @@ export interface ModelInfo {
   vocabSize: number;
 }
 
+/** The split that applies to a reply in `mode`: an explicit trace's, and in none mode only a
+ * marker split (a model that writes its own think tags); latent replies are answers. */
+export function replySplit(info: Pick<ModelInfo, "reasoningSplit">, mode: ReasoningMode): ReasoningSplit | null {
+  const split = info.reasoningSplit;
+  if (split === null || mode === "latent") return null;
+  return mode === "explicit" || !("answer" in split) ? split : null;
+}
+
 export function modelInfo(manifest: Manifest): ModelInfo {
   const latent = manifest.latent;
   const graphs = manifest.graphs;
