@@ -229,3 +229,11 @@ test("what /v1/responses cannot honour is refused with 400 unsupported_parameter
   });
   assert.equal(text.output_text, "15");
 });
+
+test("unknown fields on /v1/responses are ignored, named in x-ignored-fields", async () => {
+  const { response } = await client.responses
+    .create({ model: MODEL, input: PROGRAM, temperature: 0, not_a_field: 1 } as never)
+    .withResponse();
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("x-ignored-fields"), "not_a_field");
+});

@@ -1,6 +1,7 @@
 import { Type, type TSchema } from "@sinclair/typebox";
 import { ErrorResponse } from "../http/error-response.ts";
 import { jsonOrEventStream } from "./sse.ts";
+import { ResponseObject, ResponseStreamEvent } from "./responses-schemas.ts";
 
 /** Response schemas: for the OpenAPI document only. Responses are serialized with JSON.stringify
  * (app.ts), so a field missing here is never silently dropped from a response. */
@@ -354,6 +355,8 @@ export const RESPONSE_SCHEMAS = [
   TrajectoryScore,
   LatentLogprobsResponse,
   LatentDecodeResponse,
+  ResponseObject,
+  ResponseStreamEvent,
 ];
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {

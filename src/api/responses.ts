@@ -8,12 +8,7 @@ import { requestId, type Generation } from "./generation.ts";
 import { checkGeneration, checkLatentAvailable } from "./guards.ts";
 import { checkPromptChars, messagesChars } from "./prompt-limits.ts";
 import { streamingPostSchema } from "./response-schemas.ts";
-import {
-  ResponseObject,
-  ResponseRequest,
-  ResponseStreamEvent,
-  type ResponseRequest as Body,
-} from "./responses-schemas.ts";
+import type { ResponseRequest as Body } from "./responses-schemas.ts";
 import { budgetMaxTokens, toLatent, toSampling } from "./sampling.ts";
 import { sendEventStream, sseEvent } from "./sse.ts";
 import { encodeThought, parseThoughts } from "./thoughts.ts";
@@ -134,9 +129,6 @@ function checkResponseParameters(body: Body): void {
 const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] });
 
 export async function responsesRoutes(app: FastifyInstance): Promise<void> {
-  app.addSchema(ResponseRequest);
-  app.addSchema(ResponseObject);
-  app.addSchema(ResponseStreamEvent);
   app.post<{ Body: Body }>(
     "/v1/responses",
     {

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ReasoningModeSchema } from "../model/manifest.ts";
+import { ResponseRequest } from "./responses-schemas.ts";
 
 /** Request schemas: the one source for validation (Fastify's Ajv), the handlers' TypeScript types
  * and the OpenAPI document. Optional OpenAI parameters also accept null, as the OpenAI API does.
@@ -360,6 +361,7 @@ export type ModelParams = Static<typeof ModelParams>;
 export const REQUEST_SCHEMAS = [
   ChatCompletionRequest,
   CompletionRequest,
+  ResponseRequest,
   LatentLogprobsRequest,
   LatentDecodeRequest,
   TokenizeRequest,
