@@ -10,8 +10,8 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { EngineClient } from "../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS } from "../src/engine/options.ts";
-import { greedySampling } from "../src/engine/sampling-params.ts";
 import { Runner, type ForwardRow } from "../src/engine/runner.ts";
+import { greedyTextRequest } from "./lib/decode-step.ts";
 import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 
 const args = engineBenchArgs({ batches: "1,8,32", prompt: "32", steps: "64", threads: "2" });
@@ -62,16 +62,7 @@ async function engineRun(engine: EngineClient, B: number, tag: string): Promise<
   await Promise.all(
     prompts.slice(0, B).map(async (p, b) => {
       let n = 0;
-      const it = engine.generate({
-        kind: "generate",
-        id: `${tag}-${b}`,
-        promptIds: p,
-        opensLatentSpan: false,
-        choiceIndex: 0,
-        leaderId: null,
-        latent: { temperature: 0, returnVectors: false },
-        sampling: greedySampling({ maxTokens: steps, ignoreEos: true }),
-      });
+      const it = engine.generate(greedyTextRequest(`${tag}-${b}`, p, steps));
       for await (const e of it) if (e.type === "token") n++;
       if (n !== steps) throw new Error(`request ${b} produced ${n} tokens`);
     }),

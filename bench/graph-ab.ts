@@ -11,7 +11,8 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
-import { Runner, type ForwardRow } from "../src/engine/runner.ts";
+import { Runner } from "../src/engine/runner.ts";
+import { msPerDecodeStep } from "./lib/decode-step.ts";
 import { loadManifest } from "../src/model/manifest.ts";
 
 const { values } = parseArgs({
@@ -106,33 +107,6 @@ const runners = await Promise.all(
     }),
   ),
 );
-async function msPerStep(r: Runner, B: number): Promise<number> {
-  const V = r.vocabSize;
-  const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
-  await r.forward(
-    tables.map((t, b) => ({
-      tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))),
-      thoughts: Array(P).fill(null),
-      start: 0,
-      blockTable: t,
-      outputs: [P - 1],
-    })),
-  );
-  const t0 = performance.now();
-  for (let s = 0; s < steps; s++)
-    await r.forward(
-      tables.map(
-        (t, b): ForwardRow => ({
-          tokens: [3 + ((b + s) % (V - 3))],
-          thoughts: [null],
-          start: P + s,
-          blockTable: t,
-          outputs: [P + s],
-        }),
-      ),
-    );
-  return (performance.now() - t0) / steps;
-}
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const nodes = await Promise.all(dirs.map(optimizedNodes));
 console.log(
@@ -143,10 +117,11 @@ console.log(
 console.log("| batch | A ms/step | B ms/step | A / B (> 1: B faster) |");
 console.log("|---|---|---|---|");
 for (const B of batches) {
-  for (const r of runners) await msPerStep(r, B);
+  for (const r of runners) await msPerDecodeStep(r, { batch: B, prompt: P, steps, blocksPerSeq: perSeq });
   const t: number[][] = [[], []];
   for (let k = 0; k < Number(values.rounds); k++)
-    for (let i = 0; i < 2; i++) t[i]!.push(await msPerStep(runners[i]!, B));
+    for (let i = 0; i < 2; i++)
+      t[i]!.push(await msPerDecodeStep(runners[i]!, { batch: B, prompt: P, steps, blocksPerSeq: perSeq }));
   const [a, b] = t.map(median) as [number, number];
   console.log(`| ${B} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)} |`);
 }

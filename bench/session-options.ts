@@ -7,11 +7,12 @@
  *   npx tsx bench/session-options.ts [--model DIR] [--batches 1,32] [--prompt 32] [--steps 64] [--rounds 5]
  */
 import { loadavg } from "node:os";
-import { Runner, type ForwardRow } from "../src/engine/runner.ts";
+import { Runner } from "../src/engine/runner.ts";
+import { msPerDecodeStep } from "./lib/decode-step.ts";
 import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 
 const args = engineBenchArgs({ batches: "1,32", prompt: "32", steps: "64", rounds: "5" });
-const { modelDir: dir, manifest: m, vocabSize: V, batches, maxBatch: maxB, prompt: P, steps } = args;
+const { modelDir: dir, manifest: m, batches, maxBatch: maxB, prompt: P, steps } = args;
 const { perSequence: perSeq, total: numBlocks } = kvBlocksFor(maxB, P + steps + 2, 16);
 const configs = [
   { name: "1 thread", threads: 1, spinning: false },
@@ -32,34 +33,6 @@ const runners = await Promise.all(
   ),
 );
 
-async function msPerStep(r: Runner, B: number): Promise<number> {
-  const tables = Array.from({ length: B }, (_, b) => Array.from({ length: perSeq }, (_, j) => b * perSeq + j));
-  await r.forward(
-    tables.map((t, b) => ({
-      tokens: Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (V - 3))),
-      thoughts: Array(P).fill(null),
-      start: 0,
-      blockTable: t,
-      outputs: [P - 1],
-    })),
-  );
-  const t0 = performance.now();
-  for (let s = 0; s < steps; s++) {
-    await r.forward(
-      tables.map(
-        (t, b): ForwardRow => ({
-          tokens: [3 + ((b + s) % (V - 3))],
-          thoughts: [null],
-          start: P + s,
-          blockTable: t,
-          outputs: [P + s],
-        }),
-      ),
-    );
-  }
-  return (performance.now() - t0) / steps;
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(
   `model ${m.name} (${dir}); decode steps at context ${P}..${P + steps}; ${args.rounds} interleaved rounds; load average ${loadavg()
@@ -69,10 +42,11 @@ console.log(
 console.log(`| batch | ${configs.map((c) => `${c.name} ms/step`).join(" | ")} |`);
 console.log(`|---|${configs.map(() => "---").join("|")}|`);
 for (const B of batches) {
-  for (const r of runners) await msPerStep(r, B); // warm-up
+  for (const r of runners) await msPerDecodeStep(r, { batch: B, prompt: P, steps, blocksPerSeq: perSeq }); // warm-up
   const times = configs.map(() => [] as number[]);
   for (let k = 0; k < args.rounds; k++)
-    for (let i = 0; i < runners.length; i++) times[i]!.push(await msPerStep(runners[i]!, B));
+    for (let i = 0; i < runners.length; i++)
+      times[i]!.push(await msPerDecodeStep(runners[i]!, { batch: B, prompt: P, steps, blocksPerSeq: perSeq }));
   const med = times.map(median);
   console.log(`| ${B} | ${med.map((x) => `${x.toFixed(3)} (${(med[1]! / x).toFixed(2)}x)`).join(" | ")} |`);
 }

@@ -24,6 +24,7 @@ import { Scheduler } from "../src/engine/scheduler.ts";
 import type { EngineEvent } from "../src/engine/types.ts";
 import { eosTokenIds } from "../src/model/manifest.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
+import { greedyTextRequest } from "./lib/decode-step.ts";
 import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 import { categorize, readProfile, type OpTimes } from "./lib/ort-profile.ts";
 
@@ -54,18 +55,7 @@ async function enginePass(B: number) {
     neverSample: tokenizer.idsWithoutToken(V),
   };
   const engine = new Engine(runner, scheduler, blocks, tokenizer, special, manifest.max_context, (e) => events.push(e));
-  prompts(B).forEach((p, b) =>
-    engine.add({
-      kind: "generate",
-      id: `r${b}`,
-      promptIds: p,
-      opensLatentSpan: false,
-      choiceIndex: 0,
-      leaderId: null,
-      latent: { temperature: 0, returnVectors: false },
-      sampling: greedySampling({ maxTokens: steps + 4, ignoreEos: true }),
-    }),
-  );
+  prompts(B).forEach((p, b) => engine.add(greedyTextRequest(`r${b}`, p, steps + 4)));
   await engine.step(); // prefill (all prompts fit one step's budget)
   for (let i = 0; i < 3; i++) await engine.step(); // warm-up decode steps
   const t0 = { ...runner.timing };

@@ -30,10 +30,10 @@ import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { EngineClient } from "../../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/options.ts";
-import { greedySampling } from "../../src/engine/sampling-params.ts";
 import { loadManifest } from "../../src/model/manifest.ts";
 import { freePort, startServerProcess } from "../lib/server-process.ts";
 import { SseParser } from "../lib/sse-parser.ts";
+import { greedyTextRequest } from "../lib/decode-step.ts";
 
 const { values } = parseArgs({
   options: {
@@ -158,16 +158,7 @@ async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<
   await Promise.all(
     prompts.slice(0, B).map(async (p, b) => {
       let n = 0;
-      for await (const e of engine.generate({
-        kind: "generate",
-        id: `${tag}-${b}`,
-        promptIds: p,
-        opensLatentSpan: false,
-        choiceIndex: 0,
-        leaderId: null,
-        latent: { temperature: 0, returnVectors: false },
-        sampling: greedySampling({ maxTokens: G, ignoreEos: true }),
-      })) {
+      for await (const e of engine.generate(greedyTextRequest(`${tag}-${b}`, p, G))) {
         if (e.type !== "token") continue;
         if (n++ === 0 && ++started === B) firstAll = performance.now();
       }
