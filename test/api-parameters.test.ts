@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startAppOn, startServer, type TestServer } from "./helpers/server.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** Parameters done or refused (#18), through the official openai npm SDK against the real
  * server on the shipped model: logit_bias, min_tokens, stop_token_ids, prompt_logprobs, the
@@ -24,7 +25,7 @@ const complete = (body: Record<string, unknown>) =>
 
 before(async () => {
   s = await startServer();
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(() => s.close());
 
@@ -282,7 +283,7 @@ describe("unknown fields", () => {
     });
     const app = await startAppOn(s.engine, {}, { level: "warn", stream });
     try {
-      const c = new OpenAI({ baseURL: `${app.url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const c = sdkClient(app.url);
       const { response } = await c.chat.completions
         .create({ model: MODEL, messages, max_tokens: 7, not_a_field: 1, metadata_x: "y" } as never)
         .withResponse();

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startAppOn, startServer, type TestServer } from "./helpers/server.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** The official openai npm SDK (v4) against a running server on the shipped model. */
 
@@ -13,7 +14,7 @@ let client: OpenAI;
 
 before(async () => {
   s = await startServer();
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(() => s.close());
 

@@ -10,6 +10,7 @@ import { PYTHON } from "./helpers/python.ts";
 import { QWEN3_TOKENIZER_DIR } from "./helpers/qwen3-tokenizer.ts";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { postJson } from "./helpers/sse.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** Bring your own model, end to end: a tiny random-weight Qwen3-shaped checkpoint with Qwen3's
  * real tokenizer, chat template and 151,936-row embedding (test/helpers/qwen3_tiny.py), exported
@@ -30,7 +31,7 @@ before(async () => {
   const r = spawnSync(PYTHON, [SCRIPT, QWEN3_TOKENIZER_DIR, work], { encoding: "utf8", timeout: 300_000 });
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
   s = await startServer({ modelDir: join(work, "out") });
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(async () => {
   await s?.close();

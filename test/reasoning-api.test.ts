@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { startServer, type TestServer } from "./helpers/server.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** Reasoning the way OpenAI clients read it (the npm openai SDK against the shipped model): the
  * trace apart from the answer, reasoning tokens counted and inside the budget, greedy means one
@@ -17,7 +18,7 @@ let client: OpenAI;
 
 before(async () => {
   s = await startServer();
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(() => s.close());
 

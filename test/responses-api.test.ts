@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { startServer, type TestServer } from "./helpers/server.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** POST /v1/responses through the official npm SDK (responses.create / responses.stream) on the
  * shipped model: effort -> reasoning mode, the reasoning item, usage, streaming events. */
@@ -15,7 +16,7 @@ let client: OpenAI;
 
 before(async () => {
   s = await startServer();
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(() => s.close());
 
@@ -160,7 +161,7 @@ describe("a latent reasoning item sent back", () => {
   let client: OpenAI;
   before(async () => {
     small = await startServer({ blockSize: 4 });
-    client = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    client = sdkClient(small.url);
   });
   after(() => small.close());
 

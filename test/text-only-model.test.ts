@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { after, before, describe, test } from "node:test";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { postJson, readSse } from "./helpers/sse.ts";
 import { makeTextOnlyModel } from "./helpers/text-only-model.ts";
+import { sdkClient } from "./helpers/sdk.ts";
 
 /** A text-only model (no `latent` in its manifest: what the exporter writes for a Hugging Face
  * checkpoint without NF-CoT extras), made from the shipped model by graph surgery so its answers
@@ -52,7 +53,7 @@ before(async () => {
     await ref.close();
   }
   s = await startServer({ modelDir: dir });
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  client = sdkClient(s.url);
 });
 after(async () => {
   await s?.close();

@@ -52,6 +52,9 @@ export type ChoiceEvent =
   | { type: "thought"; choice: number; thought: ThoughtEvent }
   | { type: "finish"; choice: number; reason: FinishReason; thoughts: ThoughtsSummary };
 
+/** What the engine's events become before a reader adds the finish's thoughts summary. */
+type MergedEvent = Exclude<ChoiceEvent, { type: "finish" }> | { type: "finish"; choice: number; reason: FinishReason };
+
 export interface ChoiceOutput {
   index: number;
   /** The answer (all text when the reply is not split). */
@@ -352,9 +355,9 @@ export class Generation {
   }
 
   /** The engine's events of every choice, interleaved as they come, recorded in the choice's
-   * state and turned into choice events (the finish's thoughts summary is filled by the reader);
+   * state and turned into choice events (the reader adds the finish's thoughts summary, once);
    * engine errors and the timeout thrown as ServeErrors. */
-  private async *merged(): AsyncGenerator<ChoiceEvent> {
+  private async *merged(): AsyncGenerator<MergedEvent> {
     try {
       for await (const { choice, event: e } of interleave(this.iterators)) {
         const s = this.states[choice]!;
@@ -374,7 +377,7 @@ export class Generation {
           if (e.tail) yield* this.route(choice, { text: e.tail, token: null, isToken: false });
           yield* this.route(choice, null);
           s.finish = e;
-          yield { type: "finish", choice, reason: e.reason, thoughts: this.summary(choice, undefined, false) };
+          yield { type: "finish", choice, reason: e.reason };
         }
       }
       if (this.abortReason === "timeout") {
