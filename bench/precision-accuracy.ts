@@ -16,6 +16,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { ORT_PYTHON } from "./lib/ort-python.ts";
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +28,6 @@ const { values } = parseArgs({
 const ROOT = resolve(import.meta.dirname, "..");
 const SHIPPED = join(ROOT, "models/nfcot-trace-small");
 const SCRATCH = join(ROOT, "bench/scratch/precision");
-const ORT_PY = process.env.NFCOT_ORT_PYTHON ?? join(ROOT, "models/.venv-ort/bin/python");
 const VARIANTS: Record<string, string[]> = {
   fp32: [],
   fp16: ["--weights", "fp16"],
@@ -58,7 +58,7 @@ for (const n of names) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(SCRATCH, { recursive: true });
     cpSync(SHIPPED, dir, { recursive: true });
-    execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, ...VARIANTS[n]!], {
+    execFileSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, ...VARIANTS[n]!], {
       cwd: join(ROOT, "models"),
       stdio: ["ignore", "inherit", "inherit"],
     });

@@ -9,19 +9,17 @@ import { loadManifest, ManifestError } from "../src/model/manifest.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
 import { MODELS_DIR, SHIPPED_MODEL } from "./helpers/python.ts";
 import { confidentFlips, relErr } from "./helpers/compare-logits.ts";
+import { ORT_PYTHON } from "../bench/lib/ort-python.ts";
+import { loadTestSplit } from "../bench/lib/test-split.ts";
 
 /** A float16 KV cache (nfcot/kv_dtype.py graph surgery on the shipped model) against the float32
  * pool: a short prefill, then one decode step per position, so every later position reads its
  * past K/V back out of the float16 pool. Bounds: relative logit error 5e-3, no greedy change at a
  * confident position (the measured values are printed). */
-const ORT_PYTHON = process.env.NFCOT_ORT_PYTHON ?? join(MODELS_DIR, ".venv-ort", "bin", "python");
 const manifest = loadManifest(SHIPPED_MODEL);
 const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
-const sequences = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8")
-  .trim()
-  .split("\n")
+const sequences = loadTestSplit()
   .slice(20, 26)
-  .map((l) => JSON.parse(l) as { source: string; trace: string })
   .map((p) => [manifest.special_tokens.bos!, ...tokenizer.encode(`${p.source}\n${p.trace}`)].slice(0, 40));
 const PREFILL = 6;
 

@@ -9,6 +9,8 @@ import { loadManifest } from "../src/model/manifest.ts";
 import { ModelTokenizer } from "../src/model/tokenizer.ts";
 import { MODELS_DIR, SHIPPED_MODEL } from "./helpers/python.ts";
 import { confidentFlips as flips, relErr } from "./helpers/compare-logits.ts";
+import { ORT_PYTHON } from "../bench/lib/ort-python.ts";
+import { loadTestSplit } from "../bench/lib/test-split.ts";
 
 /** The shipped model at each weight precision (nfcot/quantize.py, onnxruntime's quantizers, run in
  * the venv scripts/test-deps.sh makes) against its float32 graph, teacher-forced on explicit
@@ -20,15 +22,10 @@ const BOUNDS = {
   int8: { logits: 0.06, flips: 0.005, mu: 0.09 },
   int4: { logits: 0.5, flips: 0.03, mu: 0.8 },
 } as const;
-const ORT_PYTHON = process.env.NFCOT_ORT_PYTHON ?? join(MODELS_DIR, ".venv-ort", "bin", "python");
 
 const manifest = loadManifest(SHIPPED_MODEL);
 const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
-const programs = readFileSync(join(MODELS_DIR, "data", "test.jsonl"), "utf8")
-  .trim()
-  .split("\n")
-  .slice(0, 12)
-  .map((l) => JSON.parse(l) as { source: string; trace: string });
+const programs = loadTestSplit().slice(0, 12);
 const sequences = programs.map((p) => [manifest.special_tokens.bos!, ...tokenizer.encode(`${p.source}\n${p.trace}`)]);
 
 interface Outputs {

@@ -34,6 +34,7 @@ import { loadManifest } from "../../src/model/manifest.ts";
 import { freePort, startServerProcess } from "../lib/server-process.ts";
 import { SseParser } from "../lib/sse-parser.ts";
 import { greedyTextRequest } from "../lib/decode-step.ts";
+import { ORT_PYTHON } from "../lib/ort-python.ts";
 
 const { values } = parseArgs({
   options: {
@@ -52,7 +53,6 @@ const { values } = parseArgs({
 const ROOT = resolve(import.meta.dirname, "../..");
 const SCRATCH = join(ROOT, "bench/scratch/peer");
 const BIN = join(ROOT, "bench/scratch/llamacpp/build/bin");
-const ORT_PY = process.env.NFCOT_ORT_PYTHON ?? join(ROOT, "models/.venv-ort/bin/python");
 const model = resolve(values.model!);
 const weights = values.weights!.split(",");
 const kv = values.kv as "float32" | "float16";
@@ -79,7 +79,7 @@ for (const b of ["llama-batched-bench", "llama-server"]) {
 if ((manifest.weights?.dtype ?? "float32") !== "float32" || manifest.kv_cache.dtype !== "float32") {
   throw new Error(`${model}: give a float32 export (weights and KV); this script makes the other precisions`);
 }
-spawnSync(ORT_PY, ["-c", "import gguf"]).status === 0 ||
+spawnSync(ORT_PYTHON, ["-c", "import gguf"]).status === 0 ||
   execFileSync(join(ROOT, "models/.venv-ort/bin/pip"), ["install", "-q", "gguf==0.19.0"], { stdio: "inherit" });
 
 /** Our model directory and the GGUF file at one precision (made once, kept in bench/scratch/peer). */
@@ -91,7 +91,7 @@ function prepare(w: string): { dir: string; gguf: string } {
     rmSync(dir, { recursive: true, force: true });
     cpSync(model, dir, { recursive: true });
     if (w !== "fp32" || kv !== "float32") {
-      execFileSync(ORT_PY, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv], {
+      execFileSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv], {
         cwd: join(ROOT, "models"),
         stdio: "inherit",
       });
@@ -99,7 +99,7 @@ function prepare(w: string): { dir: string; gguf: string } {
   }
   const gguf = join(SCRATCH, `${manifest.name}-${GGUF_TYPE[w]}.gguf`);
   if (!existsSync(gguf))
-    execFileSync(ORT_PY, [join(ROOT, "bench/peer/write_gguf.py"), model, gguf, "--type", GGUF_TYPE[w]!], {
+    execFileSync(ORT_PYTHON, [join(ROOT, "bench/peer/write_gguf.py"), model, gguf, "--type", GGUF_TYPE[w]!], {
       stdio: "inherit",
     });
   return { dir, gguf };

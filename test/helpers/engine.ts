@@ -1,5 +1,3 @@
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { EngineClient, type EngineLog } from "../../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from "../../src/engine/options.ts";
 import type { EngineEvent, GenerateRequest, SamplingParams } from "../../src/engine/types.ts";
@@ -10,22 +8,12 @@ import { chatPrompt } from "../../src/model/prompt.ts";
 import { ModelTokenizer } from "../../src/model/tokenizer.ts";
 import { greedySampling } from "./factories.ts";
 import { SHIPPED_MODEL } from "./python.ts";
+import { loadTestSplit, type TestProgram } from "../../bench/lib/test-split.ts";
 
-export interface TestProgram {
-  source: string;
-  answer: number;
-  n: number;
-  trace: string;
-}
+export type { TestProgram };
 
 /** The task's test split, as written by `python -m nfcot.task test 1000`. */
-export const TEST_PROGRAMS: TestProgram[] = readFileSync(
-  fileURLToPath(new URL("../../models/data/test.jsonl", import.meta.url)),
-  "utf8",
-)
-  .trim()
-  .split("\n")
-  .map((l) => JSON.parse(l));
+export const TEST_PROGRAMS: TestProgram[] = loadTestSplit();
 
 export const manifest = loadManifest(SHIPPED_MODEL);
 export const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
