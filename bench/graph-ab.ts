@@ -114,15 +114,27 @@ console.log(
     .map((x) => x.toFixed(2))
     .join(" ")}`,
 );
-console.log("| batch | A ms/step | B ms/step | A / B (> 1: B faster) |");
-console.log("|---|---|---|---|");
+// CPU ms per step (this process's user + system time, every onnxruntime thread included) beside
+// the wall time: on a shared machine the wall time also counts the waits for a core.
+console.log("| batch | A ms/step | B ms/step | A / B (> 1: B faster) | A CPU ms/step | B CPU ms/step | A / B CPU |");
+console.log("|---|---|---|---|---|---|---|");
 for (const B of batches) {
-  for (const r of runners) await msPerDecodeStep(r, { batch: B, prompt: P, steps, blocksPerSeq: perSeq });
+  const o = { batch: B, prompt: P, steps, blocksPerSeq: perSeq };
+  for (const r of runners) await msPerDecodeStep(r, o);
   const t: number[][] = [[], []];
+  const cpu: number[][] = [[], []];
   for (let k = 0; k < Number(values.rounds); k++)
-    for (let i = 0; i < 2; i++)
-      t[i]!.push(await msPerDecodeStep(runners[i]!, { batch: B, prompt: P, steps, blocksPerSeq: perSeq }));
+    for (let i = 0; i < 2; i++) {
+      const c0 = process.cpuUsage();
+      t[i]!.push(await msPerDecodeStep(runners[i]!, o));
+      const c = process.cpuUsage(c0);
+      // msPerDecodeStep also runs one prefill of the prompt first: its CPU is counted in too.
+      cpu[i]!.push((c.user + c.system) / 1000 / steps);
+    }
   const [a, b] = t.map(median) as [number, number];
-  console.log(`| ${B} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)} |`);
+  const [ca, cb] = cpu.map(median) as [number, number];
+  console.log(
+    `| ${B} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)} | ${ca.toFixed(3)} | ${cb.toFixed(3)} | ${(ca / cb).toFixed(2)} |`,
+  );
 }
 for (const r of runners) await r.close();

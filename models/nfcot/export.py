@@ -65,13 +65,14 @@ DECODER_IO = {
 }
 
 
-def _export(module, args, path, io, dynamic):
+def _export(module, args, path, io, dynamic, custom_opsets=None):
     names_in = [x["name"] for x in io["inputs"]]
     names_out = [x["name"] for x in io["outputs"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, path, opset_version=OPSET, input_names=names_in,
-                          output_names=names_out, dynamic_axes=dynamic, do_constant_folding=True)
+                          output_names=names_out, dynamic_axes=dynamic, do_constant_folding=True,
+                          custom_opsets=custom_opsets)
 
 
 def example_backbone_inputs(c: ModelConfig, B=2, S=3, NB=4, MB=2, BS=4):
@@ -93,13 +94,21 @@ BACKBONE_AXES = {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "bat
                  "new_kv": {2: "batch", 4: "seq"}}
 # protobuf's limit: a graph whose weights pass it keeps them in backbone.onnx.data beside it.
 EXTERNAL_DATA_BYTES = 2 * 1000**3
+# plain: attention in block layout from ONNX ops (paged.py). fused: decode steps (one new position
+# per row) through onnxruntime's GroupQueryAttention and RotaryEmbedding (fused.py).
+ATTENTION = ("fused", "plain")
 
 
-def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None) -> dict:
-    """backbone.onnx (with backbone.onnx.data when the weights pass 2 GB or external=True)."""
+def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, attention: str = "plain",
+                     fused_max_batch: int | None = None) -> dict:
+    """backbone.onnx (with backbone.onnx.data when the weights pass 2 GB or external=True).
+    attention "fused": decode steps through onnxruntime's fused attention (nfcot/fused.py)."""
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
     c = model.config
     io = BACKBONE_IO if c.latent else TEXT_BACKBONE_IO
     names = {x["name"] for x in io["inputs"] + io["outputs"]}
+    axes = {k: v for k, v in BACKBONE_AXES.items() if k in names}
     args = example_backbone_inputs(c)
     module = PagedBackbone(model) if c.latent else PagedTextBackbone(model)
     if not c.latent:
@@ -107,8 +116,16 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None) 
     if external is None:
         external = sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
     path = os.path.join(out, "backbone.onnx")
+    if attention == "fused":
+        if external:
+            raise ValueError("--attention fused keeps the weights inside backbone.onnx (under 2 GB): "
+                             "export this model with --attention plain")
+        from .fused import FUSED_MAX_BATCH
+        limit = FUSED_MAX_BATCH if fused_max_batch is None else fused_max_batch
+        _export_fused(model, module, args, path, io, axes, limit)
+        return {"file": "backbone.onnx", "attention": "fused", "fused_max_batch": limit, **io}
     if not external:
-        _export(module, args, path, io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
+        _export(module, args, path, io, axes)
         return {"file": "backbone.onnx", **io}
     # torch writes a graph past 2 GB as one file per tensor: export into a scratch folder, then
     # gather every weight into one backbone.onnx.data (onnxruntime resolves it beside the model).
@@ -119,6 +136,27 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None) 
     gather_external_data(os.path.join(raw, "backbone.onnx"), path, "backbone.onnx.data")
     shutil.rmtree(raw)
     return {"file": "backbone.onnx", "external_data": "backbone.onnx.data", **io}
+
+
+def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, axes: dict, max_batch: int) -> None:
+    """The plain graph and the fused decode graph (traced at S = 1), joined by one If."""
+    import tempfile
+
+    import onnx
+
+    from .fused import FusedDecodeBackbone, FusedDecodeTextBackbone, with_decode_branch
+    c = model.config
+    fused = FusedDecodeBackbone(model) if c.latent else FusedDecodeTextBackbone(model)
+    one = example_backbone_inputs(c, B=2, S=1)
+    one = one[:-1] + (torch.arange(2),)
+    if not c.latent:
+        one = (one[0],) + one[3:]
+    with tempfile.TemporaryDirectory() as tmp:
+        _export(plain_module, args, os.path.join(tmp, "plain.onnx"), io, axes)
+        _export(fused, one, os.path.join(tmp, "fused.onnx"), io, axes, custom_opsets={"com.microsoft": 1})
+        merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain.onnx")), onnx.load(os.path.join(tmp, "fused.onnx")),
+                                    max_batch)
+    onnx.save_model(merged, path)
 
 
 def gather_external_data(src: str, dst: str, location: str, threshold: int = 1024) -> None:
@@ -152,37 +190,45 @@ def gather_external_data(src: str, dst: str, location: str, threshold: int = 102
     onnx.save_model(proto, dst)
 
 
-def export_backbone(out: str, model: NFCoTModel) -> None:
+def export_backbone(out: str, model: NFCoTModel, attention: str = "plain", fused_max_batch: int | None = None) -> dict:
     """backbone.onnx alone (what RL changes; export_weights reuses the other graphs)."""
-    _export_backbone(out, model)
+    return _export_backbone(out, model, attention=attention, fused_max_batch=fused_max_batch)
 
 
-def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | None = None) -> None:
+def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | None = None,
+                   attention: str | None = None) -> None:
     """A model directory that is `base_dir` with a new backbone: the flow, thought decoder,
     tokenizer and template are copied unchanged (RL trains the backbone and its heads only).
+    attention: the backbone's attention path (None: the one base_dir's backbone has).
     Written to a temporary directory and renamed, so a reader never sees half of one."""
     import shutil
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(base_dir, tmp)
     model.eval()
-    export_backbone(tmp, model)
-    if extra:
-        path = os.path.join(tmp, "manifest.json")
-        write_json(path, {**json.load(open(path)), **extra})
+    path = os.path.join(tmp, "manifest.json")
+    manifest = json.load(open(path))
+    base = manifest["graphs"]["backbone"]
+    spec = export_backbone(tmp, model, attention or base.get("attention", "plain"), base.get("fused_max_batch"))
+    for k in ("attention", "fused_max_batch"):
+        base.pop(k, None)
+        if k in spec:
+            base[k] = spec[k]
+    write_json(path, {**manifest, **(extra or {})})
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
 
 
 def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
-                  stop_token_id: int = tk.EOT, step_format: str = "{0} = {1}", external: bool | None = None) -> dict:
+                  stop_token_id: int = tk.EOT, step_format: str = "{0} = {1}", external: bool | None = None,
+                  attention: str = "plain") -> dict:
     """Every graph of the contract the model has: the backbone (text-only variant without the NF
     head), and with a flow the flow graphs, with a VAE too the thought decoder."""
     c = model.config
     c.validate()
     os.makedirs(out, exist_ok=True)
     model.eval()
-    graphs = {"backbone": _export_backbone(out, model, external)}
+    graphs = {"backbone": _export_backbone(out, model, external, attention)}
     ex = torch.zeros(2, c.num_thoughts, c.thought_dim)
     if flow is not None and c.latent:
         flow.eval()
@@ -222,9 +268,10 @@ def manifest_fields(name: str, architecture: dict, max_context: int, graphs: dic
 
 
 def export_dir(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,
-               name: str, extra: dict | None = None, default_temperature: float = 0.9) -> dict:
+               name: str, extra: dict | None = None, default_temperature: float = 0.9,
+               attention: str = "plain") -> dict:
     c = model.config
-    graphs = export_graphs(out, model, flow, vae)
+    graphs = export_graphs(out, model, flow, vae, attention=attention)
     tk.write(out)
     manifest = {
         **manifest_fields(
@@ -274,6 +321,8 @@ def main(argv=None) -> None:
                     help="backbone weight precision, made by onnxruntime's quantizers (nfcot/quantize.py)")
     ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
                                    "(default nf_head,thought_proj; '' for none)")
+    ap.add_argument("--attention", choices=ATTENTION, default="plain",
+                    help="fused: decode steps through onnxruntime's GroupQueryAttention (nfcot/fused.py)")
     ap.add_argument("--kv-dtype", choices=("float32", "float16"), default="float32",
                     help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)
@@ -309,7 +358,7 @@ def main(argv=None) -> None:
         torch.nn.init.normal_(model.nf_head.weight, 0.0, 0.02)
         name = args.name or f"random-{args.preset}"
         extra = {"random_weights": True, **extra}
-    m = export_dir(args.out, model, flow, vae, name, extra)
+    m = export_dir(args.out, model, flow, vae, name, extra, attention=args.attention)
     report_export(m, f"{sum(p.numel() for p in model.parameters()):,} backbone parameters", args.out)
     requantize(args.out, args.weights, args.keep, args.kv_dtype)
 
