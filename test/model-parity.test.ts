@@ -13,8 +13,39 @@ const SEEDS = [Number(process.env.NFCOT_PARITY_SEED ?? 41), 7];
 if (!SEEDS.every(Number.isSafeInteger))
   throw new Error(`NFCOT_PARITY_SEED must be an integer, got ${process.env.NFCOT_PARITY_SEED}`);
 
-for (const seed of SEEDS) {
-  test(`ONNX graphs through onnxruntime-node match PyTorch on fresh random inputs (seed ${seed})`, async () => {
+type Case = { new_lens: number[]; inputs: Record<string, Packed>; expected: Record<string, Packed> };
+
+/** The backbone's outputs for one case within 1e-4 (relative) of PyTorch's dense forward. */
+async function checkBackbone(backbone: ort.InferenceSession, c: Case, label: string): Promise<void> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [k, v] of Object.entries(c.inputs)) feeds[k] = unpack(v);
+  const out = await backbone.run(feeds);
+  for (const name of ["logits", "mu", "log_sigma"]) {
+    const want = unpack(c.expected[name]!);
+    assert.deepEqual(out[name]!.dims, want.dims);
+    const e = relErr(out[name]!.data as Float32Array, want.data as Float32Array);
+    assert.ok(e < 1e-4, `${label} ${name}: relative error ${e}`);
+  }
+  // new_kv [L, 2, B, kvH, S, hd]: only each row's real positions are compared.
+  const kv = unpack(c.expected.new_kv!);
+  const [L, , B, H, S, hd] = kv.dims as number[];
+  const valid = (i: number) => {
+    const s = Math.floor(i / hd!) % S!;
+    const b = Math.floor(i / (hd! * S! * H!)) % B!;
+    return s < c.new_lens[b]!;
+  };
+  assert.deepEqual(out.new_kv!.dims, kv.dims);
+  assert.equal(L, (out.new_kv!.dims as number[])[0]);
+  const eKv = relErr(out.new_kv!.data as Float32Array, kv.data as Float32Array, valid);
+  assert.ok(eKv < 1e-4, `${label} new_kv: relative error ${eKv}`);
+}
+
+// plain: attention from ONNX ops; fused: decode steps of up to 8 rows through onnxruntime's
+// GroupQueryAttention (models/nfcot/fused.py), everything else through the plain branch.
+const RUNS = [...SEEDS.map((seed) => ({ seed, attention: "fused" })), { seed: SEEDS[0]!, attention: "plain" }];
+
+for (const { seed, attention } of RUNS) {
+  test(`ONNX graphs (${attention} attention) through onnxruntime-node match PyTorch on fresh random inputs (seed ${seed})`, async () => {
     console.log(`# model parity seed ${seed} (set NFCOT_PARITY_SEED to change it)`);
     const dir = mkdtempSync(join(tmpdir(), "nfcot-parity-"));
     try {
@@ -23,6 +54,8 @@ for (const seed of SEEDS) {
         "nfcot.parity",
         "--fresh",
         dir,
+        "--attention",
+        attention,
         "--out",
         join(dir, "case.json"),
         "--seed",
@@ -30,29 +63,17 @@ for (const seed of SEEDS) {
       ]);
       assert.equal(r.status, 0, r.output);
       const c = JSON.parse(readFileSync(join(dir, "case.json"), "utf8"));
+      const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+      assert.equal(manifest.graphs.backbone.attention ?? "plain", attention);
       const backbone = await ort.InferenceSession.create(join(dir, "backbone.onnx"));
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const [k, v] of Object.entries(c.inputs)) feeds[k] = unpack(v as Packed);
-      const out = await backbone.run(feeds);
       // Rows: a prefill chunk on an empty cache, a decode step, a mixed chunk over a partly filled pool.
       assert.deepEqual(c.new_lens, [4, 1, 3]);
-      for (const name of ["logits", "mu", "log_sigma"]) {
-        const want = unpack(c.expected[name]);
-        assert.deepEqual(out[name]!.dims, want.dims);
-        const e = relErr(out[name]!.data as Float32Array, want.data as Float32Array);
-        assert.ok(e < 1e-4, `${name}: relative error ${e}`);
-      }
-      // new_kv [L, 2, B, kvH, S, hd]: only each row's real positions are compared.
-      const kv = unpack(c.expected.new_kv);
-      const [L, , B, H, S, hd] = kv.dims as number[];
-      const valid = (i: number) => {
-        const s = Math.floor(i / hd) % S!;
-        const b = Math.floor(i / (hd! * S! * H!)) % B!;
-        return s < c.new_lens[b];
-      };
-      assert.equal(L, (out.new_kv!.dims as number[])[0]);
-      const eKv = relErr(out.new_kv!.data as Float32Array, kv.data as Float32Array, valid);
-      assert.ok(eKv < 1e-4, `new_kv: relative error ${eKv}`);
+      await checkBackbone(backbone, c, "mixed");
+      // Single-position rows, odd ones thought steps: 6 rows (the fused path), 9 rows (past it).
+      assert.deepEqual(c.decode.new_lens, [1, 1, 1, 1, 1, 1]);
+      await checkBackbone(backbone, c.decode, "decode");
+      assert.equal(c.decode_wide.new_lens.length, 9);
+      await checkBackbone(backbone, c.decode_wide, "decode_wide");
 
       const flow = c.flow;
       const fwd = await ort.InferenceSession.create(join(dir, "flow_forward.onnx"));

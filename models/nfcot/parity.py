@@ -26,15 +26,24 @@ def b64(t: torch.Tensor, dtype) -> dict:
     return {"dtype": str(a.dtype), "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
 
 
+# Cached and new positions per row of each case. mixed: a prefill chunk on an empty cache, a
+# decode step, a chunk over a partly filled pool. decode: single-position rows (the fused path of
+# an `--attention fused` export), odd rows thought steps. decode_wide: more single-position rows
+# than that path takes (nfcot/fused.py FUSED_MAX_BATCH): the plain branch.
+CASES = {"mixed": ([7, 0, 13], [4, 1, 3]),
+         "decode": ([7, 0, 13, 5, 21, 1], [1] * 6),
+         "decode_wide": ([3, 9, 0, 17, 6, 2, 11, 4, 8], [1] * 9)}
+
+
 @torch.no_grad()
-def make_case(model, seed: int, block_size: int = 4) -> dict:
+def make_case(model, seed: int, block_size: int = 4, past=CASES["mixed"][0], new=CASES["mixed"][1],
+              thought_rows: bool = False) -> dict:
+    """thought_rows: the new positions of odd rows are thoughts (else 30% of all positions are)."""
     g = torch.Generator().manual_seed(seed)
     c = model.config
     L, kvh, hd, D = c.num_layers, c.num_kv_heads, c.head_dim, c.thought_dim
-    past = [7, 0, 13]           # cached positions per row (one row starts empty: a fresh prefill)
-    new = [4, 1, 3]             # new positions per row: a prefill chunk, a decode step, a mixed chunk
     B, S = len(past), max(new)
-    NB = 16
+    NB = max(16, sum((p + block_size - 1) // block_size for p in past) + 4)
     pool = torch.randn(NB, L, 2, kvh, block_size, hd, generator=g) * 3.0   # junk everywhere at first
     perm = torch.randperm(NB, generator=g).tolist()
     MB = max((p + block_size - 1) // block_size for p in past) or 1
@@ -49,6 +58,8 @@ def make_case(model, seed: int, block_size: int = 4) -> dict:
         rid = torch.randint(0, c.vocab_size, (1, T), generator=g)
         rth = torch.randn(1, T, D, generator=g)
         rist = (torch.rand(1, T, generator=g) < 0.3).float() * float(c.latent)
+        if thought_rows:
+            rist[0, past[r]:] = float(c.latent and r % 2 == 1)
         rpos = torch.arange(T)[None]
         h, kv = model(rid, rth, rist, rpos)
         nblocks = (past[r] + block_size - 1) // block_size
@@ -117,17 +128,21 @@ def main(argv=None) -> None:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="make the case for a trained checkpoint")
     src.add_argument("--fresh", metavar="DIR", help="export a fresh random model to DIR and make its case")
+    ap.add_argument("--attention", choices=("fused", "plain"), default="plain", help="--fresh: the exporter's attention path")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.fresh:
         model, flow, vae = fresh_model(args.seed)
-        export_dir(args.fresh, model, flow, vae, "parity-fresh")
+        export_dir(args.fresh, model, flow, vae, "parity-fresh", attention=args.attention)
     else:
         model, flow, vae, _ = load_checkpoint(args.checkpoint)
     c = model.config
     case = make_case(model, args.seed)
+    for name in ("decode", "decode_wide"):
+        past, new = CASES[name]
+        case[name] = make_case(model, args.seed + 1, past=past, new=new, thought_rows=True)
     case["flow"] = flow_case(flow, vae, c.num_thoughts, c.thought_dim, args.seed)
     with open(args.out, "w") as f:
         json.dump(case, f)
