@@ -120,8 +120,8 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
         if external:
             raise ValueError("--attention fused keeps the weights inside backbone.onnx (under 2 GB): "
                              "export this model with --attention plain")
-        from .fused import FUSED_MAX_BATCH
-        limit = FUSED_MAX_BATCH if fused_max_batch is None else fused_max_batch
+        from .fused import fused_max_batch as default_limit
+        limit = default_limit(c.num_heads) if fused_max_batch is None else fused_max_batch
         _export_fused(model, module, args, path, io, axes, limit)
         return {"file": "backbone.onnx", "attention": "fused", "fused_max_batch": limit, **io}
     if not external:
