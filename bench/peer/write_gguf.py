@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import onnx
@@ -23,6 +24,9 @@ from onnx import numpy_helper
 
 import gguf
 from gguf.quants import quantize
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models"))
+from nfcot.fused_graph import plain_graph  # noqa: E402  (a fused export's weights sit in its plain branch)
 
 TYPES = {"F32": gguf.GGMLQuantizationType.F32, "Q8_0": gguf.GGMLQuantizationType.Q8_0,
          "Q4_0": gguf.GGMLQuantizationType.Q4_0}
@@ -36,15 +40,15 @@ GGUF_NAME = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj
 
 def weights_of(model_dir: str, manifest: dict) -> dict:
     """{gguf tensor name: float32 array [out, in] or [n]} from backbone.onnx."""
-    model = onnx.load(os.path.join(model_dir, manifest["graphs"]["backbone"]["file"]))
-    init = {i.name: i for i in model.graph.initializer}
+    graph = plain_graph(onnx.load(os.path.join(model_dir, manifest["graphs"]["backbone"]["file"])).graph)
+    init = {i.name: i for i in graph.initializer}
     # torch shares equal initializers (all-ones norms of a random model) through Identity nodes.
-    for n in model.graph.node:
+    for n in graph.node:
         if n.op_type == "Identity" and n.input[0] in init:
             init[n.output[0]] = init[n.input[0]]
     arr = lambda name: numpy_helper.to_array(init[name]).astype(np.float32)  # noqa: E731
     out = {}
-    for n in model.graph.node:
+    for n in graph.node:
         consts = [x for x in n.input if x in init]
         if n.op_type != "MatMul" or not consts:
             continue
@@ -54,7 +58,7 @@ def weights_of(model_dir: str, manifest: dict) -> dict:
         elif "lm_head" in n.name:
             out["output.weight"] = arr(consts[0]).T.copy()
     # Norm weights by the node that applies them (with shared initializers a name may not say the layer).
-    for n in model.graph.node:
+    for n in graph.node:
         consts = [x for x in n.input if x in init]
         m = NORM.search(n.name)
         if n.op_type == "Mul" and consts and m:

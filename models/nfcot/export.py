@@ -144,7 +144,8 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
 
     import onnx
 
-    from .fused import FusedDecodeBackbone, FusedDecodeTextBackbone, with_decode_branch
+    from .fused import FusedDecodeBackbone, FusedDecodeTextBackbone
+    from .fused_graph import with_decode_branch
     c = model.config
     fused = FusedDecodeBackbone(model) if c.latent else FusedDecodeTextBackbone(model)
     one = example_backbone_inputs(c, B=2, S=1)
@@ -321,11 +322,18 @@ def main(argv=None) -> None:
                     help="backbone weight precision, made by onnxruntime's quantizers (nfcot/quantize.py)")
     ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
                                    "(default nf_head,thought_proj; '' for none)")
-    ap.add_argument("--attention", choices=ATTENTION, default="plain",
-                    help="fused: decode steps through onnxruntime's GroupQueryAttention (nfcot/fused.py)")
+    ap.add_argument("--attention", choices=ATTENTION,
+                    help="fused (default; plain with --weights fp16): decode steps of small batches through "
+                         "onnxruntime's GroupQueryAttention (nfcot/fused.py); the backbone file holds the weights twice")
     ap.add_argument("--kv-dtype", choices=("float32", "float16"), default="float32",
                     help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)
+    if args.attention is None:
+        args.attention = "plain" if args.weights == "fp16" or args.hf else "fused"
+    if args.attention == "fused" and args.weights == "fp16":
+        ap.error("--weights fp16 needs --attention plain (onnxruntime's float16 converter does not handle the fused graph's If)")
+    if args.hf and args.attention == "fused":
+        ap.error("--hf exports use --attention plain")
     if args.keep is not None and args.weights in ("fp32", "fp16"):
         ap.error("--keep applies to --weights int8 / int4 only")
     if args.weights != "fp32" or args.kv_dtype != "float32":

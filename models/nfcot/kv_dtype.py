@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from onnx import TensorProto, helper
 
+from .fused_graph import branches
+
 
 def _consumers(graph, name):
     return [n for n in graph.node if name in n.input]
@@ -28,6 +30,29 @@ def _is_cast(node, to) -> bool:
     return node is not None and node.op_type == "Cast" and any(a.name == "to" and a.i == to for a in node.attribute)
 
 
+def _cast_pool_reads(g) -> None:
+    cons = _consumers(g, "kv_pool")
+    cast_in = [n for n in cons if _is_cast(n, TensorProto.FLOAT16)]
+    if cast_in:  # a float16 graph: drop the converter's float32 -> float16 cast of the input
+        for c in cast_in:
+            for n in _consumers(g, c.output[0]):
+                n.input[:] = ["kv_pool" if i == c.output[0] else i for i in n.input]
+            g.node.remove(c)
+        return
+    # A float32 graph: cast what each Gather reads out of the pool.
+    reshapes = [n for n in cons if n.op_type == "Reshape"]
+    if len(reshapes) != 1:
+        raise ValueError(f"kv_pool feeds {[n.op_type for n in cons]}: expected one Reshape (nfcot/paged.py)")
+    gathers = [n for n in _consumers(g, reshapes[0].output[0]) if n.op_type == "Gather" and n.input[0] == reshapes[0].output[0]]
+    if not gathers:
+        raise ValueError("no Gather reads the reshaped kv_pool")
+    for n in gathers:
+        out = n.output[0]
+        n.output[0] = out + "_f16"
+        at = list(g.node).index(n) + 1
+        g.node.insert(at, helper.make_node("Cast", [out + "_f16"], [out], name=n.name + "_kv_f32", to=TensorProto.FLOAT))
+
+
 def kv_to_float16(model):
     """Rewrites model (a backbone ModelProto) in place to take kv_pool and give new_kv in float16."""
     g = model.graph
@@ -37,26 +62,9 @@ def kv_to_float16(model):
         return model
     pool_in.type.tensor_type.elem_type = TensorProto.FLOAT16
     new_out.type.tensor_type.elem_type = TensorProto.FLOAT16
-    # Input side.
-    cons = _consumers(g, "kv_pool")
-    cast_in = [n for n in cons if _is_cast(n, TensorProto.FLOAT16)]
-    if cast_in:  # a float16 graph: drop the converter's float32 -> float16 cast of the input
-        for c in cast_in:
-            for n in _consumers(g, c.output[0]):
-                n.input[:] = ["kv_pool" if i == c.output[0] else i for i in n.input]
-            g.node.remove(c)
-    else:  # a float32 graph: cast what each Gather reads out of the pool
-        reshapes = [n for n in cons if n.op_type == "Reshape"]
-        if len(reshapes) != 1:
-            raise ValueError(f"kv_pool feeds {[n.op_type for n in cons]}: expected one Reshape (nfcot/paged.py)")
-        gathers = [n for n in _consumers(g, reshapes[0].output[0]) if n.op_type == "Gather" and n.input[0] == reshapes[0].output[0]]
-        if not gathers:
-            raise ValueError("no Gather reads the reshaped kv_pool")
-        for n in gathers:
-            out = n.output[0]
-            n.output[0] = out + "_f16"
-            at = list(g.node).index(n) + 1
-            g.node.insert(at, helper.make_node("Cast", [out + "_f16"], [out], name=n.name + "_kv_f32", to=TensorProto.FLOAT))
+    # Input side, in each graph that reads the pool (both branches of a fused export).
+    for graph in branches(g):
+        _cast_pool_reads(graph)
     # Output side.
     p = _producer(g, "new_kv")
     if _is_cast(p, TensorProto.FLOAT):  # a float16 graph: the converter's cast back to float32 goes

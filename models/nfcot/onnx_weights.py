@@ -25,6 +25,7 @@ import torch
 from onnx import numpy_helper
 
 from .export import export_dir
+from .fused_graph import plain_graph
 from .flow import ShallowFlow
 from .model import ModelConfig, NFCoTModel
 from .vae import StepVAE
@@ -61,7 +62,8 @@ def _which_param(value: np.ndarray, params: dict[str, np.ndarray]) -> tuple[str,
 
 def _read_graph(path: str, probe_path: str, modules: dict[str, torch.nn.Module], prefixes: dict[str, str]) -> dict:
     """{(module key, parameter name): tensor} for every parameter the graph holds."""
-    graph, probe = onnx.load(path).graph, onnx.load(probe_path).graph
+    # A fused export's weights are read from its plain branch (same names as a plain export).
+    graph, probe = plain_graph(onnx.load(path).graph), plain_graph(onnx.load(probe_path).graph)
     out: dict[tuple[str, str], torch.Tensor] = {}
 
     def owner(full: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 
+from .fused_graph import branches
 from .report import write_json
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
@@ -40,10 +41,11 @@ BLOCK = 32
 
 
 def kept_nodes(graph, keep) -> list[str]:
+    """The MatMul / Gemm nodes of the kept groups (in both branches of a fused export)."""
     if not keep:
         return []
     pat = re.compile("|".join(re.escape(k) for k in keep))
-    return [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and pat.search(n.name)]
+    return [n.name for b in branches(graph) for n in b.node if n.op_type in ("MatMul", "Gemm") and pat.search(n.name)]
 
 
 def quantize_model(model, weights: str, keep, block: int = BLOCK, symmetric: bool = True, accuracy_level: int = 4):
@@ -94,6 +96,9 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
         raise ValueError(f"{model_dir}: the backbone's weights are already {have}; quantize a float32 export")
     if manifest["kv_cache"]["dtype"] == "float16" and weights != "fp32":
         raise ValueError(f"{model_dir}: quantize the weights before switching the KV cache to float16")
+    if weights == "fp16" and spec.get("attention") == "fused":
+        raise ValueError(f"{model_dir}: float16 weights need a plain-attention export (nfcot.export --attention plain): "
+                         "onnxruntime's float16 converter breaks the fused graph's If")
     path = os.path.join(model_dir, spec["file"])
     model = onnx.load(path)
     kept = kept_nodes(model.graph, keep) if weights != "fp32" else []

@@ -1,0 +1,87 @@
+"""The graph side of `nfcot.export --attention fused` (onnx only, no torch: the onnxruntime venv's
+tools read it too): the plain and the fused backbone joined by one If, and where its nodes are.
+"""
+from __future__ import annotations
+
+IF_NAME = "fused_path/If"
+
+
+def with_decode_branch(plain, fused, max_batch: int):
+    """One backbone ModelProto: If(seq == 1 and batch <= max_batch, fused, plain).
+
+    Each branch holds its own constants as initializers (Constant nodes included, equal values
+    stored once per branch): onnxruntime prepacks MatMul weights of the graph that holds them,
+    not outer-scope ones (measured 10-15% slower steps with the weights in the outer graph), and
+    merges repeated shape arithmetic only over shared initializers (851 nodes left in the plain
+    branch with torch's Constant nodes, 625 as for the plain graph on its own). The weights are
+    therefore stored twice. The plain branch keeps the plain graph's names (readers of the
+    weights find them there: plain_graph); the fused branch's are prefixed decode/."""
+    import hashlib
+
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = {i.name for i in plain.graph.input}
+
+    def branch(tag, graph):
+        inits, by_value, names = [], {}, {}
+        pre = "" if tag == "plain" else f"{tag}/"
+
+        def share(name, array) -> str:
+            key = (str(array.dtype), array.shape, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest())
+            if key not in by_value:
+                by_value[key] = pre + name
+                inits.append(numpy_helper.from_array(array, by_value[key]))
+            return by_value[key]
+
+        for t in graph.initializer:
+            names[t.name] = share(t.name, numpy_helper.to_array(t))
+        nodes = []
+        for src in graph.node:
+            value = [a for a in src.attribute if a.name == "value"]
+            if src.op_type == "Constant" and value:
+                names[src.output[0]] = share(f"onnx::const_{len(inits)}", numpy_helper.to_array(value[0].t))
+            else:
+                nodes.append(src)
+
+        def ren(x):
+            return x if not x or x in inputs else names.get(x, pre + x)
+        out = []
+        for src in nodes:
+            n = helper.make_node(src.op_type, [ren(x) for x in src.input], [ren(x) for x in src.output],
+                                 name=pre + src.name, domain=src.domain or None)
+            n.attribute.extend(src.attribute)
+            out.append(n)
+        outs = [helper.make_tensor_value_info(ren(o.name), o.type.tensor_type.elem_type, None) for o in graph.output]
+        return helper.make_graph(out, f"{tag}_branch", [], outs, inits)
+
+    # The fused path when [batch, seq] <= [max_batch, 1] (seq is at least 1).
+    limit = numpy_helper.from_array(np.array([max_batch, 1], dtype=np.int64), "fused_path/limit")
+    nodes = [helper.make_node("Shape", ["input_ids"], ["fused_path/shape"], name="fused_path/Shape"),
+             helper.make_node("LessOrEqual", ["fused_path/shape", "fused_path/limit"], ["fused_path/le"],
+                              name="fused_path/LessOrEqual"),
+             helper.make_node("Cast", ["fused_path/le"], ["fused_path/le_i"], name="fused_path/Cast", to=TensorProto.INT32),
+             helper.make_node("ReduceMin", ["fused_path/le_i"], ["fused_path/all"], name="fused_path/ReduceMin", keepdims=0),
+             helper.make_node("Cast", ["fused_path/all"], ["fused_path/cond"], name="fused_path/CastBool", to=TensorProto.BOOL),
+             helper.make_node("If", ["fused_path/cond"], [o.name for o in plain.graph.output], name=IF_NAME,
+                              then_branch=branch("decode", fused.graph), else_branch=branch("plain", plain.graph))]
+    g = helper.make_graph(nodes, plain.graph.name, list(plain.graph.input), list(plain.graph.output), [limit])
+    opsets = {o.domain: o.version for o in list(plain.opset_import) + list(fused.opset_import)}
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              producer_name=plain.producer_name, producer_version=plain.producer_version)
+    model.ir_version = plain.ir_version
+    return model
+
+
+def branches(graph) -> list:
+    """The graphs that hold a backbone's nodes: the If's two branches for a fused export (decode
+    first), else the graph itself."""
+    node = next((n for n in graph.node if n.op_type == "If" and n.name == IF_NAME), None)
+    if node is None:
+        return [graph]
+    return [next(a.g for a in node.attribute if a.name == k) for k in ("then_branch", "else_branch")]
+
+
+def plain_graph(graph):
+    """The graph of the plain path (every weight under the exporter's own names)."""
+    return branches(graph)[-1]
