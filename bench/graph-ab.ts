@@ -6,14 +6,19 @@
  *
  *   npx tsx bench/graph-ab.ts --a DIR_A --b DIR_B [--batches 1,32] [--steps 64] [--rounds 5] [--threads 2]
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
 import { Runner } from "../src/engine/runner.ts";
 import { msPerDecodeStep } from "./lib/decode-step.ts";
 import { loadManifest } from "../src/model/manifest.ts";
+import { ORT_PYTHON } from "./lib/ort-python.ts";
+
+const MODELS = fileURLToPath(new URL("../models", import.meta.url));
 
 const { values } = parseArgs({
   options: {
@@ -33,66 +38,27 @@ const maxB = Math.max(...batches);
 const P = 32;
 const perSeq = Math.ceil((P + steps + 2) / 16);
 
-/** Nodes left after onnxruntime's optimizations: it writes the optimized graph, we count NodeProto
- * op_type fields the cheap way (each node's op type is one length-prefixed string, field 4). */
-async function optimizedNodes(dir: string): Promise<number> {
+/** Nodes a decode step runs after onnxruntime's optimizations (it writes the optimized graph;
+ * models/nfcot/fused_graph.py counts them): "625" for a plain graph, "255 fused / 625 plain" for
+ * a fused export (the fused path runs at small batches, the plain one otherwise). */
+async function optimizedNodes(dir: string): Promise<string> {
   const m = loadManifest(dir);
   const tmp = mkdtempSync(join(tmpdir(), "graph-ab-"));
   const out = join(tmp, "opt.onnx");
-  const s = await ort.InferenceSession.create(join(dir, m.graphs.backbone.file), {
-    graphOptimizationLevel: "all",
-    optimizedModelFilePath: out,
-    logSeverityLevel: 3,
-  });
-  await s.release();
-  const ops = new Set([
-    "MatMul",
-    "Add",
-    "Mul",
-    "Reshape",
-    "Transpose",
-    "Gather",
-    "Concat",
-    "Unsqueeze",
-    "Slice",
-    "Shape",
-    "Softmax",
-    "Neg",
-    "Div",
-    "Sub",
-    "Where",
-    "Equal",
-    "Cast",
-    "Expand",
-    "ReduceSum",
-    "FusedMatMul",
-    "SimplifiedLayerNormalization",
-    "QuickGelu",
-    "Gemm",
-    "MatMulNBits",
-    "Sigmoid",
-    "ConstantOfShape",
-    "Range",
-    "Less",
-    "Not",
-    "And",
-    "Trilu",
-    "Tile",
-    "Clip",
-    "Squeeze",
-    "SkipSimplifiedLayerNormalization",
-  ]);
-  const buf = readFileSync(out);
-  rmSync(tmp, { recursive: true, force: true });
-  let n = 0;
-  // NodeProto.op_type is field 4 (tag 0x22) followed by a one-byte length and the name.
-  for (let i = 0; i + 2 < buf.length; i++) {
-    if (buf[i] !== 0x22) continue;
-    const len = buf[i + 1]!;
-    if (len < 2 || len > 40 || i + 2 + len > buf.length) continue;
-    if (ops.has(buf.toString("latin1", i + 2, i + 2 + len))) n++;
+  try {
+    const s = await ort.InferenceSession.create(join(dir, m.graphs.backbone.file), {
+      graphOptimizationLevel: "all",
+      optimizedModelFilePath: out,
+      logSeverityLevel: 3,
+    });
+    await s.release();
+    const r = spawnSync(ORT_PYTHON, ["-m", "nfcot.fused_graph", out], { cwd: MODELS, encoding: "utf8" });
+    if (r.status !== 0) return `? (${r.stderr.trim().split("\n").pop()})`;
+    const n = JSON.parse(r.stdout) as { fused?: number; plain: number };
+    return n.fused === undefined ? `${n.plain}` : `${n.fused} fused / ${n.plain} plain`;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
-  return n;
 }
 
 const runners = await Promise.all(

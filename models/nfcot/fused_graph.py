@@ -85,3 +85,21 @@ def branches(graph) -> list:
 def plain_graph(graph):
     """The graph of the plain path (every weight under the exporter's own names)."""
     return branches(graph)[-1]
+
+
+def node_counts(graph) -> dict:
+    """Nodes a step runs: {"plain": n} for a plain graph; for a fused one the fused path's and the
+    plain path's (the If's branch plus the outer graph's nodes)."""
+    outer = [n for n in graph.node if n.name != IF_NAME]
+    parts = branches(graph)
+    if len(parts) == 1:
+        return {"plain": len(graph.node)}
+    return {"fused": len(outer) + 1 + len(parts[0].node), "plain": len(outer) + 1 + len(parts[1].node)}
+
+
+if __name__ == "__main__":  # python -m nfcot.fused_graph MODEL.onnx: node_counts as JSON
+    import json
+    import sys
+
+    import onnx
+    print(json.dumps(node_counts(onnx.load(sys.argv[1], load_external_data=False).graph)))
