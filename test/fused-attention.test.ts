@@ -4,6 +4,7 @@ import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
+import ort from "onnxruntime-node";
 import { Runner } from "../src/engine/runner.ts";
 import { loadManifest } from "../src/model/manifest.ts";
 import { THOUGHT } from "../src/model/positions.ts";
@@ -121,6 +122,64 @@ test("a fused-attention export of the shipped weights decodes as the plain graph
     console.log(`# fused vs plain, float16 KV, 6 rows: logits rel err ${e.toExponential(2)}`);
     assert.ok(e < 1e-3, `float16 KV: logits relative error ${e}`);
     assert.equal(confidentFlips(got.logits, want.logits, V), 0);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("a text-only model (Qwen3-style q/k norms, q/k/v and o biases) exports fused as it runs plain (1e-4)", async () => {
+  const tmp = mkdtempSync(join(tmpdir(), "nfcot-fused-text-"));
+  try {
+    const r = runPython([
+      "-c",
+      "import sys, torch\nfrom nfcot.model import ModelConfig, NFCoTModel\nfrom nfcot.export import export_graphs, PRESETS\n" +
+        "torch.manual_seed(3)\n" +
+        "c = ModelConfig(vocab_size=300, latent=False, qk_norm=True, qkv_bias=True, o_bias=True, **PRESETS['tiny'])\n" +
+        "m = NFCoTModel(c).eval()\n" +
+        "for a in ('plain', 'fused'): export_graphs(f'{sys.argv[1]}/{a}', m, None, None, attention=a)",
+      tmp,
+    ]);
+    assert.equal(r.status, 0, r.output);
+    const [plain, fused] = await Promise.all(
+      ["plain", "fused"].map((a) => ort.InferenceSession.create(join(tmp, a, "backbone.onnx"))),
+    );
+    // tiny preset: 2 layers, 2 kv heads of 16; blocks of 4; a deterministic junk-filled pool.
+    const [L, kvH, hd, BS, NB] = [2, 2, 16, 4, 40];
+    const pool = Float32Array.from({ length: NB * L * 2 * kvH * BS * hd }, (_, i) => 3 * Math.sin(i * 12.9898));
+    // 4 single-position rows (the fused path) and a mixed chunk of 3 rows (the plain branch).
+    for (const [S, past] of [
+      [1, [7, 0, 13, 4]],
+      [4, [7, 0, 13]],
+    ] as [number, number[]][]) {
+      const B = past.length;
+      const MB = Math.max(1, ...past.map((p) => Math.ceil(p / BS)));
+      const i64 = (xs: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(xs.map(BigInt)), dims);
+      const feeds = {
+        input_ids: i64(
+          Array.from({ length: B * S }, (_, i) => (i * 37) % 300),
+          [B, S],
+        ),
+        positions: i64(
+          Array.from({ length: B * S }, (_, i) => past[Math.floor(i / S)]! + (i % S)),
+          [B, S],
+        ),
+        past_lens: i64(past, [B]),
+        kv_pool: new ort.Tensor("float32", pool, [NB, L, 2, kvH, BS, hd]),
+        block_tables: i64(
+          Array.from({ length: B * MB }, (_, i) => (i * 7 + 3) % NB),
+          [B, MB],
+        ),
+        gather_index: i64(
+          Array.from({ length: B * S }, (_, i) => i),
+          [B * S],
+        ),
+      };
+      const [want, got] = await Promise.all([plain!.run(feeds), fused!.run(feeds)]);
+      for (const name of ["logits", "new_kv"]) {
+        const e = relErr(got[name]!.data as Float32Array, want[name]!.data as Float32Array);
+        assert.ok(e < 1e-4, `S=${S} ${name}: relative error ${e}`);
+      }
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
