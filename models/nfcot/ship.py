@@ -53,13 +53,14 @@ def rl_block(history: dict) -> dict:
 
 
 def ship(model: str, ev: dict, se: dict, history: dict | None, extra: dict, out: str) -> dict:
+    evaluation = evaluation_block(ev, se)  # refused before anything is written
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model, tmp)
     path = os.path.join(tmp, "manifest.json")
     manifest = json.load(open(path))
     manifest.pop("rl", None)  # the trainer's per-update record names local paths; rl_block replaces it
-    manifest["evaluation"] = evaluation_block(ev, se)
+    manifest["evaluation"] = evaluation
     if history is not None:
         manifest["rl"] = rl_block(history)
     manifest.update(extra)
