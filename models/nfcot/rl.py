@@ -59,6 +59,20 @@ def draw_prompts(seed: int, step: int, count: int, lengths: list[float] | None):
     return out
 
 
+def answer_ids(tokens: list[dict]) -> list[int]:
+    """Token ids of a choice's logprobs. Each token's string is the text it added to the content,
+    so a word after the first carries the space the word-level decoder put before it (" -19")."""
+    out = []
+    for t in tokens:
+        word = t["token"]
+        if word not in tk.TOKEN_ID and word.startswith(" ") and word[1:] in tk.TOKEN_ID:
+            word = word[1:]
+        if word not in tk.TOKEN_ID:
+            raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
+        out.append(tk.TOKEN_ID[word])
+    return out
+
+
 def rollouts(server: Server, progs, args, step: int):
     jobs = [dict(source=p.source(), mode="latent", n=args.group, seed=args.seed * 1_000_003 + step * 1_000 + i,
                  latent_temperature=args.latent_temperature, text_temperature=args.text_temperature,
@@ -76,11 +90,7 @@ def to_trajectories(progs, responses, expected_version: str):
         row = []
         for c in r["choices"]:
             toks = c["logprobs"]["content"] if c["logprobs"] else []
-            answer = []
-            for t in toks:
-                if t["token"] not in tk.TOKEN_ID:
-                    raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
-                answer.append(tk.TOKEN_ID[t["token"]])
+            answer = answer_ids(toks)
             th = c["thoughts"]
             trajs.append(Trajectory(prompt, np.stack([decode_vector(v) for v in th["vectors"]]), answer))
             server_lp.append((th["log_prob"], th["behaviour_log_prob"], sum(t["logprob"] for t in toks)))
