@@ -46,3 +46,13 @@ def grpo_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor,
     stats = {"ratio": float(ratio.mean()), "clipped": float(((ratio - 1).abs() > clip_eps).double().mean()),
              "policy_loss": float(policy.mean()), "kl": float(kl_mean)}
     return loss, stats
+
+
+def select_groups(rewards: torch.Tensor, keep: int) -> list[int]:
+    """Dynamic sampling (DAPO): of G drawn groups [G, n], the indices of the first `keep` whose
+    rewards differ (the only ones with a policy gradient), then, if fewer differ, the first
+    all-equal groups to fill the batch. Order of drawing is kept, so a seed picks the same batch."""
+    differs = (rewards.max(1).values != rewards.min(1).values).tolist()
+    signal = [g for g, d in enumerate(differs) if d]
+    rest = [g for g, d in enumerate(differs) if not d]
+    return (signal + rest)[:keep]

@@ -30,7 +30,7 @@ from . import tokenizer as tk
 from .device import add_device_option, choose_device
 from .export import export_weights
 from .generate import parse_answer
-from .grpo import group_advantages, grpo_loss, k3
+from .grpo import group_advantages, grpo_loss, k3, select_groups
 from .provenance import code_state
 from .report import write_json
 from .rl_client import Server
@@ -59,6 +59,20 @@ def draw_prompts(seed: int, step: int, count: int, lengths: list[float] | None):
     return out
 
 
+def answer_ids(tokens: list[dict]) -> list[int]:
+    """Token ids of a choice's logprobs. Each token's string is the text it added to the content,
+    so a word after the first carries the space the word-level decoder put before it (" -19")."""
+    out = []
+    for t in tokens:
+        word = t["token"]
+        if word not in tk.TOKEN_ID and word.startswith(" ") and word[1:] in tk.TOKEN_ID:
+            word = word[1:]
+        if word not in tk.TOKEN_ID:
+            raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
+        out.append(tk.TOKEN_ID[word])
+    return out
+
+
 def rollouts(server: Server, progs, args, step: int):
     jobs = [dict(source=p.source(), mode="latent", n=args.group, seed=args.seed * 1_000_003 + step * 1_000 + i,
                  latent_temperature=args.latent_temperature, text_temperature=args.text_temperature,
@@ -76,11 +90,7 @@ def to_trajectories(progs, responses, expected_version: str):
         row = []
         for c in r["choices"]:
             toks = c["logprobs"]["content"] if c["logprobs"] else []
-            answer = []
-            for t in toks:
-                if t["token"] not in tk.TOKEN_ID:
-                    raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
-                answer.append(tk.TOKEN_ID[t["token"]])
+            answer = answer_ids(toks)
             th = c["thoughts"]
             trajs.append(Trajectory(prompt, np.stack([decode_vector(v) for v in th["vectors"]]), answer))
             server_lp.append((th["log_prob"], th["behaviour_log_prob"], sum(t["logprob"] for t in toks)))
@@ -132,6 +142,9 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=100, help="updates in all (a resumed run counts the ones done)")
     ap.add_argument("--prompts", type=int, default=16, help="programs per batch")
     ap.add_argument("--group", type=int, default=8, help="rollouts per program (GRPO group size)")
+    ap.add_argument("--oversample", type=int, default=1,
+                    help="draw this many times --prompts programs and train on --prompts groups, those whose "
+                         "rewards differ first (dynamic sampling; 1: off)")
     ap.add_argument("--latent-temperature", type=float, default=0.9)
     ap.add_argument("--text-temperature", type=float, default=1.0, help="answer tokens are sampled from the policy at this temperature")
     ap.add_argument("--max-tokens", type=int, default=8)
@@ -222,10 +235,15 @@ def main(argv=None) -> None:
             print(f"time budget of {args.time_budget} min spent", flush=True)
             break
         t0 = time.time()
-        progs = draw_prompts(args.seed, step, args.prompts, lengths)
-        responses = rollouts(server, progs, args, step)
+        drawn = draw_prompts(args.seed, step, args.prompts * args.oversample, lengths)
+        responses = rollouts(server, drawn, args, step)
         t_roll = time.time() - t0
-        trajs, server_lp, rewards = to_trajectories(progs, responses, version)
+        trajs, server_lp, drawn_rewards = to_trajectories(drawn, responses, version)
+        # Accuracy is reported over every rollout drawn; the update sees the selected groups.
+        kept = select_groups(drawn_rewards, args.prompts)
+        progs = [drawn[g] for g in kept]
+        rows = [g * args.group + j for g in kept for j in range(args.group)]
+        trajs, server_lp, rewards = [trajs[i] for i in rows], server_lp[rows], drawn_rewards[kept]
         t1 = time.time()
         model.train()
         s, logp = policy_terms(model, trajs, args.latent_temperature, args.device)
@@ -261,14 +279,15 @@ def main(argv=None) -> None:
             if os.path.dirname(os.path.abspath(old)) == os.path.abspath(os.path.join(args.out, "weights")):
                 shutil.rmtree(old, ignore_errors=True)
         t_push = time.time() - t2
-        pass_at_g = float((rewards.max(1).values > 0).double().mean())
-        signal = int((rewards.std(1) > 0).sum())
-        h = {"step": step, "reward": float(rewards.mean()), "pass_at_group": pass_at_g, "groups_with_signal": signal,
+        pass_at_g = float((drawn_rewards.max(1).values > 0).double().mean())
+        signal = int((drawn_rewards.std(1) > 0).sum())
+        h = {"step": step, "reward": float(drawn_rewards.mean()), "pass_at_group": pass_at_g, "groups_with_signal": signal,
+             "groups_drawn": len(drawn), "groups_trained": len(progs), "trained_with_signal": int((rewards.std(1) > 0).sum()),
              "kl": stats.get("kl", 0.0), "ratio": stats.get("ratio", 1.0), "clipped": stats.get("clipped", 0.0),
              "max_logprob_diff": worst, "rollout_s": t_roll, "update_s": t_upd, "push_s": t_push, "version": version}
         history.append(h)
         print(f"update {step} | reward {h['reward']:.3f} | accuracy {h['reward']:.3f} (pass@{args.group} {pass_at_g:.3f}, "
-              f"{signal}/{len(progs)} groups with signal) | KL {h['kl']:.2e} | ratio {h['ratio']:.3f} | "
+              f"{signal}/{len(drawn)} groups with signal, {h['trained_with_signal']}/{len(progs)} trained) | KL {h['kl']:.2e} | ratio {h['ratio']:.3f} | "
               f"|server - torch| {worst:.1e} | rollout {t_roll:.1f}s update {t_upd:.1f}s push {t_push:.1f}s | {version}", flush=True)
         if args.eval_every and step % args.eval_every == 0:
             run_eval()

@@ -54,3 +54,13 @@ def test_kl_term_by_hand():
     loss, st = grpo_loss(logp, logp, torch.zeros(2, dtype=torch.float64), kl=k, kl_coef=0.1)
     assert abs(loss.item() - 0.1 * (math.exp(0.5) - 1.5) / 2) < 1e-12
     assert abs(st["kl"] - (math.exp(0.5) - 1.5) / 2) < 1e-12
+
+
+def test_select_groups_prefers_groups_with_signal_in_draw_order():
+    from nfcot.grpo import select_groups
+    r = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    assert select_groups(r, 2) == [1, 3]
+    assert select_groups(r, 3) == [1, 3, 5]
+    # Fewer groups with signal than the batch takes: filled with the first all-equal ones.
+    assert select_groups(r, 5) == [1, 3, 5, 0, 2]
+    assert select_groups(r, 10) == [1, 3, 5, 0, 2, 4]

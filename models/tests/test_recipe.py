@@ -68,8 +68,16 @@ def test_a_failed_stage_stops_the_recipe_and_a_rerun_resumes_there(tmp_path, cap
     assert "a: done earlier, skipped" in out and b.exists()
 
 
-def test_the_committed_recipes_parse(tmp_path, capsys):
-    for name in ("nfcot-trace-small", "rl-small"):
+def test_the_committed_recipes_parse_and_name_modules_that_exist(tmp_path, capsys):
+    import importlib.util
+    import os
+    recipes = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+    names = sorted(f[:-5] for f in os.listdir(recipes) if f.endswith(".json"))
+    assert names == ["nfcot-trace-small", "nfcot-trace-small-v2", "rl-small"]
+    for name in names:
         main([name, "--dry-run", "--runs", str(tmp_path)])
+        for stage in json.load(open(os.path.join(recipes, f"{name}.json")))["stages"]:
+            assert importlib.util.find_spec(stage["module"]) is not None, (name, stage["module"])
     out = capsys.readouterr().out
     assert "t31n" in out and "--admin-key {admin_key}" in out
+    assert "nfcot.model_at_commit" in out and "--oversample 4" in out and "nfcot.ship" in out
