@@ -14,7 +14,7 @@ import { SHIPPED_MODEL } from "./helpers/python.ts";
  * temperature 0, latent thoughts at T_z = 0) on the shipped model, in each mode, scored as the
  * benchmarks score (bench/lib/answer.ts). Each mode must reach the accuracy the manifest records for
  * the whole 1,000-program split minus a margin: three binomial standard deviations of a 100-program
- * mean, sqrt(p (1 - p) / 100) each (none 0.576: 0.148, explicit 0.994: 0.023, latent 0.956: 0.061),
+ * mean, sqrt(p (1 - p) / 100) each (none 0.575: 0.148, explicit 0.996: 0.019, latent 0.947: 0.067),
  * and at least 0.02. A change to the engine, sampler, template or graphs that breaks answers falls
  * far below that (a broken mode answers ~0.09, the majority-answer baseline). */
 

@@ -74,6 +74,8 @@ def free_port() -> int:
 
 
 def start_server(model_dir: str, log_path: str) -> tuple[subprocess.Popen, str, str]:
+    if not os.path.exists(os.path.join(MODELS, model_dir, "manifest.json")):
+        raise SystemExit(f"{model_dir} holds no model (no manifest.json): the stage that writes it made none; see its log")
     key, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "NFCOT_ADMIN_KEY": key}
     cmd = ["node", "--import", "tsx", "src/server.ts", "--model-dir", os.path.join(MODELS, model_dir),

@@ -128,6 +128,12 @@ def kl_per_trajectory(s_new: dict, s_ref: dict, n: int) -> torch.Tensor:
     return per_thought + torch.zeros(n, dtype=tokens.dtype, device=tokens.device).index_add(0, s_new["token_owner"], tokens)
 
 
+def holds_modes(e: dict, start: dict, modes: list[str]) -> bool:
+    """The update may be chosen only if its validation accuracy in each of `modes` is at least the
+    starting model's (the issue's "no loss in explicit and none"; the start itself qualifies)."""
+    return all(e[m] >= start[m] for m in modes)
+
+
 def save_state(path: str, state: dict) -> None:
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
@@ -157,6 +163,8 @@ def main(argv=None) -> None:
     ap.add_argument("--tol", type=float, default=1e-3, help="largest allowed |server - PyTorch| log-prob per trajectory")
     ap.add_argument("--eval-every", type=int, default=0, help="validation every N updates (0: only at the start and end)")
     ap.add_argument("--eval-count", type=int, default=300)
+    ap.add_argument("--hold-modes", default="explicit,none",
+                    help="modes whose validation accuracy a chosen update must keep at the start's or above ('': none)")
     ap.add_argument("--seed", type=int, default=0)
     add_device_option(ap)
     ap.add_argument("--threads", type=int, default=1)
@@ -167,6 +175,9 @@ def main(argv=None) -> None:
     if args.latent_temperature <= 0:
         ap.error("--latent-temperature must be > 0: at T_z = 0 the thoughts have no density to train")
     lengths = None if args.lengths == "task" else [float(x) for x in args.lengths.split(",")]
+    hold_modes = [m for m in args.hold_modes.split(",") if m]
+    if any(m not in ("explicit", "none", "latent_sampled") for m in hold_modes):
+        ap.error(f"--hold-modes takes explicit, none, latent_sampled; got {args.hold_modes!r}")
     os.makedirs(os.path.join(args.out, "weights"), exist_ok=True)
     from .onnx_weights import load_model_dir
 
@@ -214,7 +225,7 @@ def main(argv=None) -> None:
         evals.append(e)
         print(f"eval @ {step} ({version}, {time.time() - t:.0f}s): validation latent T_z=0 {e['latent_greedy']:.3f} | "
               f"latent pass@1 {e['latent_sampled']:.3f} | explicit {e['explicit']:.3f} | none {e['none']:.3f}", flush=True)
-        if e["latent_greedy"] > best["latent_greedy"]:
+        if e["latent_greedy"] > best["latent_greedy"] and holds_modes(e, evals[0], hold_modes):
             best.update(step=step, latent_greedy=e["latent_greedy"], dir=weights_dir)
             if os.path.abspath(weights_dir) != os.path.abspath(args.init):
                 dst = os.path.join(args.out, "best")
@@ -299,6 +310,9 @@ def main(argv=None) -> None:
     plot_history(history, evals, os.path.join(args.out, "curve.png"))
     write_json(os.path.join(args.out, "history.json"), {"history": history, "evals": evals, "best": best})
     print(f"done: {step} updates; best validation latent T_z=0 {best['latent_greedy']:.3f} at update {best['step']} ({best['dir']})", flush=True)
+    if best["step"] == 0:
+        print(f"no update beat the starting model's validation latent accuracy while keeping "
+              f"{', '.join(hold_modes) or 'nothing'} at or above the start: no best/ written", flush=True)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,10 @@ def test_the_committed_recipes_parse_and_name_modules_that_exist(tmp_path, capsy
     out = capsys.readouterr().out
     assert "t31n" in out and "--admin-key {admin_key}" in out
     assert "nfcot.model_at_commit" in out and "--oversample 4" in out and "nfcot.ship" in out
+
+
+def test_a_stage_served_on_a_missing_model_stops_with_the_reason(tmp_path):
+    stages = [{"name": "after", "module": "nfcot.task", "serve": "runs/nowhere/best", "args": ["test", "1"],
+               "done": str(tmp_path / "never")}]
+    with pytest.raises(SystemExit, match="runs/nowhere/best holds no model"):
+        main(write(tmp_path, stages))
