@@ -18,7 +18,7 @@ import torch
 from . import tokenizer as tk
 from .flow import ShallowFlow
 from .model import ModelConfig, NFCoTModel
-from .report import write_json
+from .report import directory_written_whole, write_json
 from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
 from .vae import StepVAE
 
@@ -203,21 +203,18 @@ def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | Non
     attention: the backbone's attention path (None: the one base_dir's backbone has).
     Written to a temporary directory and renamed, so a reader never sees half of one."""
     import shutil
-    tmp = out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(base_dir, tmp)
-    model.eval()
-    path = os.path.join(tmp, "manifest.json")
-    manifest = json.load(open(path))
-    base = manifest["graphs"]["backbone"]
-    spec = export_backbone(tmp, model, attention or base.get("attention", "plain"), base.get("fused_max_batch"))
-    for k in ("attention", "fused_max_batch"):
-        base.pop(k, None)
-        if k in spec:
-            base[k] = spec[k]
-    write_json(path, {**manifest, **(extra or {})})
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    with directory_written_whole(out) as tmp:
+        shutil.copytree(base_dir, tmp)
+        model.eval()
+        path = os.path.join(tmp, "manifest.json")
+        manifest = json.load(open(path))
+        base = manifest["graphs"]["backbone"]
+        spec = export_backbone(tmp, model, attention or base.get("attention", "plain"), base.get("fused_max_batch"))
+        for k in ("attention", "fused_max_batch"):
+            base.pop(k, None)
+            if k in spec:
+                base[k] = spec[k]
+        write_json(path, {**manifest, **(extra or {})})
 
 
 def export_graphs(out: str, model: NFCoTModel, flow: ShallowFlow | None, vae: StepVAE | None,

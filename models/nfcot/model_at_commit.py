@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
+
+from .report import directory_written_whole
 
 
 
@@ -28,14 +29,11 @@ def write_model_at(commit: str, path: str, out: str) -> list[str]:
     names = git("ls-tree", "--name-only", f"{full}:{path.rstrip('/')}").decode().split()
     if "manifest.json" not in names:
         raise SystemExit(f"{path} at {commit} holds no manifest.json: not a model directory")
-    tmp = out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for n in names:
-        with open(os.path.join(tmp, n), "wb") as f:
-            f.write(git("show", f"{full}:{path.rstrip('/')}/{n}"))
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    with directory_written_whole(out) as tmp:
+        os.makedirs(tmp)
+        for n in names:
+            with open(os.path.join(tmp, n), "wb") as f:
+                f.write(git("show", f"{full}:{path.rstrip('/')}/{n}"))
     return names
 
 

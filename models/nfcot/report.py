@@ -4,6 +4,9 @@ from the onnxruntime venv."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from contextlib import contextmanager
 
 
 def write_json(path: str, obj) -> None:
@@ -16,3 +19,19 @@ def emit(result: dict, json_path: str | None = None) -> None:
     print(json.dumps(result, indent=1))
     if json_path:
         write_json(json_path, result)
+
+
+@contextmanager
+def directory_written_whole(out: str):
+    """Yields a path beside `out` to build a directory in (absent at first); on success it replaces
+    `out`, so a reader (the server loading a model, a resumed recipe) sees the old directory or the
+    new one whole. If the body raises, nothing is left and `out` is untouched."""
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)

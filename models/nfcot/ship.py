@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 
-from .report import write_json
+from .report import directory_written_whole, write_json
 
 EVALUATE_COMMAND = "/usr/bin/python3 -m nfcot.evaluate --model-dir nfcot-trace-small --samples 0"
 SERVE_EVAL_COMMAND = "python -m nfcot.serve_eval --server URL --split test --count 1000 --samples 16 (greedy text)"
@@ -54,19 +54,16 @@ def rl_block(history: dict) -> dict:
 
 def ship(model: str, ev: dict, se: dict, history: dict | None, extra: dict, out: str) -> dict:
     evaluation = evaluation_block(ev, se)  # refused before anything is written
-    tmp = out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model, tmp)
-    path = os.path.join(tmp, "manifest.json")
-    manifest = json.load(open(path))
-    manifest.pop("rl", None)  # the trainer's per-update record names local paths; rl_block replaces it
-    manifest["evaluation"] = evaluation
-    if history is not None:
-        manifest["rl"] = rl_block(history)
-    manifest.update(extra)
-    write_json(path, manifest)
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    with directory_written_whole(out) as tmp:
+        shutil.copytree(model, tmp)
+        path = os.path.join(tmp, "manifest.json")
+        manifest = json.load(open(path))
+        manifest.pop("rl", None)  # the trainer's per-update record names local paths; rl_block replaces it
+        manifest["evaluation"] = evaluation
+        if history is not None:
+            manifest["rl"] = rl_block(history)
+        manifest.update(extra)
+        write_json(path, manifest)
     return manifest
 
 
