@@ -134,6 +134,25 @@ def holds_modes(e: dict, start: dict, modes: list[str]) -> bool:
     return all(e[m] >= start[m] for m in modes)
 
 
+LATENT_PARAMETERS = ("nf_head.", "thought_proj.")
+
+
+def trainable_parameters(model, which: str) -> list:
+    """The parameters an update may change. "latent": only the NF head and the thought projection,
+    which explicit and none replies never read, so those two modes stay exactly as they were; the
+    rest is frozen (no gradient computed). "all": every parameter."""
+    if which == "all":
+        return [p for p in model.parameters()]
+    if which != "latent":
+        raise ValueError(f"--train takes all or latent, got {which!r}")
+    out = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(LATENT_PARAMETERS))
+        if p.requires_grad:
+            out.append(p)
+    return out
+
+
 def save_state(path: str, state: dict) -> None:
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
@@ -156,6 +175,9 @@ def main(argv=None) -> None:
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--lengths", default="1,1,2,4,8", help="weights of program lengths 2..6 (the train stream's); 'task' = the task's draw")
     ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--train", choices=["all", "latent"], default="all",
+                    help="what an update changes: every parameter, or only the NF head and thought projection "
+                         "(explicit and none replies then stay exactly the starting model's)")
     ap.add_argument("--clip", type=float, default=0.2)
     ap.add_argument("--kl-coef", type=float, default=0.0, help="weight of the KL term to the starting model (0: off)")
     ap.add_argument("--inner-steps", type=int, default=1, help="gradient steps per batch (ratios leave 1 from the second)")
@@ -188,7 +210,8 @@ def main(argv=None) -> None:
         ref, _, _, _ = load_model_dir(args.init)
         ref.to(args.device).eval()
     model.to(args.device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    params = trainable_parameters(model, args.train)
+    opt = torch.optim.Adam(params, lr=args.lr)
     state_path = os.path.join(args.out, "state.pt")
     history: list[dict] = []
     evals: list[dict] = []
@@ -274,7 +297,7 @@ def main(argv=None) -> None:
             loss, stats = grpo_loss(logp, logp_old, adv, args.clip, kl, args.kl_coef)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             opt.step()
         t_upd = time.time() - t1
         step += 1
