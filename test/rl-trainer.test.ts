@@ -30,6 +30,10 @@ function trainer(args: string[]): Promise<{ code: number | null; out: string }> 
 const COMMON = [
   "--prompts",
   "3",
+  // Six programs drawn, the three whose rewards differ first trained: the rows the update sees
+  // are a subset of the rollouts, and their log-probs must still match the server's.
+  "--oversample",
+  "2",
   "--group",
   "8",
   "--eval-count",
@@ -86,6 +90,8 @@ test("a short GRPO run: log-probs agree with the server on every batch, each upd
   const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8"));
   assert.match(run.commit, /^[0-9a-f]{40}$/);
   assert.equal(run.args.group, 8);
+  assert.equal(run.args.oversample, 2);
+  assert.equal(run.args.train, "all");
   assert.equal(run.args.admin_key, "***");
   assert.ok(!JSON.stringify(run).includes(KEY), "the admin key is not written down");
   assert.ok(!existsSync(join(out, "weights", "run-00001")), "superseded weights are removed");
@@ -103,10 +109,14 @@ test("a short GRPO run: log-probs agree with the server on every batch, each upd
     h.history.map((x: { step: number }) => x.step),
     [1, 2, 3],
   );
-  assert.ok(
-    h.evals.length >= 2 &&
-      h.evals.every((e: { latent_greedy: number }) => e.latent_greedy >= 0 && e.latent_greedy <= 1),
+  // Validation at the start and at the end of each invocation, each over the 6 programs asked for.
+  assert.deepEqual(
+    h.evals.map((e: { step: number }) => e.step),
+    [0, 2, 3],
   );
+  for (const e of h.evals)
+    for (const m of ["latent_greedy", "explicit", "none"])
+      assert.ok(Math.abs(e[m] * 6 - Math.round(e[m] * 6)) < 1e-9, `${m} ${e[m]} is not a count out of 6`);
 });
 
 test("a server sampling from other weights than the trainer's stops the run before any update", {
