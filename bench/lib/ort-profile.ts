@@ -22,6 +22,9 @@ export interface OpTimes {
   byOpType: [string, number][]; // descending ms per step
 }
 
+/** Control-flow nodes: their kernel time is their subgraph's, whose nodes the trace also lists. */
+const CONTROL_FLOW = new Set(["If", "Loop", "Scan"]);
+
 /** The last `steps` session runs of the trace. */
 export function readProfile(trace: TraceEvent[], steps: number): OpTimes {
   const runs = trace
@@ -34,6 +37,7 @@ export function readProfile(trace: TraceEvent[], steps: number): OpTimes {
   let kernels = 0;
   for (const e of trace) {
     if (e.cat !== "Node" || !e.name.endsWith("_kernel_time") || e.ts < from) continue;
+    if (CONTROL_FLOW.has(e.args?.op_name ?? "")) continue;
     const name = e.name.slice(0, -"_kernel_time".length);
     const n = byNode.get(name) ?? { op: e.args?.op_name ?? "?", ms: 0, outBytes: Number(e.args?.output_size ?? 0) };
     n.ms += e.dur / 1000 / steps;
