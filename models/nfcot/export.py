@@ -162,14 +162,16 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
 
 def gather_external_data(src: str, dst: str, location: str, threshold: int = 1024) -> None:
     """Rewrite the ONNX model src (inline weights, or torch's one file per tensor beside it) as dst
-    with every initializer of threshold bytes or more in one file `location` beside dst. Tensors
-    are copied one at a time (onnx.load + save_model would hold every weight in memory at once)."""
+    with every tensor of threshold bytes or more in one file `location` beside dst: initializers,
+    and Constant nodes' values (torch writes large constants, such as RoPE tables, to files of their
+    own too), in subgraphs as well. Tensors are copied one at a time (onnx.load + save_model would
+    hold every weight in memory at once)."""
     import onnx
     from onnx.external_data_helper import uses_external_data
     proto = onnx.load(src, load_external_data=False)
     base = os.path.dirname(src)
     with open(os.path.join(os.path.dirname(dst), location), "wb") as f:
-        for t in proto.graph.initializer:
+        for t in _graph_tensors(proto.graph):
             if uses_external_data(t):
                 info = {e.key: e.value for e in t.external_data}
                 with open(os.path.join(base, info["location"]), "rb") as g:
@@ -189,6 +191,23 @@ def gather_external_data(src: str, dst: str, location: str, threshold: int = 102
                 e = t.external_data.add()
                 e.key, e.value = k, v
     onnx.save_model(proto, dst)
+
+
+def _graph_tensors(graph):
+    """Every TensorProto a graph holds: initializers and tensor attributes, subgraphs included."""
+    from onnx import AttributeProto
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == AttributeProto.TENSOR:
+                yield a.t
+            elif a.type == AttributeProto.TENSORS:
+                yield from a.tensors
+            elif a.type == AttributeProto.GRAPH:
+                yield from _graph_tensors(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _graph_tensors(g)
 
 
 def export_backbone(out: str, model: NFCoTModel, attention: str = "plain", fused_max_batch: int | None = None) -> dict:

@@ -1,6 +1,7 @@
 """The Hugging Face loader and exporter: round trips, the converter, and every refused input."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -220,13 +221,32 @@ def test_weights_in_one_file_per_tensor_are_gathered_into_one_data_file(tmp_path
     want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "out" / "backbone.onnx")).graph.initializer}
     raw = tmp_path / "raw"
     raw.mkdir()
-    onnx.save_model(onnx.load(str(tmp_path / "out" / "backbone.onnx")), str(raw / "m.onnx"), save_as_external_data=True,
-                    all_tensors_to_one_file=False, size_threshold=256)
+    src = onnx.load(str(tmp_path / "out" / "backbone.onnx"))
+    want_constants = constant_values(src.graph)
+    # As torch writes it: Constant nodes' values (the RoPE tables) in files of their own too.
+    onnx.save_model(src, str(raw / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=256, convert_attribute=True)
     assert len(os.listdir(raw)) > 10
+    from onnx.external_data_helper import uses_external_data
+    raw_graph = onnx.load(str(raw / "m.onnx"), load_external_data=False).graph
+    assert any(uses_external_data(a.t) for n in raw_graph.node if n.op_type == "Constant" for a in n.attribute)
     (tmp_path / "dst").mkdir()
     gather_external_data(str(raw / "m.onnx"), str(tmp_path / "dst" / "m.onnx"), "m.onnx.data")
+    shutil.rmtree(raw)  # as the exporter does: nothing may still point into it
     assert sorted(os.listdir(tmp_path / "dst")) == ["m.onnx", "m.onnx.data"]
-    got = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "dst" / "m.onnx")).graph.initializer}
+    onnx.checker.check_model(str(tmp_path / "dst" / "m.onnx"))
+    out = onnx.load(str(tmp_path / "dst" / "m.onnx"))
+    got = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
     assert got.keys() == want.keys()
     for k in want:
         assert (got[k] == want[k]).all(), k
+    got_constants = constant_values(out.graph)
+    assert got_constants.keys() == want_constants.keys() and any(v.nbytes >= 256 for v in want_constants.values())
+    for k in want_constants:
+        assert (got_constants[k] == want_constants[k]).all(), k
+
+
+def constant_values(graph) -> dict:
+    from onnx import numpy_helper
+    return {n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
+            for a in n.attribute if a.name == "value"}
