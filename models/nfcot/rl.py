@@ -142,7 +142,7 @@ def trainable_parameters(model, which: str) -> list:
     which explicit and none replies never read, so those two modes stay exactly as they were; the
     rest is frozen (no gradient computed). "all": every parameter."""
     if which == "all":
-        return [p for p in model.parameters()]
+        return list(model.parameters())
     if which != "latent":
         raise ValueError(f"--train takes all or latent, got {which!r}")
     out = []
