@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startAppOn, startServer, type TestServer } from "./helpers/server.ts";
+import { SHIPPED_MODEL } from "./helpers/python.ts";
 import { sdkClient } from "./helpers/sdk.ts";
 
 /** Parameters done or refused (#18), through the official openai npm SDK against the real
@@ -190,6 +193,71 @@ describe("done", () => {
       assert.deepEqual(Object.keys(pos), [String(id)]); // k = 0: the prompt's token alone
       assert.equal(pos[id]!.logprob, choice.logprobs.token_logprobs[i]);
     });
+  });
+});
+
+describe("return_tokens_as_token_ids (vLLM)", () => {
+  const vocab = JSON.parse(readFileSync(join(SHIPPED_MODEL, "tokenizer.json"), "utf8")).model.vocab as Record<
+    string,
+    number
+  >;
+  const idOf = (name: string) => Number(/^token_id:(\d+)$/.exec(name)![1]);
+  // A word after the first carries the space the word-level decoder put before it.
+  const vocabId = (text: string) => vocab[text] ?? vocab[text.replace(/^ /, "")];
+
+  test("chat: every token and alternative is token_id:<id>, special tokens too; values and bytes unchanged", async () => {
+    // <|user|> (id 6) forced by logit_bias: a special token, whose text is empty.
+    const body = {
+      reasoning: { mode: "none" },
+      max_tokens: 3,
+      temperature: 0,
+      logit_bias: { "6": 100 },
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    const plain = (await chat(body)).choices[0]!.logprobs!.content!;
+    const named = (await chat({ ...body, return_tokens_as_token_ids: true })).choices[0]!.logprobs!.content!;
+    assert.deepEqual(
+      plain.map((t) => t.token),
+      ["", "", ""],
+    );
+    assert.deepEqual(
+      named.map((t) => t.token),
+      ["token_id:6", "token_id:6", "token_id:6"],
+    );
+    named.forEach((t, i) => {
+      const p = plain[i]!;
+      assert.ok(Math.abs(t.logprob - p.logprob) < 1e-5, `${t.logprob} vs ${p.logprob}`);
+      assert.deepEqual(t.bytes, p.bytes);
+      assert.equal(t.top_logprobs.length, 2);
+      // Each alternative's id is the one the tokenizer gives its text.
+      t.top_logprobs.forEach((x, j) => assert.equal(idOf(x.token), vocab[p.top_logprobs[j]!.token], x.token));
+    });
+  });
+
+  test("completions: echoed and sampled tokens, alternatives and prompt_logprobs' decoded_token", async () => {
+    const prompt = "a = 1\nprint(a)";
+    const body = { prompt, max_tokens: 2, temperature: 0, echo: true, logprobs: 1, prompt_logprobs: 1 };
+    type Choice = {
+      text: string;
+      logprobs: { tokens: string[]; text_offset: number[]; top_logprobs: (Record<string, number> | null)[] };
+      prompt_logprobs: (Record<string, { decoded_token: string }> | null)[];
+    };
+    const plain = (await complete(body)).choices[0] as unknown as Choice;
+    const named = (await complete({ ...body, return_tokens_as_token_ids: true })).choices[0] as unknown as Choice;
+    assert.equal(named.text, plain.text);
+    assert.deepEqual(named.logprobs.text_offset, plain.logprobs.text_offset);
+    assert.equal(named.logprobs.tokens.length, plain.logprobs.tokens.length);
+    named.logprobs.tokens.forEach((t, i) => assert.equal(idOf(t), vocabId(plain.logprobs.tokens[i]!), t));
+    named.logprobs.top_logprobs.forEach((top, i) =>
+      assert.deepEqual(
+        Object.keys(top ?? {}).map(idOf),
+        Object.keys(plain.logprobs.top_logprobs[i] ?? {}).map(vocabId),
+      ),
+    );
+    for (const pos of named.prompt_logprobs.slice(1))
+      for (const [id, e] of Object.entries(pos!)) assert.equal(e.decoded_token, `token_id:${id}`);
+    assert.equal(named.prompt_logprobs.length, plain.prompt_logprobs.length);
   });
 });
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -60,16 +61,14 @@ def draw_prompts(seed: int, step: int, count: int, lengths: list[float] | None):
 
 
 def answer_ids(tokens: list[dict]) -> list[int]:
-    """Token ids of a choice's logprobs. Each token's string is the text it added to the content,
-    so a word after the first carries the space the word-level decoder put before it (" -19")."""
+    """Token ids of a choice's logprobs, asked for as "token_id:<id>" (return_tokens_as_token_ids):
+    a token's text cannot name it (a special token sampled in the answer has empty text)."""
     out = []
     for t in tokens:
-        word = t["token"]
-        if word not in tk.TOKEN_ID and word.startswith(" ") and word[1:] in tk.TOKEN_ID:
-            word = word[1:]
-        if word not in tk.TOKEN_ID:
-            raise LogProbMismatch(f"the server emitted token {t['token']!r}, which the trainer's vocabulary lacks")
-        out.append(tk.TOKEN_ID[word])
+        m = re.fullmatch(r"token_id:(\d+)", t["token"])
+        if m is None or int(m.group(1)) >= len(tk.VOCAB):
+            raise LogProbMismatch(f"the server emitted token {t['token']!r}: not a token_id:<id> of the trainer's vocabulary")
+        out.append(int(m.group(1)))
     return out
 
 

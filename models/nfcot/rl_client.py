@@ -41,6 +41,8 @@ class Server:
              max_tokens: int, vectors: bool = True) -> dict:
         body = {"model": self.model, "messages": [{"role": "user", "content": source}], "n": n, "seed": seed,
                 "temperature": text_temperature, "max_tokens": max_tokens, "logprobs": True,
+                # Token ids, not texts: a special token sampled at text temperature 1 has empty text.
+                "return_tokens_as_token_ids": True,
                 "reasoning": {"mode": mode, "latent_temperature": latent_temperature, "return_thoughts": vectors}}
         out, headers = self._call("POST", "/v1/chat/completions", body)
         # The header and the body must agree: both name the weights that ran the request.

@@ -1,22 +1,23 @@
 """nfcot.rl's pure parts: answer tokens read back from the server, the chosen-update rule."""
+import re
+
 import pytest
 
 from nfcot import tokenizer as tk
 from nfcot.rl import LogProbMismatch, answer_ids
 
 
-def test_words_after_the_first_carry_the_decoders_space():
-    # What the server returns for the content "7 -19": each token's part of the text.
-    toks = [{"token": "7", "logprob": -0.1}, {"token": " -19", "logprob": -2.3}]
-    assert answer_ids(toks) == [tk.TOKEN_ID["7"], tk.TOKEN_ID["-19"]]
-    assert tk.decode(answer_ids(toks)) == "7 -19"
+def test_answer_tokens_are_read_as_ids_special_tokens_included():
+    # The content "7 -19" and a special token (empty text: found by the release-2 run at update 112).
+    toks = [{"token": f"token_id:{tk.TOKEN_ID['7']}"}, {"token": f"token_id:{tk.TOKEN_ID['-19']}"}, {"token": "token_id:6"}]
+    assert answer_ids(toks) == [tk.TOKEN_ID["7"], tk.TOKEN_ID["-19"], 6]
+    assert tk.decode(answer_ids(toks)[:2]) == "7 -19"
 
 
-def test_a_string_outside_the_vocabulary_stops_the_run():
-    with pytest.raises(LogProbMismatch, match="'  7'"):
-        answer_ids([{"token": "  7", "logprob": -1.0}])
-    with pytest.raises(LogProbMismatch, match="'seven'"):
-        answer_ids([{"token": "seven", "logprob": -1.0}])
+def test_a_token_that_is_not_an_id_of_the_vocabulary_stops_the_run():
+    for bad in ("7", "", "token_id:", f"token_id:{len(tk.VOCAB)}", "token_id:-1"):
+        with pytest.raises(LogProbMismatch, match=re.escape(repr(bad))):
+            answer_ids([{"token": bad, "logprob": -1.0}])
 
 
 def test_a_chosen_update_keeps_the_held_modes_at_the_starts_accuracy():

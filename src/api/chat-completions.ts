@@ -52,6 +52,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const budget = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
       const maxTokens = budgetMaxTokens(info, prompt, { value: body[budget], param: budget }, "messages");
       const logprobs = body.logprobs ?? false;
+      const asIds = body.return_tokens_as_token_ids ?? false;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
       // A written trace (the model declares where it ends) or the decoded thoughts (latent, when
       // asked) go to reasoning_content; the answer alone to content.
@@ -66,7 +67,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
       const promptLps =
         k === null
           ? null
-          : promptLogprobs(prompt.ids, await scorePromptTokens(app, reply, prompt.ids, k), k, app.tokenizer);
+          : promptLogprobs(prompt.ids, await scorePromptTokens(app, reply, prompt.ids, k), k, app.tokenizer, asIds);
       const gen = app.generation.start({
         reply,
         idPrefix: "chatcmpl",
@@ -78,7 +79,7 @@ export async function chatCompletionsRoutes(app: FastifyInstance): Promise<void>
         reasoning,
       });
       const lp = (tokens: Parameters<typeof chatLogprobs>[0]) => ({
-        content: chatLogprobs(tokens, app.tokenizer),
+        content: chatLogprobs(tokens, app.tokenizer, asIds),
         refusal: null,
       });
 

@@ -69,6 +69,7 @@ async function scorePrompts(
   prompts: CompletionPrompt[],
   echoTop: number | null,
   promptTop: number | null,
+  asIds: boolean,
 ): Promise<void> {
   const results = await scorePromptsTokens(
     app,
@@ -78,15 +79,16 @@ async function scorePrompts(
   );
   prompts.forEach((p, j) => {
     const scored = results[j]!;
-    if (promptTop !== null) p.promptLogprobs = promptLogprobs(p.prompt.ids, scored, promptTop, app.tokenizer);
+    if (promptTop !== null) p.promptLogprobs = promptLogprobs(p.prompt.ids, scored, promptTop, app.tokenizer, asIds);
     if (echoTop === null) return;
     const tokens = echoPrompt(p.sent, p.prompt.ids, app.tokenizer).pieces.map((text, i) => ({
+      tokenId: p.prompt.ids[i]!,
       text,
       logprob: i === 0 ? null : scored[i - 1]!.logprob,
       top: i === 0 ? null : (scored[i - 1]!.top ?? []).slice(0, echoTop),
     }));
     p.logprobs = emptyCompletionLogprobs();
-    appendCompletionLogprobs(p.logprobs, tokens, app.tokenizer, 0);
+    appendCompletionLogprobs(p.logprobs, tokens, app.tokenizer, 0, asIds);
   });
 }
 
@@ -106,6 +108,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       // #18: echo the prompt as sent when the tokens' texts line up with it (prompt-logprobs.ts).
       if (echo) for (const p of prompts) p.text = echoPrompt(p.sent, p.prompt.ids, app.tokenizer).text;
       const logprobs = body.logprobs ?? null;
+      const asIds = body.return_tokens_as_token_ids ?? false;
       const returnThoughts = body.reasoning?.return_thoughts ?? false;
       const sampled = prompts.map((p) => ({
         prompt: p.prompt,
@@ -119,7 +122,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
       if ((echo && logprobs !== null) || promptTop !== null) {
         // Echoed prompts are scored first, as sequences of their own beside the choices.
         checkQueue(app, prompts.length * (n + 1), "prompt");
-        await scorePrompts(app, reply, prompts, echo && logprobs !== null ? logprobs : null, promptTop);
+        await scorePrompts(app, reply, prompts, echo && logprobs !== null ? logprobs : null, promptTop, asIds);
       }
       const gen = app.generation.start({
         reply,
@@ -138,7 +141,7 @@ export async function completionsRoutes(app: FastifyInstance): Promise<void> {
         tokens: Parameters<typeof appendCompletionLogprobs>[1],
         base: CompletionLogprobs = emptyCompletionLogprobs(),
       ) => {
-        offsets[choice] = appendCompletionLogprobs(base, tokens, app.tokenizer, offsets[choice]!);
+        offsets[choice] = appendCompletionLogprobs(base, tokens, app.tokenizer, offsets[choice]!, asIds);
         return base;
       };
 

@@ -5,7 +5,11 @@ import type { LogprobToken } from "./token-text.ts";
 /** Token log-probs in the two OpenAI shapes: chat (`logprobs.content[]`) and legacy completions
  * (parallel arrays). A token's string and bytes are its part of the returned text (token-text.ts:
  * they concatenate to the content); the alternatives' are their own text (ModelTokenizer.tokenText)
- * and exact bytes. */
+ * and exact bytes. With vLLM's return_tokens_as_token_ids every token string is "token_id:<id>"
+ * instead: text cannot name a special token (its text is empty) or part of a character, and an RL
+ * trainer needs the exact ids it is to score. Bytes and text offsets stay the text's. */
+
+export const tokenIdString = (id: number) => `token_id:${id}`;
 
 export interface ChatTokenLogprob {
   token: string;
@@ -14,13 +18,13 @@ export interface ChatTokenLogprob {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
-export function chatLogprobs(tokens: LogprobToken[], tok: ModelTokenizer): ChatTokenLogprob[] {
+export function chatLogprobs(tokens: LogprobToken[], tok: ModelTokenizer, asIds = false): ChatTokenLogprob[] {
   return tokens.map((t) => ({
-    token: t.text,
+    token: asIds ? tokenIdString(t.tokenId) : t.text,
     logprob: t.logprob,
     bytes: t.bytes,
     top_logprobs: t.top.map((x) => ({
-      token: tok.tokenText(x.tokenId),
+      token: asIds ? tokenIdString(x.tokenId) : tok.tokenText(x.tokenId),
       logprob: x.logprob,
       bytes: tok.tokenBytes(x.tokenId),
     })),
@@ -43,16 +47,16 @@ export function emptyCompletionLogprobs(): CompletionLogprobs {
  * after them. A null logprob marks a token with none (the prompt's first). */
 export function appendCompletionLogprobs(
   into: CompletionLogprobs,
-  tokens: { text: string; logprob: number | null; top: TopLogprob[] | null }[],
+  tokens: { tokenId: number; text: string; logprob: number | null; top: TopLogprob[] | null }[],
   tok: ModelTokenizer,
   offset: number,
+  asIds = false,
 ): number {
+  const name = (id: number) => (asIds ? tokenIdString(id) : tok.tokenText(id));
   for (const t of tokens) {
-    into.tokens.push(t.text);
+    into.tokens.push(asIds ? tokenIdString(t.tokenId) : t.text);
     into.token_logprobs.push(t.logprob);
-    into.top_logprobs.push(
-      t.top?.length ? Object.fromEntries(t.top.map((x) => [tok.tokenText(x.tokenId), x.logprob])) : null,
-    );
+    into.top_logprobs.push(t.top?.length ? Object.fromEntries(t.top.map((x) => [name(x.tokenId), x.logprob])) : null);
     into.text_offset.push(offset);
     offset += t.text.length;
   }

@@ -3,6 +3,7 @@ import { IncrementalDetokenizer } from "../engine/detokenizer.ts";
 import type { ScoredToken } from "../engine/types.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import { requestId } from "./generation.ts";
+import { tokenIdString } from "./logprobs.ts";
 
 /** The prompt's own token log-probs, by the engine's teacher-forced scoring path (tokens 1..
  * after token 0), with each token's rank and the most likely tokens at its position: for
@@ -58,7 +59,9 @@ export function promptLogprobs(
   scored: ScoredToken[],
   k: number,
   tok: ModelTokenizer,
+  asIds = false,
 ): (Record<string, PromptTokenLogprob> | null)[] {
+  const name = (id: number) => (asIds ? tokenIdString(id) : tok.tokenText(id));
   return ids.map((tokenId, i) => {
     if (i === 0) return null;
     const s = scored[i - 1]!;
@@ -66,9 +69,9 @@ export function promptLogprobs(
     (s.top ?? [])
       .slice(0, k)
       .forEach(
-        (t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: tok.tokenText(t.tokenId) }),
+        (t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: name(t.tokenId) }),
       );
-    out[tokenId] = { logprob: s.logprob, rank: s.rank ?? null, decoded_token: tok.tokenText(tokenId) };
+    out[tokenId] = { logprob: s.logprob, rank: s.rank ?? null, decoded_token: name(tokenId) };
     return out;
   });
 }

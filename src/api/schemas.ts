@@ -97,6 +97,12 @@ const SamplingFields = {
         "Extension (vLLM): EOS and stop_token_ids cannot end a choice before this many text tokens, and stop strings match only in text generated after them. At most max_tokens.",
     }),
   ),
+  return_tokens_as_token_ids: Opt(
+    Type.Boolean({
+      description:
+        'Extension (vLLM): every token string in logprobs (and top_logprobs, and prompt_logprobs\' decoded_token) is "token_id:<id>", which names special tokens (their text is empty) and parts of a character too. Bytes and text offsets stay the text\'s.',
+    }),
+  ),
   prompt_logprobs: Opt(
     Type.Integer({
       minimum: 0,
