@@ -68,9 +68,7 @@ export function promptLogprobs(
     const out: Record<string, PromptTokenLogprob> = {};
     (s.top ?? [])
       .slice(0, k)
-      .forEach(
-        (t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: name(t.tokenId) }),
-      );
+      .forEach((t, r) => (out[t.tokenId] = { logprob: t.logprob, rank: r + 1, decoded_token: name(t.tokenId) }));
     out[tokenId] = { logprob: s.logprob, rank: s.rank ?? null, decoded_token: name(tokenId) };
     return out;
   });

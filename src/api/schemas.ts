@@ -100,7 +100,7 @@ const SamplingFields = {
   return_tokens_as_token_ids: Opt(
     Type.Boolean({
       description:
-        'Extension (vLLM): every token string in logprobs (and top_logprobs, and prompt_logprobs\' decoded_token) is "token_id:<id>", which names special tokens (their text is empty) and parts of a character too. Bytes and text offsets stay the text\'s.',
+        "Extension (vLLM): every token string in logprobs (and top_logprobs, and prompt_logprobs' decoded_token) is \"token_id:<id>\", which names special tokens (their text is empty) and parts of a character too. Bytes and text offsets stay the text's.",
     }),
   ),
   prompt_logprobs: Opt(
