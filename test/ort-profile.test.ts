@@ -48,3 +48,20 @@ test("categorize groups nodes by what they compute", () => {
     "attention: scores, mask, softmax, PV, rotary, reshapes": [0.008, 1],
   });
 });
+
+test("an If node's time is its branch's nodes' time: counted once, through the branch", () => {
+  // A fused export's backbone is one If: the trace lists the If and every node of the branch it ran.
+  const t = [
+    { cat: "Session", name: "model_run", ts: 0, dur: 300 },
+    ev("/If", 5, 280, "If"),
+    ev("decode//q_proj/MatMul", 10, 100, "MatMul"),
+    ev("decode//GroupQueryAttention", 120, 50, "GroupQueryAttention", 4096),
+  ];
+  const p = readProfile(t, 1);
+  assert.equal(p.kernels, 2);
+  assert.deepEqual(p.byOpType, [
+    ["MatMul", 0.1],
+    ["GroupQueryAttention", 0.05],
+  ]);
+  assert.equal(p.byNode.has("/If"), false);
+});
