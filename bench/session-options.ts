@@ -25,7 +25,7 @@ const runners = await Promise.all(
       modelDir: dir,
       provider: "cpu",
       threads: c.threads,
-      spinning: c.spinning,
+      threadSpinning: c.spinning,
       graphOptimization: "all",
       numBlocks,
       blockSize: 16,

@@ -50,6 +50,7 @@ const ENV: Record<Key, string> = {
   port: "PORT",
   provider: "NFCOT_PROVIDER",
   threads: "NFCOT_THREADS",
+  threadSpinning: "NFCOT_THREAD_SPINNING",
   graphOptimization: "NFCOT_GRAPH_OPTIMIZATION",
   kvCacheBytes: "NFCOT_KV_CACHE_BYTES",
   kvCacheBlocks: "NFCOT_KV_CACHE_BLOCKS",

@@ -262,14 +262,22 @@ describe("the engine's settings are the engine's schema, composed into the confi
   });
 
   test("the worker gets the engine's keys only, with the values given", () => {
-    const config = parseConfig(["--kv-cache-blocks", "12", "--graph-optimization", "basic", "--api-keys", "sk-x"], {
-      NFCOT_THREADS: "3",
-    });
+    const config = parseConfig(
+      ["--kv-cache-blocks", "12", "--graph-optimization", "basic", "--api-keys", "sk-x", "--thread-spinning"],
+      { NFCOT_THREADS: "3" },
+    );
     const opts = engineOptionsFrom(config);
     assert.deepEqual(Object.keys(opts).sort(), ["modelDir", ...Object.keys(EngineSettingsSchema.properties)].sort());
     assert.equal(opts.kvCacheBlocks, 12);
     assert.equal(opts.graphOptimization, "basic");
     assert.equal(opts.threads, 3);
+    assert.equal(opts.threadSpinning, true);
+    assert.equal(
+      engineOptionsFrom(parseConfig([], {})).threadSpinning,
+      false,
+      "threads sleep between kernels by default",
+    );
+    assert.equal(engineOptionsFrom(parseConfig([], { NFCOT_THREAD_SPINNING: "1" })).threadSpinning, true);
     assert.equal(config.apiKeys.length, 1, "the config itself is untouched");
   });
 

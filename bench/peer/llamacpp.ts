@@ -13,6 +13,8 @@
  * --prompt 32 --gen 64       prompt tokens and generated tokens per sequence
  * --rounds 3                 alternating rounds (median reported)
  * --threads 2                compute threads, both engines
+ * --spinning                 our intra-op threads spin between kernels (--thread-spinning), as
+ *                            llama.cpp's threads spin-wait at every barrier
  * --no-http / --no-engine    skip a part
  *
  * Engine: llama-batched-bench's decode column (S_TG t/s: B x gen tokens over the decode time)
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     gen: { type: "string", default: "64" },
     rounds: { type: "string", default: "3" },
     threads: { type: "string", default: "2" },
+    spinning: { type: "boolean", default: false },
     "no-http": { type: "boolean", default: false },
     "no-engine": { type: "boolean", default: false },
   },
@@ -289,7 +292,7 @@ console.log(
   `# nfcot-serve vs llama.cpp, ${new Date().toISOString()}, ${cpus().length} CPUs, load average at start ${load()}`,
 );
 console.log(
-  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each; our KV ${kv}, llama.cpp KV ${llamaKv}; ${ROUNDS} alternating rounds, medians`,
+  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv}; ${ROUNDS} alternating rounds, medians`,
 );
 const rows: string[] = [];
 for (const w of weights) {
@@ -299,6 +302,7 @@ for (const w of weights) {
       ...DEFAULT_ENGINE_OPTIONS,
       modelDir: dir,
       threads: T,
+      threadSpinning: values.spinning!,
       kvCacheBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8,
       blockSize: 16,
       enablePrefixCaching: false,
@@ -329,6 +333,7 @@ for (const w of weights) {
       const s = await startServerProcess({
         NFCOT_MODEL_DIR: dir,
         NFCOT_THREADS: String(T),
+        NFCOT_THREAD_SPINNING: String(values.spinning!),
         NFCOT_MAX_NUM_SEQS: String(Math.max(64, maxB)),
         NFCOT_ENABLE_PREFIX_CACHING: "false",
       });

@@ -7,11 +7,10 @@ import { THOUGHT } from "../model/positions.ts";
 /** The only code that touches onnxruntime: builds tensors, runs graphs, owns the KV block pool. */
 
 export interface RunnerOptions
-  extends Pick<EngineOptions, "modelDir" | "provider" | "threads" | "graphOptimization" | "blockSize"> {
+  extends Pick<EngineOptions, "modelDir" | "provider" | "threads" | "graphOptimization" | "blockSize">,
+    Partial<Pick<EngineOptions, "threadSpinning">> {
   /** Blocks in the KV pool (resolved: kvPoolBlocks). */
   numBlocks: number;
-  /** Intra-op threads spin between kernels (default false: bench/session-options.ts measures both). */
-  spinning?: boolean;
   /** Write onnxruntime's per-op profile (JSON) with this file prefix (bench/step-profile.ts). */
   profileFilePrefix?: string;
 }
@@ -113,8 +112,9 @@ export class Runner {
       executionProviders: [options.provider],
       graphOptimizationLevel: options.graphOptimization,
       ...(options.threads > 0 ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
-      // Spinning burns a core between steps for no latency gain on small graphs (serving-notes).
-      extra: { session: { intra_op: { allow_spinning: options.spinning ? "1" : "0" } } },
+      // Off by default: spinning keeps a core busy between steps and loses badly under contention
+      // (bench/session-options.ts measures both).
+      extra: { session: { intra_op: { allow_spinning: options.threadSpinning ? "1" : "0" } } },
       ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     };
     const open = async (spec: GraphSpec) => {
