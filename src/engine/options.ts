@@ -18,7 +18,7 @@ export const EngineSettingsSchema = Type.Object({
   // Intra-op threads; 0: onnxruntime's default.
   threads: Type.Integer({ minimum: 0, maximum: 256, default: 0 }),
   // Intra-op threads spin between kernels instead of sleeping: faster steps on cores the server
-  // has to itself, a core kept busy, and slower under contention (README, "Decode speed").
+  // has to itself, a core kept busy, and slower under contention (README, "Spinning threads").
   threadSpinning: Type.Boolean({ default: false }),
   graphOptimization: GraphOptimizationSchema,
   // KV pool size: kvCacheBlocks wins when > 0, else kvCacheBytes over the bytes of one block.
