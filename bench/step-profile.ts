@@ -117,8 +117,8 @@ async function profiledPass(B: number): Promise<{ ops: OpTimes; runMsProfiled: n
   await runner.forward(
     ps.map((p, b) => ({ tokens: p, thoughts: p.map(() => null), start: 0, blockTable: tables[b]!, outputs: [P - 1] })),
   );
-  const warm = WARM; // the same contexts as the engine pass
-  for (let s = 0; s < steps + warm; s++) {
+  // The same contexts as the engine pass.
+  for (let s = 0; s < steps + WARM; s++) {
     const rows: ForwardRow[] = ps.map((p, b) => ({
       tokens: [p[s % P]!],
       thoughts: [null],

@@ -13,8 +13,6 @@ import subprocess
 
 from .report import directory_written_whole
 
-
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

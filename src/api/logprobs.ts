@@ -9,7 +9,11 @@ import type { LogprobToken } from "./token-text.ts";
  * instead: text cannot name a special token (its text is empty) or part of a character, and an RL
  * trainer needs the exact ids it is to score. Bytes and text offsets stay the text's. */
 
-export const tokenIdString = (id: number) => `token_id:${id}`;
+const tokenIdString = (id: number) => `token_id:${id}`;
+
+/** A token named on its own (an alternative, a prompt token): its text, or "token_id:<id>". */
+export const tokenName = (tok: ModelTokenizer, id: number, asIds: boolean) =>
+  asIds ? tokenIdString(id) : tok.tokenText(id);
 
 export interface ChatTokenLogprob {
   token: string;
@@ -24,7 +28,7 @@ export function chatLogprobs(tokens: LogprobToken[], tok: ModelTokenizer, asIds 
     logprob: t.logprob,
     bytes: t.bytes,
     top_logprobs: t.top.map((x) => ({
-      token: asIds ? tokenIdString(x.tokenId) : tok.tokenText(x.tokenId),
+      token: tokenName(tok, x.tokenId, asIds),
       logprob: x.logprob,
       bytes: tok.tokenBytes(x.tokenId),
     })),
@@ -52,11 +56,12 @@ export function appendCompletionLogprobs(
   offset: number,
   asIds = false,
 ): number {
-  const name = (id: number) => (asIds ? tokenIdString(id) : tok.tokenText(id));
   for (const t of tokens) {
     into.tokens.push(asIds ? tokenIdString(t.tokenId) : t.text);
     into.token_logprobs.push(t.logprob);
-    into.top_logprobs.push(t.top?.length ? Object.fromEntries(t.top.map((x) => [name(x.tokenId), x.logprob])) : null);
+    into.top_logprobs.push(
+      t.top?.length ? Object.fromEntries(t.top.map((x) => [tokenName(tok, x.tokenId, asIds), x.logprob])) : null,
+    );
     into.text_offset.push(offset);
     offset += t.text.length;
   }

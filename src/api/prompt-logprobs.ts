@@ -3,7 +3,7 @@ import { IncrementalDetokenizer } from "../engine/detokenizer.ts";
 import type { ScoredToken } from "../engine/types.ts";
 import type { ModelTokenizer } from "../model/tokenizer.ts";
 import { requestId } from "./generation.ts";
-import { tokenIdString } from "./logprobs.ts";
+import { tokenName } from "./logprobs.ts";
 
 /** The prompt's own token log-probs, by the engine's teacher-forced scoring path (tokens 1..
  * after token 0), with each token's rank and the most likely tokens at its position: for
@@ -61,7 +61,7 @@ export function promptLogprobs(
   tok: ModelTokenizer,
   asIds = false,
 ): (Record<string, PromptTokenLogprob> | null)[] {
-  const name = (id: number) => (asIds ? tokenIdString(id) : tok.tokenText(id));
+  const name = (id: number) => tokenName(tok, id, asIds);
   return ids.map((tokenId, i) => {
     if (i === 0) return null;
     const s = scored[i - 1]!;
