@@ -19,7 +19,13 @@ interface Variant {
   arch: string;
   flags: string[];
   what: string;
+  /** Relative logit / KV error allowed (1e-4 for float32 exports). */
+  bound?: number;
 }
+// int8 weights against the float32 PyTorch reference, measured on this fixture (seed 3): 2.2e-2 on
+// the paged batch's logits, 1.6e-2 on its new K/V, 4.1e-2 over the decoded sequences; a head read
+// in the wrong orientation or from the wrong tensor is off by order 1.
+const BOUND_INT8 = 6e-2;
 const VARIANTS: Variant[] = [
   {
     arch: "llama",
@@ -35,6 +41,12 @@ const VARIANTS: Variant[] = [
     what: "Qwen3 with NF-CoT extras, external data, 3 bf16 shards",
   },
   { arch: "nfcot-trace", flags: ["--extras"], what: "our own model (positional heads) converted by nfcot.hf_write" },
+  {
+    arch: "qwen3",
+    flags: ["--weights", "int8"],
+    what: "Qwen3, tied, int8 weights: the tied LM head as its own quantized MatMul",
+    bound: BOUND_INT8,
+  },
 ];
 
 for (const v of VARIANTS) {
@@ -52,6 +64,8 @@ for (const v of VARIANTS) {
       assert.equal(m.special_tokens.bos, v.arch.startsWith("qwen") ? undefined : 2);
       if (v.arch === "nfcot-trace") assert.deepEqual(m.architecture.positional_heads, [1, 2, 3]);
       const spec = m.graphs.backbone;
+      const bound = v.bound ?? 1e-4;
+      if (v.bound !== undefined) assert.equal(m.weights.tied_lm_head, "quantized copy");
       assert.equal(
         spec.inputs.some((x: { name: string }) => x.name === "thought_inputs"),
         latent,
@@ -68,14 +82,14 @@ for (const v of VARIANTS) {
         const want = unpack(p.expected[name]);
         assert.deepEqual(out[name]!.dims, want.dims);
         const e = relErr(out[name]!.data as Float32Array, want.data as Float32Array);
-        assert.ok(e < 1e-4, `${name}: relative error ${e}`);
+        assert.ok(e < bound, `${name}: relative error ${e}`);
       }
       if (!latent) assert.equal(out.mu, undefined);
       const kv = unpack(p.expected.new_kv);
       const [, , , H, S, hd] = kv.dims as number[];
       const valid = (i: number) => Math.floor(i / hd!) % S! < p.new_lens[Math.floor(i / (hd! * S! * H!)) % 3];
       const eKv = relErr(out.new_kv!.data as Float32Array, kv.data as Float32Array, valid);
-      assert.ok(eKv < 1e-4, `new_kv: relative error ${eKv}`);
+      assert.ok(eKv < bound, `new_kv: relative error ${eKv}`);
 
       // (b) prefill, then one token per step, through a pool this test fills from new_kv.
       const d = c.decode;
@@ -158,7 +172,7 @@ for (const v of VARIANTS) {
         steps++;
       }
       assert.equal(steps, 1 + Math.max(...seqs.map((s, i) => s.length - d.prefill[i])));
-      assert.ok(maxErr < 1e-4, `decode logits: relative error ${maxErr}`);
+      assert.ok(maxErr < bound, `decode logits: relative error ${maxErr}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -68,7 +68,8 @@ def weights_of(model_dir: str, manifest: dict) -> dict:
         elif n.op_type == "Mul" and consts and n.name == "/norm/Mul_1":
             out["output_norm.weight"] = arr(consts[0])
     out["token_embd.weight"] = arr("m.model.embed_tokens.weight")
-    # A tied LM head with no weight of its own: llama.cpp then reads token_embd (F32, as ours).
+    # A tied LM head has no weight of its own: llama.cpp then reads token_embd (F32), as our
+    # float32 export reads the embedding; write() gives quantized types a copy (see there).
     return out
 
 
@@ -86,6 +87,10 @@ def write(model_dir: str, out: str, qtype: str) -> None:
     arch = "qwen3" if a.get("family") == "qwen3" else "llama"
     L, H, kvH, hd, V = a["num_layers"], a["num_heads"], a["num_kv_heads"], a["head_dim"], a["vocab_size"]
     w = weights_of(model_dir, manifest)
+    if "output.weight" not in w and qtype != "F32":
+        # Our int8 / int4 exports give a tied head a quantized copy and keep the embedding float32
+        # (models/nfcot/tied_head.py): the same here, as output.weight at the file's type.
+        w["output.weight"] = w["token_embd.weight"]
     expected = 2 + ("output.weight" in w) + L * (9 + (2 if arch == "qwen3" else 0))
     if len(w) != expected:
         raise SystemExit(f"found {len(w)} tensors in {model_dir}, expected {expected} for {arch}")

@@ -3,7 +3,7 @@
   /usr/bin/python3 -m nfcot.export --checkpoint runs/small/ckpt.pt --out nfcot-trace-small
   /usr/bin/python3 -m nfcot.export --preset bench --out presets/bench     (random weights, ~75M)
   /usr/bin/python3 -m nfcot.export --hf HF_DIR --out OUT                  (Llama / Qwen2 / Qwen3, nfcot/hf.py)
-  ... --weights fp16|int8|int4 [--keep GROUPS] [--kv-dtype float16]   (nfcot/quantize.py)
+  ... --weights fp16|int8|int4 [--keep GROUPS] [--block 128] [--kv-dtype float16]   (nfcot/quantize.py)
 """
 from __future__ import annotations
 
@@ -338,6 +338,9 @@ def main(argv=None) -> None:
                     help="backbone weight precision, made by onnxruntime's quantizers (nfcot/quantize.py)")
     ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
                                    "(default nf_head,thought_proj; '' for none)")
+    ap.add_argument("--block", type=int, choices=(16, 32, 64, 128, 256),
+                    help="with --weights int8/int4: quantization block along the input dimension (default 32, "
+                         "llama.cpp's Q8_0 / Q4_0 layout; 128 runs faster, README 'Weight precision')")
     ap.add_argument("--attention", choices=ATTENTION,
                     help="fused (default; plain with --weights fp16): decode steps of small batches through "
                          "onnxruntime's GroupQueryAttention (nfcot/fused.py); the backbone file holds the weights twice")
@@ -352,6 +355,8 @@ def main(argv=None) -> None:
         ap.error("--hf exports use --attention plain")
     if args.keep is not None and args.weights in ("fp32", "fp16"):
         ap.error("--keep applies to --weights int8 / int4 only")
+    if args.block is not None and args.weights in ("fp32", "fp16"):
+        ap.error("--block applies to --weights int8 / int4 only")
     if args.weights != "fp32" or args.kv_dtype != "float32":
         ort_python()  # fail before exporting when the quantizer's venv is missing
     if args.threads:
@@ -367,7 +372,7 @@ def main(argv=None) -> None:
             raise SystemExit(2)
         report_export(m, f"{m['source']['hf_architecture']}, {'with NF-CoT extras' if 'latent' in m else 'text only'}",
                       args.out)
-        requantize(args.out, args.weights, args.keep, args.kv_dtype)
+        requantize(args.out, args.weights, args.keep, args.kv_dtype, args.block)
         return
     extra = json.load(open(args.extra)) if args.extra else {}
     if args.checkpoint:
@@ -384,7 +389,7 @@ def main(argv=None) -> None:
         extra = {"random_weights": True, **extra}
     m = export_dir(args.out, model, flow, vae, name, extra, attention=args.attention)
     report_export(m, f"{sum(p.numel() for p in model.parameters()):,} backbone parameters", args.out)
-    requantize(args.out, args.weights, args.keep, args.kv_dtype)
+    requantize(args.out, args.weights, args.keep, args.kv_dtype, args.block)
 
 
 def report_export(m: dict, what: str, out: str) -> None:
@@ -404,13 +409,14 @@ def ort_python() -> str:
     return exe
 
 
-def requantize(out: str, weights: str, keep: str | None, kv_dtype: str = "float32") -> None:
+def requantize(out: str, weights: str, keep: str | None, kv_dtype: str = "float32", block: int | None = None) -> None:
     """Rewrites OUT's backbone at the given precision (nfcot/quantize.py in the onnxruntime venv)."""
     if weights == "fp32" and kv_dtype == "float32":
         return
     import subprocess
     cmd = [ort_python(), "-m", "nfcot.quantize", out, "--weights", weights, "--kv-dtype", kv_dtype]
     cmd += [] if keep is None else ["--keep", keep]
+    cmd += [] if block is None else ["--block", str(block)]
     r = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if r.returncode != 0:
         raise SystemExit(f"error: quantizing {out} to {weights} failed (exit {r.returncode})")

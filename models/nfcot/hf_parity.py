@@ -5,6 +5,7 @@ the reference outputs for (a) one ragged paged batch (nfcot.parity.make_case) an
 sequences, which the test decodes step by step through its own paged KV pool.
 
   /usr/bin/python3 -m nfcot.hf_parity --arch qwen3 --work DIR [--shards 2] [--dtype bfloat16] [--extras] [--external-data]
+      [--weights int8]   (the reference stays float32: the test's bound is the quantization's)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 
 import torch
 
+from .export import requantize
 from .hf import load_hf
 from .hf_export import export_hf
 from .hf_fixture import TINY, write_tiny
@@ -62,6 +64,8 @@ def main(argv=None) -> None:
     ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     ap.add_argument("--extras", action="store_true")
     ap.add_argument("--external-data", action="store_true")
+    ap.add_argument("--weights", choices=["fp32", "int8", "int4"], default="fp32",
+                    help="quantize the export (nfcot.quantize) before the comparison")
     ap.add_argument("--prompt", help="also the greedy continuation of this text (case['greedy'])")
     ap.add_argument("--max-tokens", type=int, default=12)
     args = ap.parse_args(argv)
@@ -77,6 +81,10 @@ def main(argv=None) -> None:
     else:
         write_tiny(hf, args.arch, args.seed, args.shards, getattr(torch, args.dtype), args.extras)
     manifest = export_hf(hf, out, external=True if args.external_data else None)
+    if args.weights != "fp32":
+        requantize(out, args.weights, None)
+        with open(os.path.join(out, "manifest.json")) as f:
+            manifest = json.load(f)
     hm = load_hf(hf)
     ref = hm.model  # the reference: the project's PyTorch model on the same weights
     case = {"paged": make_case(ref, args.seed), "decode": decode_case(ref, args.seed),

@@ -4,7 +4,8 @@ Runs in the onnxruntime venv (models/.venv-ort, made by scripts/test-deps.sh: on
 quantizers need a newer onnx and numpy than Debian's torch 1.13 works with); `nfcot.export
 --weights` calls it after writing the float32 graphs. Imports no torch.
 
-  models/.venv-ort/bin/python -m nfcot.quantize MODEL_DIR --weights int8 [--keep nf_head,thought_proj] [--kv-dtype float16]
+  models/.venv-ort/bin/python -m nfcot.quantize MODEL_DIR --weights int8 [--keep nf_head,thought_proj]
+      [--block 32] [--kv-dtype float16]
 
 - fp16: every float32 weight and activation of the backbone in float16
   (onnxruntime.transformers.float16), graph inputs and outputs stay float32 (the runner's
@@ -14,10 +15,14 @@ quantizers need a newer onnx and numpy than Debian's torch 1.13 works with); `nf
   Q8_0 layout), onnxruntime's MatMulNBitsQuantizer.
 - int4: MatMulNBits with 4-bit symmetric blocks of 32 (llama.cpp's Q4_0 layout), same tool.
   accuracy_level 4: activations quantized to int8 per block inside the kernel, as llama.cpp does.
+- --block 64 / 128: one scale per 64 / 128 inputs; onnxruntime's kernels run these faster
+  (README, "Weight precision": speed and the shipped model's accuracy each way).
 
 Only MatMuls with a constant weight are touched; the attention MatMuls, the embedding Gather and
-the RMSNorm weights stay float32. --keep names MatMul groups that stay float32 (matched against
-the exporter's node names: lm_head, nf_head, thought_proj, q_proj, k_proj, v_proj, o_proj, mlp).
+the RMSNorm weights stay float32. A tied LM head (the embedding read as the head) gets a quantized
+copy of its own at int8 / int4 (nfcot/tied_head.py) unless lm_head is kept. --keep names MatMul
+groups that stay float32 (matched against the exporter's node names: lm_head, nf_head,
+thought_proj, q_proj, k_proj, v_proj, o_proj, mlp).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import sys
 
 from .fused_graph import branches
 from .report import write_json
+from .tied_head import untie
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
 KV_DTYPES = ("float32", "float16")
@@ -68,7 +74,8 @@ def quantize_model(model, weights: str, keep, block: int = BLOCK, symmetric: boo
     return q.model.model
 
 
-def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dtype: str = "float32") -> dict:
+def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dtype: str = "float32",
+                 block: int = BLOCK) -> dict:
     """Rewrites MODEL_DIR/backbone.onnx at the given weight precision and KV cache dtype and
     records both in the manifest."""
     import onnx
@@ -101,8 +108,9 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
                          "onnxruntime's float16 converter breaks the fused graph's If")
     path = os.path.join(model_dir, spec["file"])
     model = onnx.load(path)
+    untied = untie(model) if weights in ("int8", "int4") and "lm_head" not in keep else 0
     kept = kept_nodes(model.graph, keep) if weights != "fp32" else []
-    out = quantize_model(model, weights, keep)
+    out = quantize_model(model, weights, keep, block)
     if kv_dtype == "float16":
         out = kv_to_float16(out)
         manifest["kv_cache"]["dtype"] = "float16"
@@ -129,10 +137,11 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
     manifest["weights"] = {
         "dtype": DTYPE[weights],
         "tool": f"onnxruntime {onnxruntime.__version__}",
-        **({"block_size": BLOCK, "symmetric": True, "op": "MatMulNBits"} if weights in ("int8", "int4") else {}),
+        **({"block_size": block, "symmetric": True, "op": "MatMulNBits"} if weights in ("int8", "int4") else {}),
         "kept_float32": sorted(set(keep)),
         "kept_nodes": len(kept),
         "ops": ops,
+        **({"tied_lm_head": "quantized copy"} if untied else {}),
     }
     write_json(mpath, manifest)
     return manifest
@@ -146,11 +155,13 @@ def main(argv=None) -> None:
                     help="float16: the KV pool in float16 (nfcot/kv_dtype.py), half the memory per block")
     ap.add_argument("--keep", default=",".join(DEFAULT_KEEP),
                     help=f"MatMul groups kept float32, comma separated ('' for none); default {','.join(DEFAULT_KEEP)}")
+    ap.add_argument("--block", type=int, default=BLOCK, choices=(16, 32, 64, 128, 256),
+                    help=f"int8 / int4 quantization block along the input dimension (default {BLOCK}, llama.cpp's Q8_0 / Q4_0)")
     args = ap.parse_args(argv)
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # the quantizer logs every node it skips
     keep = tuple(k for k in args.keep.split(",") if k)
     try:
-        m = quantize_dir(args.model_dir, args.weights, keep, args.kv_dtype)
+        m = quantize_dir(args.model_dir, args.weights, keep, args.kv_dtype, args.block)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

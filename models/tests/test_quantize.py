@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nfcot.export import ORT_VENV, main
 
@@ -61,3 +62,38 @@ def test_export_float16_kv(tmp_path):
     io = {x["name"]: x["dtype"] for x in m["graphs"]["backbone"]["inputs"] + m["graphs"]["backbone"]["outputs"]}
     assert io["kv_pool"] == io["new_kv"] == "float16" and io["logits"] == "float32"
     assert "weights" not in m  # float32 weights: the exporter's manifest as it was
+
+
+@pytest.mark.parametrize("weights,keep", [("int4", None), ("int8", None), ("int4", "lm_head")])
+def test_tied_lm_head_gets_a_quantized_copy(tmp_path, weights, keep):
+    """A tied head is written (W x^T)^T over the embedding (one copy in the file); at int8 / int4
+    it becomes MatMulNBits over W's own quantized copy, the embedding stays float32 for the
+    Gather. `--keep lm_head` leaves the tied form."""
+    from nfcot.export import requantize
+    from nfcot.hf_export import export_hf
+    from nfcot.hf_fixture import write_tiny
+    write_tiny(str(tmp_path / "hf"), "qwen3", 3, 1, torch.float32, False)
+    out = str(tmp_path / "m")
+    export_hf(str(tmp_path / "hf"), out)
+    requantize(out, weights, keep)
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    V, H = m["architecture"]["vocab_size"], m["architecture"]["hidden_size"]
+    r = subprocess.run([os.path.join(ORT_VENV, "bin", "python"), "-c", f"""
+import json, onnx
+g = onnx.load({os.path.join(out, 'backbone.onnx')!r}).graph
+init = {{i.name: list(i.dims) for i in g.initializer}}
+print(json.dumps({{"heads": [[n.op_type, n.name, {{a.name: a.i for a in n.attribute if a.type == 2}}] for n in g.node
+                            if "lm_head" in n.name or "m.model.embed_tokens.weight" in n.input],
+                  "embedding": init.get("m.model.embed_tokens.weight"), "float_copy": "lm_head.weight_untied" in init}}))
+"""], capture_output=True, text=True, check=True)
+    g = json.loads(r.stdout)
+    assert g["embedding"] == [V, H] and not g["float_copy"]
+    ops = sorted(op for op, _, _ in g["heads"])
+    if keep:
+        assert "tied_lm_head" not in m["weights"]
+        assert ops == ["Gather", "MatMul"]  # the tied (W x^T)^T, float32
+    else:
+        assert m["weights"]["tied_lm_head"] == "quantized copy"
+        assert ops == ["Gather", "MatMulNBits"]
+        head = next(a for op, _, a in g["heads"] if op == "MatMulNBits")
+        assert (head["N"], head["K"], head["bits"], head["block_size"]) == (V, H, 8 if weights == "int8" else 4, 32)
