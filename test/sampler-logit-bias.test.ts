@@ -27,7 +27,7 @@ test("greedy: the bias decides the argmax; logprob and top logprobs are the raw 
   const s = sampleToken(LOGITS, p, history(), Rng.fromSeed(1));
   assert.equal(s.tokenId, 4); // -1 + 5 = 4 beats 3
   const z = lse(LOGITS);
-  assert.ok(Math.abs(s.logprob - (-1 - z)) < 1e-6);
+  assert.ok(Math.abs(s.logprob! - (-1 - z)) < 1e-6);
   assert.deepEqual(
     s.topLogprobs.map((t) => t.tokenId),
     [1, 3],
@@ -66,7 +66,7 @@ test("scoreToken: logprob, rank as 1 + the strictly more likely tokens, top toke
   const z = lse(LOGITS);
   assert.deepEqual(scoreToken(LOGITS, 3, undefined), { logprob: 2 - z });
   const s = scoreToken(LOGITS, 5, 3);
-  assert.ok(Math.abs(s.logprob - (2 - z)) < 1e-6);
+  assert.ok(Math.abs(s.logprob! - (2 - z)) < 1e-6);
   assert.equal(s.rank, 2); // only id 1 (3) is above 2; id 3 ties
   assert.deepEqual(
     s.top!.map((t) => t.tokenId),

@@ -26,7 +26,7 @@ describe("extreme parameters", () => {
       const s = sampleToken(LOGITS, p, history([0, 3, 5]), Rng.fromSeed(seed));
       assert.equal(s.tokenId, 0);
       // Log-probs stay the model's own, from the raw logits.
-      assert.ok(Math.abs(s.logprob - (1 - lse([...LOGITS]))) < 1e-6, `logprob ${s.logprob}`);
+      assert.ok(Math.abs(s.logprob! - (1 - lse([...LOGITS]))) < 1e-6, `logprob ${s.logprob}`);
       assert.deepEqual(
         s.topLogprobs.map((t) => t.tokenId),
         [1, 3],
@@ -58,7 +58,7 @@ describe("non-finite logits", () => {
     const n = 4000;
     const counts = new Array<number>(6).fill(0);
     for (let i = 0; i < n; i++) {
-      const s = sampleToken(logits, params(), history(), rng);
+      const s = sampleToken(logits, params({ logprobs: true }), history(), rng);
       assert.ok(Number.isFinite(s.logprob));
       counts[s.tokenId]!++;
     }

@@ -260,7 +260,7 @@ describe("sampleToken", () => {
     const rng = Rng.fromSeed(17);
     for (let i = 0; i < 20; i++) {
       const s = sampleToken(LOGITS, p, history([[1, 2]], [1, 3]), rng, [0]);
-      assert.ok(Math.abs(s.logprob - ref[s.tokenId]!) < 1e-12);
+      assert.ok(Math.abs(s.logprob! - ref[s.tokenId]!) < 1e-12);
       assert.deepEqual(
         s.topLogprobs.map((t) => t.tokenId),
         [1, 3, 5],
@@ -303,6 +303,35 @@ describe("sampleToken", () => {
 
   it("throws when every token is banned", () => {
     assert.throws(() => sampleToken(LOGITS, params(), history(), Rng.fromSeed(0), [0, 1, 2, 3, 4, 5]));
+  });
+
+  it("plain greedy (read in place) treats NaN and +Infinity as the sanitizing path does", () => {
+    const F32_MAX = 3.4028234663852886e38;
+    const greedy = params({ temperature: 0 });
+    const pick = (xs: number[], banned?: number[]) =>
+      sampleToken(Float32Array.from(xs), greedy, history(), Rng.fromSeed(0), banned).tokenId;
+    // +Infinity counts as the largest float32: it ties with a finite F32_MAX, lowest id wins.
+    assert.equal(pick([1, Number.NaN, F32_MAX, 2, Number.POSITIVE_INFINITY]), 2);
+    assert.equal(pick([1, Number.NaN, F32_MAX, 2, Number.POSITIVE_INFINITY], [2]), 4);
+    assert.equal(pick([Number.NaN, -1, Number.NaN]), 1);
+    assert.throws(() => pick([Number.NaN, Number.NEGATIVE_INFINITY]), /no finite logit/);
+    assert.throws(() => pick([Number.NaN, 5], [1]), /no finite logit/);
+    // The same choices as the copying path (a logit bias of 0 on an id takes it) on seeded rows.
+    const rng = Rng.fromSeed(9);
+    for (let row = 0; row < 50; row++) {
+      const xs = Array.from({ length: 300 }, () => Math.round((rng.next() - 0.5) * 40) / 4);
+      const banned = [Math.floor(rng.next() * 300)];
+      const copying = params({ temperature: 0, logitBias: [[0, 0]] });
+      const want = sampleToken(Float32Array.from(xs), copying, history(), Rng.fromSeed(0), banned).tokenId;
+      assert.equal(pick(xs, banned), want, `row ${row}`);
+    }
+  });
+
+  it("leaves the sampled token's logprob out unless logprobs are asked for", () => {
+    assert.equal(sampleToken(LOGITS, params({ temperature: 0 }), history(), Rng.fromSeed(0)).logprob, undefined);
+    assert.equal(sampleToken(LOGITS, params(), history(), Rng.fromSeed(0)).logprob, undefined);
+    const s = sampleToken(LOGITS, params({ temperature: 0, logprobs: true }), history(), Rng.fromSeed(0));
+    assert.equal(s.logprob, 3 - Math.log([...LOGITS].reduce((a, x) => a + Math.exp(x), 0)));
   });
 });
 

@@ -12,8 +12,9 @@ export interface TokenHistory {
 
 export interface TokenSample {
   tokenId: number;
-  /** Log-probability of tokenId under the model's raw distribution (see sampleToken). */
-  logprob: number;
+  /** With p.logprobs: log-probability of tokenId under the model's raw distribution (see
+   * sampleToken). Left out otherwise: a log-sum-exp over a 152k vocabulary costs 1.5 ms a row. */
+  logprob?: number;
   /** The p.topLogprobs most likely tokens of the raw distribution, descending; [] unless p.logprobs. */
   topLogprobs: TopLogprob[];
 }
@@ -54,23 +55,48 @@ export function applyTopK(logits: Float32Array, k: number): void {
 }
 
 /** In place: zero every token beyond the nucleus, the smallest set of most likely tokens (ties:
- * lowest id first) whose mass reaches p of the total; the top token always stays (1 = off). */
+ * lowest id first) whose mass reaches p of the total; the top token always stays (1 = off).
+ * Without sorting the vocabulary: tokens are bucketed by their power of two (a bucket index never
+ * increases with prob). Every bucket before the one where the mass reaches the target is kept
+ * whole (the mass before any of its tokens is short of the target), every bucket after it goes,
+ * and only that edge bucket is sorted. */
 export function applyTopP(probs: Float64Array, p: number): void {
   if (p >= 1) return;
   let total = 0;
   for (let i = 0; i < probs.length; i++) total += probs[i];
   const target = Math.max(p, 0) * total;
-  const order = nucleusCandidates(probs, target);
-  order.sort((i, j) => probs[j] - probs[i] || i - j);
-  const keep = new Uint8Array(probs.length);
-  let mass = 0;
-  for (const i of order) {
-    // A token is kept while the mass before it is short of the target: the last one kept crosses it.
-    if (mass >= target && mass > 0) break;
-    keep[i] = 1;
-    mass += probs[i];
+  const bucket = powerOfTwoBuckets(probs);
+  const mass = new Float64Array(BUCKETS);
+  for (let i = 0; i < probs.length; i++) if (probs[i] > 0) mass[bucket(i)] += probs[i];
+  let edge = 0;
+  let before = 0; // mass of the buckets ahead of the edge one
+  while (edge < BUCKETS - 1 && before + mass[edge] < target) before += mass[edge++];
+  const candidates: number[] = [];
+  for (let i = 0; i < probs.length; i++) {
+    if (!(probs[i] > 0)) continue;
+    const b = bucket(i);
+    if (b === edge) candidates.push(i);
+    else if (b > edge) probs[i] = 0;
   }
-  for (let i = 0; i < probs.length; i++) if (!keep[i]) probs[i] = 0;
+  candidates.sort((i, j) => probs[j] - probs[i] || i - j);
+  let kept = before;
+  for (const i of candidates) {
+    // A token is kept while the mass before it is short of the target: the last one kept crosses it.
+    if (kept >= target && kept > 0) probs[i] = 0;
+    else kept += probs[i];
+  }
+}
+
+const BUCKETS = 64;
+
+/** Bucket of each positive prob: how many powers of two it lies below the largest (capped at
+ * BUCKETS - 1), read from the float64 exponent bits (Math.log2 per token cost 2 ms a pass at a
+ * 152k vocabulary). Little-endian: the high word of probs[i] is word 2i + 1. */
+function powerOfTwoBuckets(probs: Float64Array): (i: number) => number {
+  const words = new Uint32Array(probs.buffer, probs.byteOffset, probs.length * 2);
+  let top = 0;
+  for (let i = 0; i < probs.length; i++) if (probs[i] > 0) top = Math.max(top, (words[2 * i + 1] >>> 20) & 0x7ff);
+  return (i) => Math.min(BUCKETS - 1, top - ((words[2 * i + 1] >>> 20) & 0x7ff));
 }
 
 /** In place: zero tokens with prob < minP * max prob (0 = off). minP is capped at 1, so the most
@@ -126,32 +152,72 @@ export function sampleToken(
   rng: Rng,
   banned?: number[],
 ): TokenSample {
-  const logits = rawLogits.slice();
-  if (banned) for (const id of banned) if (id >= 0 && id < logits.length) logits[id] = -Infinity;
-  applyLogitBias(logits, p.logitBias);
-  applyPenalties(logits, history, p);
-  if (!sanitizeLogits(logits)) throw new SamplingError("the model gave no finite logit for any allowed token");
-
   let tokenId: number;
-  if (p.temperature <= 0) {
-    tokenId = argmax(logits);
+  if (p.temperature <= 0 && !p.logitBias?.length && !penalized(p)) {
+    // Plain greedy reads the raw logits in place: no copy, no pass to sanitize them.
+    tokenId = greedyArgmax(rawLogits, banned);
   } else {
-    applyTopK(logits, p.topK);
-    const probs = softmax(logits, p.temperature);
-    applyTopP(probs, p.topP);
-    applyMinP(probs, p.minP);
-    // Greedy when rounding or extreme parameters leave no probability mass to draw from.
-    tokenId = draw(probs, rng.next()) ?? argmax(logits);
+    const logits = scratch(rawLogits);
+    if (banned) for (const id of banned) if (id >= 0 && id < logits.length) logits[id] = -Infinity;
+    applyLogitBias(logits, p.logitBias);
+    applyPenalties(logits, history, p);
+    if (!sanitizeLogits(logits)) throw new SamplingError(NO_FINITE_LOGIT);
+    if (p.temperature <= 0) {
+      tokenId = argmax(logits);
+    } else {
+      applyTopK(logits, p.topK);
+      const probs = softmax(logits, p.temperature);
+      applyTopP(probs, p.topP);
+      applyMinP(probs, p.minP);
+      // Greedy when rounding or extreme parameters leave no probability mass to draw from.
+      tokenId = draw(probs, rng.next()) ?? argmax(logits);
+    }
   }
+  if (!p.logprobs) return { tokenId, topLogprobs: [] };
 
-  const raw = rawLogits.slice();
+  const raw = scratch(rawLogits);
   sanitizeLogits(raw);
   const lse = logSumExp(raw);
   return {
     tokenId,
     logprob: finiteLogprob(raw[tokenId] - lse),
-    topLogprobs: p.logprobs ? topTokens(raw, p.topLogprobs, lse) : [],
+    topLogprobs: topTokens(raw, p.topLogprobs, lse),
   };
+}
+
+const NO_FINITE_LOGIT = "the model gave no finite logit for any allowed token";
+
+const penalized = (p: SamplingParams): boolean =>
+  p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
+
+/** One reused copy of the logits a row is sampled from (a fresh 600 KB copy per row at a 152k
+ * vocabulary cost more than the argmax). Sampling is synchronous, so one buffer serves every row. */
+let buffer = new Float32Array(0);
+function scratch(logits: Float32Array): Float32Array {
+  if (buffer.length < logits.length) buffer = new Float32Array(logits.length);
+  const out = buffer.subarray(0, logits.length);
+  out.set(logits);
+  return out;
+}
+
+/** argmax over sanitized logits without sanitizing a copy: NaN is never chosen, +Infinity counts
+ * as the largest float32 (ties: lowest id), banned ids are skipped. */
+function greedyArgmax(logits: Float32Array, banned: number[] | undefined): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x > bestValue) {
+      if (banned?.includes(i)) continue;
+      const v = x === Infinity ? FLOAT32_MAX : x;
+      if (v > bestValue) {
+        bestValue = v;
+        best = i;
+      }
+    }
+  }
+  if (best < 0) throw new SamplingError(NO_FINITE_LOGIT);
+  return best;
 }
 
 /** One teacher-forced position: log p(tokenId) of the raw logits, and when `top` is given its
@@ -256,24 +322,6 @@ function kthLargest(values: Float32Array, k: number): number {
     else return values[target];
   }
   return values[target];
-}
-
-/** Ids of a prefix of the descending order that holds at least `target` mass, found without
- * sorting the whole vocabulary: probs are bucketed by powers of two below the max (a bucket
- * index never increases with prob), and buckets are taken until their mass reaches the target. */
-function nucleusCandidates(probs: Float64Array, target: number): number[] {
-  const BUCKETS = 64;
-  let max = 0;
-  for (let i = 0; i < probs.length; i++) if (probs[i] > max) max = probs[i];
-  const bucketOf = (q: number): number => Math.min(BUCKETS - 1, Math.floor(Math.log2(max / q)));
-  const mass = new Float64Array(BUCKETS);
-  for (let i = 0; i < probs.length; i++) if (probs[i] > 0) mass[bucketOf(probs[i])] += probs[i];
-  let last = 0;
-  let cumulative = mass[0];
-  while (cumulative < target && last < BUCKETS - 1) cumulative += mass[++last];
-  const ids: number[] = [];
-  for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && bucketOf(probs[i]) <= last) ids.push(i);
-  return ids;
 }
 
 /** The n largest logits as logprobs, descending, lowest id first on ties. */
