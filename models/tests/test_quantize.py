@@ -38,6 +38,24 @@ def test_export_keep_none_quantizes_the_heads_too(tmp_path):
     assert m["weights"]["kept_float32"] == [] and m["weights"]["kept_nodes"] == 0
 
 
+def test_export_block(tmp_path, capsys):
+    out = str(tmp_path / "m")
+    main(["--preset", "tiny", "--out", out, "--weights", "int4", "--block", "128"])
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["weights"]["block_size"] == 128
+    r = subprocess.run([os.path.join(ORT_VENV, "bin", "python"), "-c", f"""
+import onnx
+from nfcot.fused_graph import branches
+g = onnx.load({os.path.join(out, 'backbone.onnx')!r}).graph
+print(sorted({{a.i for b in branches(g) for n in b.node if n.op_type == 'MatMulNBits'
+              for a in n.attribute if a.name == 'block_size'}}))
+"""], cwd=MODELS, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[128]"
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--out", str(tmp_path / "f"), "--block", "128"])
+    assert "--block applies to --weights int8 / int4 only" in capsys.readouterr().err
+
+
 def test_keep_is_refused_for_float_weights(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--preset", "tiny", "--out", str(tmp_path / "m"), "--weights", "fp16", "--keep", "lm_head"])
