@@ -40,6 +40,22 @@ test("the shipped model loads and its manifest matches its graphs", async () => 
   await r.close();
 });
 
+test("a new KV pool is committed memory at creation, not mapped lazily into later steps", async () => {
+  const m = loadManifest(SHIPPED_MODEL);
+  const probe = await Runner.create(m, options(SHIPPED_MODEL));
+  const perBlock = probe.blockFloats * 4;
+  await probe.close();
+  // 256 MiB of pool: were its pages left to their first write (inside some later step), the
+  // process would grow by the session's few MiB only.
+  const numBlocks = Math.ceil(2 ** 28 / perBlock);
+  const before = process.memoryUsage().rss;
+  const r = await Runner.create(m, { ...options(SHIPPED_MODEL), numBlocks });
+  const grown = process.memoryUsage().rss - before;
+  assert.ok(grown >= numBlocks * perBlock, `RSS grew ${grown} bytes for a ${numBlocks * perBlock}-byte pool`);
+  assert.ok(r.pool.every((x) => x === 0));
+  await r.close();
+});
+
 test("a graph input the manifest names differently is refused, naming the file and the input", async () => {
   const e = await loadError(withManifest((m) => (m.graphs.backbone.inputs[0].name = "tokens")));
   assert.ok(e instanceof ModelLoadError);
