@@ -67,7 +67,7 @@ type Mode = "none" | "explicit" | "latent";
 interface Condition {
   name: string;
   mode: Mode;
-  /** null: the model's default T_z (thoughts sampled, seeded per prompt). */
+  /** Sent as reasoning.latent_temperature; null: left out (the server's default: 0 with greedy text). */
   latentTemperature: number | null;
 }
 
@@ -121,7 +121,9 @@ try {
     { name: "none", mode: "none", latentTemperature: 0 },
     { name: "explicit", mode: "explicit", latentTemperature: 0 },
     { name: "latent T_z=0", mode: "latent", latentTemperature: 0 },
-    { name: `latent T_z=${defaultTz ?? "default"}`, mode: "latent", latentTemperature: null },
+    // The model's default T_z, sent: with greedy text an omitted latent_temperature means 0 (thoughts
+    // sampled only when asked), which made this condition repeat the one above. Seeded per prompt.
+    { name: `latent T_z=${defaultTz ?? "default"}`, mode: "latent", latentTemperature: defaultTz },
   ];
   const [NONE, EXPLICIT, LATENT0, LATENTD] = conditions.map((c) => c.name) as [string, string, string, string];
 

@@ -9,6 +9,8 @@
  *
  * --weights fp32,int8,int4   our precisions, each against llama.cpp's F32, Q8_0, Q4_0
  * --kv float32|float16       our KV cache dtype; llama.cpp gets the same (-ctk/-ctv f32 or f16)
+ * --block 32                 our int8 / int4 quantization block (nfcot.quantize --block; 32 is
+ *                            Q8_0's and Q4_0's, 128 runs faster; llama.cpp's files stay Q8_0 / Q4_0)
  * --batches 1,32             engine batch sizes and HTTP concurrencies
  * --prompt 32 --gen 64       prompt tokens and generated tokens per sequence
  * --rounds 3                 alternating rounds (median reported)
@@ -20,6 +22,8 @@
  * Engine: llama-batched-bench's decode column (S_TG t/s: B x gen tokens over the decode time)
  * against the decode tokens/s of our engine in its worker (B requests at once; from the moment
  * every request has its first token until the last finishes, so prefill is out on both sides).
+ * "engine prefill" rows: its S_PP column (B x prompt tokens over the prompt time) against B x
+ * prompt tokens over the time until each of our B requests has its first token.
  * HTTP: llama-server against src/server.ts, each as a child process, the same streaming load
  * script (/v1/completions, token-id prompts, stream, ignore_eos, temperature 0): output tokens/s
  * over the run and mean TPOT. Ratio = nfcot-serve / llama.cpp (> 1: we are faster).
@@ -43,6 +47,7 @@ const { values } = parseArgs({
     model: { type: "string", default: "models/presets/bench" },
     weights: { type: "string", default: "fp32,int8,int4" },
     kv: { type: "string", default: "float32" },
+    block: { type: "string", default: "32" },
     batches: { type: "string", default: "1,32" },
     prompt: { type: "string", default: "32" },
     gen: { type: "string", default: "64" },
@@ -59,6 +64,7 @@ const BIN = join(ROOT, "bench/scratch/llamacpp/build/bin");
 const model = resolve(values.model!);
 const weights = values.weights!.split(",");
 const kv = values.kv as "float32" | "float16";
+const block = Number(values.block);
 const batches = values.batches!.split(",").map(Number);
 const P = Number(values.prompt);
 const G = Number(values.gen);
@@ -88,13 +94,14 @@ spawnSync(ORT_PYTHON, ["-c", "import gguf"]).status === 0 ||
 /** Our model directory and the GGUF file at one precision (made once, kept in bench/scratch/peer). */
 function prepare(w: string): { dir: string; gguf: string } {
   mkdirSync(SCRATCH, { recursive: true });
-  const tag = `${manifest.name}-${w}-${kv}`;
+  const tag = `${manifest.name}-${w}${w.startsWith("int") && block !== 32 ? `-b${block}` : ""}-${kv}`;
   const dir = join(SCRATCH, tag);
   if (!existsSync(join(dir, "manifest.json"))) {
     rmSync(dir, { recursive: true, force: true });
     cpSync(model, dir, { recursive: true });
     if (w !== "fp32" || kv !== "float32") {
-      execFileSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv], {
+      const blockArgs = w.startsWith("int") ? ["--block", String(block)] : [];
+      execFileSync(ORT_PYTHON, ["-m", "nfcot.quantize", dir, "--weights", w, "--kv-dtype", kv, ...blockArgs], {
         cwd: join(ROOT, "models"),
         stdio: "inherit",
       });
@@ -110,8 +117,15 @@ function prepare(w: string): { dir: string; gguf: string } {
 
 const llamaKv = kv === "float16" ? "f16" : "f32";
 
-/** llama-batched-bench: decode tokens/s per batch size (its S_TG column). */
-function llamaEngine(gguf: string): Map<number, number> {
+interface EngineRate {
+  /** Decode tokens/s, prefill excluded. */
+  decode: number;
+  /** Prompt tokens/s: B x prompt tokens over the time until every sequence has its first token. */
+  prefill: number;
+}
+
+/** llama-batched-bench: decode and prompt tokens/s per batch size (its S_TG and S_PP columns). */
+function llamaEngine(gguf: string): Map<number, EngineRate> {
   const ctx = maxB * (P + G) + 64;
   const out = execFileSync(
     join(BIN, "llama-batched-bench"),
@@ -142,19 +156,20 @@ function llamaEngine(gguf: string): Map<number, number> {
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
   );
-  const res = new Map<number, number>();
+  const res = new Map<number, EngineRate>();
   for (const line of out.split("\n")) {
     const c = line.split("|").map((s) => s.trim());
     // |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
     if (c.length >= 10 && c[1] === String(P) && c[2] === String(G) && /^\d+$/.test(c[3]!))
-      res.set(Number(c[3]), Number(c[8]));
+      res.set(Number(c[3]), { decode: Number(c[8]), prefill: Number(c[6]) });
   }
   if (res.size !== batches.length) throw new Error(`could not read llama-batched-bench's table:\n${out}`);
   return res;
 }
 
-/** Our engine in its worker: decode tokens/s with B requests at once, prefill excluded. */
-async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<number> {
+/** Our engine in its worker, B requests at once: decode tokens/s from the moment every request has
+ * its first token, and prompt tokens/s until then. */
+async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<EngineRate> {
   let firstAll = 0;
   let started = 0;
   const t0 = performance.now();
@@ -170,7 +185,7 @@ async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<
   );
   const end = performance.now();
   if (!firstAll) firstAll = t0;
-  return (B * (G - 1)) / ((end - firstAll) / 1000);
+  return { decode: (B * (G - 1)) / ((end - firstAll) / 1000), prefill: (B * P) / ((firstAll - t0) / 1000) };
 }
 
 interface HttpResult {
@@ -292,7 +307,7 @@ console.log(
   `# nfcot-serve vs llama.cpp, ${new Date().toISOString()}, ${cpus().length} CPUs, load average at start ${load()}`,
 );
 console.log(
-  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv}; ${ROUNDS} alternating rounds, medians`,
+  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv}; our int8 / int4 blocks of ${block}; ${ROUNDS} alternating rounds, medians`,
 );
 const rows: string[] = [];
 for (const w of weights) {
@@ -310,20 +325,23 @@ for (const w of weights) {
       maxNumBatchedTokens: Math.max(2048, maxB * P),
     });
     await ourEngine(engine, 1, "warm");
-    const ours = new Map<number, number[]>();
-    const theirs = new Map<number, number[]>();
+    const ours = new Map<number, EngineRate[]>();
+    const theirs = new Map<number, EngineRate[]>();
     for (let r = 0; r < ROUNDS; r++) {
       for (const B of batches) (ours.get(B) ?? ours.set(B, []).get(B)!).push(await ourEngine(engine, B, `r${r}-${B}`));
-      for (const [B, tps] of llamaEngine(gguf)) (theirs.get(B) ?? theirs.set(B, []).get(B)!).push(tps);
+      for (const [B, rate] of llamaEngine(gguf)) (theirs.get(B) ?? theirs.set(B, []).get(B)!).push(rate);
     }
     await engine.close();
-    for (const B of batches) {
-      const o = median(ours.get(B)!);
-      const t = median(theirs.get(B)!);
-      rows.push(
-        `| ${w} vs ${GGUF_TYPE[w]} | engine | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} |`,
-      );
-      console.log(rows.at(-1));
+    for (const part of ["decode", "prefill"] as const) {
+      for (const B of batches) {
+        const o = median(ours.get(B)!.map((x) => x[part]));
+        const t = median(theirs.get(B)!.map((x) => x[part]));
+        const path = part === "decode" ? "engine" : "engine prefill";
+        rows.push(
+          `| ${w} vs ${GGUF_TYPE[w]} | ${path} | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} |`,
+        );
+        console.log(rows.at(-1));
+      }
     }
   }
   if (!values["no-http"]) {
@@ -336,6 +354,9 @@ for (const w of weights) {
         NFCOT_THREAD_SPINNING: String(values.spinning!),
         NFCOT_MAX_NUM_SEQS: String(Math.max(64, maxB)),
         NFCOT_ENABLE_PREFIX_CACHING: "false",
+        // The positions llama-server gets (-c below): the default 256 MiB pool holds only about 12
+        // sequences of the Qwen3-0.6B shape, and the rest of a 32-stream load waited in the queue.
+        NFCOT_KV_CACHE_BLOCKS: String(maxB * Math.ceil((P + G + 16) / 16) + 8),
       });
       try {
         await httpLoad(s.url, 1, manifest.name);
