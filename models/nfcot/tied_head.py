@@ -9,7 +9,7 @@ read at every decode step beside a 250 MB int4 backbone.
 `untie` rewrites Transpose -> MatMul(W, .) -> Transpose into MatMul(x, W^T), W^T a new initializer
 the quantizer then replaces with its quantized copy (int4: 87 MB at that size). The embedding stays
 float32 for the Gather. Float32 exports keep the tied form: there the copy would add 622 MB to the
-session for a measured 6 ms of a 114 ms step at batch 1, and lose at batch 32.
+session, and a scratch comparison found it faster at batch 1 only (slower at batch 32).
 """
 from __future__ import annotations
 

@@ -98,8 +98,8 @@ export class Runner {
 
   /** A zeroed pool whose pages are written once now, as llama.cpp and vLLM clear their KV caches
    * at startup: a fresh typed array is mapped lazily, and the first write into each page of a
-   * block then faulted inside a step (at the Qwen3-0.6B shape, 23-200 ms added to a batch-32 step
-   * whenever its sequences entered new blocks; about 2.8 ms per MiB, paid here instead). */
+   * block then faulted inside a step (bench/step-profile.ts, Qwen3-0.6B shape, batch 32: the new
+   * K/V's copy into the pool took 62 ms of a 422 ms step, 20 ms with the pool written here). */
   private static committedPool(dtype: string, n: number): KvPool {
     const pool = dtype === "float16" ? new Uint16Array(n) : new Float32Array(n);
     pool.fill(0);
