@@ -2,7 +2,7 @@
  * Engine overhead benchmark: the runner's raw forward loop vs the full engine (worker thread,
  * scheduler, block manager, samplers) on the same model, prompts and lengths, side by side in one run.
  *
- *   npx tsx bench/engine-bench.ts [--model DIR] [--batches 1,8,32] [--prompt 32] [--steps 64]
+ *   npx tsx bench/engine-bench.ts [--model DIR] [--batches 1,8,32] [--prompt 32] [--steps 64] [--spinning]
  *
  * Prints tokens/s for both and their ratio per batch size, the engine's 32-vs-1 scaling, and the
  * p99 event-loop delay of this (HTTP-side) thread while the engine is saturated.
@@ -14,8 +14,8 @@ import { Runner, type ForwardRow } from "../src/engine/runner.ts";
 import { greedyTextRequest } from "./lib/decode-step.ts";
 import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 
-const args = engineBenchArgs({ batches: "1,8,32", prompt: "32", steps: "64", threads: "2" });
-const { modelDir, manifest, vocabSize: V, batches, maxBatch: maxB, prompt: P, steps, threads } = args;
+const args = engineBenchArgs({ batches: "1,8,32", prompt: "32", steps: "64", threads: "2" }, { spinning: true });
+const { modelDir, manifest, vocabSize: V, batches, maxBatch: maxB, prompt: P, steps, threads, threadSpinning } = args;
 const blockSize = 16;
 const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxB, P + steps + 1, blockSize);
 
@@ -79,6 +79,7 @@ const runner = await Runner.create(manifest, {
   graphOptimization: "all",
   numBlocks,
   blockSize,
+  threadSpinning,
 });
 const engine = await EngineClient.start({
   ...DEFAULT_ENGINE_OPTIONS,
@@ -86,12 +87,13 @@ const engine = await EngineClient.start({
   threads,
   kvCacheBlocks: numBlocks,
   blockSize,
+  threadSpinning,
   enablePrefixCaching: false,
   maxNumSeqs: maxB,
   maxNumBatchedTokens: Math.max(2048, maxB * P),
 });
 console.log(
-  `model ${manifest.name} (${modelDir}); prompt ${P}, ${steps} generated tokens per sequence, ${threads} threads`,
+  `model ${manifest.name} (${modelDir}); prompt ${P}, ${steps} generated tokens per sequence, ${threads} threads${threadSpinning ? " (spinning)" : ""}`,
 );
 await raw(runner, 1);
 await engineRun(engine, 1, "warm");

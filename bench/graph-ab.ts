@@ -4,7 +4,7 @@
  * each graph's node count after onnxruntime's optimizations (the fixed per-step cost of a small
  * model is mostly per-node overhead: bench/step-profile.ts).
  *
- *   npx tsx bench/graph-ab.ts --a DIR_A --b DIR_B [--batches 1,32] [--steps 64] [--rounds 5] [--threads 2]
+ *   npx tsx bench/graph-ab.ts --a DIR_A --b DIR_B [--batches 1,32] [--steps 64] [--rounds 5] [--threads 2] [--spinning]
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     steps: { type: "string", default: "64" },
     rounds: { type: "string", default: "5" },
     threads: { type: "string", default: "2" },
+    spinning: { type: "boolean", default: false },
   },
 });
 if (!values.a || !values.b) throw new Error("--a DIR and --b DIR are required");
@@ -70,13 +71,14 @@ const runners = await Promise.all(
       graphOptimization: "all",
       numBlocks: maxB * perSeq + 8,
       blockSize: 16,
+      threadSpinning: values.spinning,
     }),
   ),
 );
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const nodes = await Promise.all(dirs.map(optimizedNodes));
 console.log(
-  `A ${dirs[0]} (${nodes[0]} nodes after optimization), B ${dirs[1]} (${nodes[1]} nodes); ${values.threads} threads; load average ${loadavg()
+  `A ${dirs[0]} (${nodes[0]} nodes after optimization), B ${dirs[1]} (${nodes[1]} nodes); ${values.threads} threads${values.spinning ? " (spinning)" : ""}; load average ${loadavg()
     .map((x) => x.toFixed(2))
     .join(" ")}`,
 );

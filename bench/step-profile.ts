@@ -4,7 +4,7 @@
  * (feeds, K/V write-back), the engine's JS work (schedule, sampling over the vocabulary,
  * detokenizing, events) and passing a step's events to the HTTP thread.
  *
- *   npx tsx bench/step-profile.ts [--model DIR] [--batches 1,32] [--prompt 32] [--steps 32] [--threads 2]
+ *   npx tsx bench/step-profile.ts [--model DIR] [--batches 1,32] [--prompt 32] [--steps 32] [--threads 2] [--spinning]
  *
  * Two passes per batch size on the same prompts: an unprofiled one through the engine (the real
  * step times), and a profiled one through the bare runner (profiling slows every kernel a little:
@@ -28,15 +28,23 @@ import { greedyTextRequest } from "./lib/decode-step.ts";
 import { engineBenchArgs, kvBlocksFor } from "./lib/engine-args.ts";
 import { categorize, readProfile, type OpTimes } from "./lib/ort-profile.ts";
 
-const args = engineBenchArgs({ batches: "1,32", prompt: "32", steps: "32", threads: "2" });
-const { modelDir, manifest, vocabSize: V, batches, maxBatch, prompt: P, steps, threads } = args;
+const args = engineBenchArgs({ batches: "1,32", prompt: "32", steps: "32", threads: "2" }, { spinning: true });
+const { modelDir, manifest, vocabSize: V, batches, maxBatch, prompt: P, steps, threads, threadSpinning } = args;
 const blockSize = 16;
 // Untimed engine steps first: V8 compiles the engine's JS on its first few hundred steps, and a
 // few warm-up steps left the JS share about 7x too large (0.4 ms against 0.06 ms per step for the
 // shipped model at batch 1 over 11,400 steps).
 const WARM = 64;
 const { perSequence: blocksPerSeq, total: numBlocks } = kvBlocksFor(maxBatch, P + WARM + steps + 2, blockSize);
-const base = { modelDir, provider: "cpu" as const, threads, graphOptimization: "all" as const, numBlocks, blockSize };
+const base = {
+  modelDir,
+  provider: "cpu" as const,
+  threads,
+  graphOptimization: "all" as const,
+  numBlocks,
+  blockSize,
+  threadSpinning,
+};
 const prompts = (B: number) =>
   Array.from({ length: B }, (_, b) => Array.from({ length: P }, (_, i) => 20 + ((b * 7 + i * 13) % (V - 20))));
 
@@ -138,7 +146,7 @@ async function profiledPass(B: number): Promise<{ ops: OpTimes; runMsProfiled: n
 
 const pct = (x: number, total: number) => `${((100 * x) / total).toFixed(1)}%`;
 console.log(
-  `model ${manifest.name} (${modelDir}), prompt ${P}, decode steps ${steps} (context ${P + WARM}..${P + WARM + steps}, after ${WARM} untimed), ${threads} threads`,
+  `model ${manifest.name} (${modelDir}), prompt ${P}, decode steps ${steps} (context ${P + WARM}..${P + WARM + steps}, after ${WARM} untimed), ${threads} threads${threadSpinning ? " (spinning)" : ""}`,
 );
 const samp = samplingMs();
 for (const B of batches) {

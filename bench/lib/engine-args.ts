@@ -10,12 +10,16 @@ type Flag = "batches" | "prompt" | "steps" | "threads" | "rounds";
 export type EngineBenchDefaults = Record<"batches" | "prompt" | "steps", string> &
   Partial<Record<"threads" | "rounds", string>>;
 
-export function engineBenchArgs(defaults: EngineBenchDefaults) {
-  const options: Record<string, { type: "string"; default: string }> = {
+/** `spinning`: the bench takes --spinning (onnxruntime's threads spin between kernels, as the
+ * server's --thread-spinning); a bench that compares both settings itself leaves it out. */
+export function engineBenchArgs(defaults: EngineBenchDefaults, flags: { spinning?: boolean } = {}) {
+  const options: Record<string, { type: "string"; default: string } | { type: "boolean"; default: boolean }> = {
     model: { type: "string", default: DEFAULT_MODEL_DIR },
+    ...(flags.spinning ? { spinning: { type: "boolean", default: false } } : {}),
   };
   for (const [flag, value] of Object.entries(defaults)) options[flag] = { type: "string", default: value };
-  const values = parseArgs({ options }).values as Record<"model" | Flag, string>;
+  const parsed = parseArgs({ options }).values;
+  const values = parsed as Record<"model" | Flag, string>;
   const modelDir = values.model;
   const manifest = loadManifest(modelDir);
   const batches = values.batches.split(",").map(Number);
@@ -30,6 +34,7 @@ export function engineBenchArgs(defaults: EngineBenchDefaults) {
     /** NaN where the bench has no such flag. */
     threads: Number(values.threads),
     rounds: Number(values.rounds),
+    threadSpinning: parsed.spinning === true,
   };
 }
 
