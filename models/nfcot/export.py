@@ -145,7 +145,7 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
     import onnx
 
     from .fused import FusedDecodeBackbone, FusedDecodeTextBackbone
-    from .fused_graph import with_decode_branch
+    from .fused_graph import merge_sibling_matmuls, with_decode_branch
     c = model.config
     fused = FusedDecodeBackbone(model) if c.latent else FusedDecodeTextBackbone(model)
     one = example_backbone_inputs(c, B=2, S=1)
@@ -155,8 +155,9 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
     with tempfile.TemporaryDirectory() as tmp:
         _export(plain_module, args, os.path.join(tmp, "plain.onnx"), io, axes)
         _export(fused, one, os.path.join(tmp, "fused.onnx"), io, axes, custom_opsets={"com.microsoft": 1})
-        merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain.onnx")), onnx.load(os.path.join(tmp, "fused.onnx")),
-                                    max_batch)
+        decode = onnx.load(os.path.join(tmp, "fused.onnx"))
+        merge_sibling_matmuls(decode)
+        merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain.onnx")), decode, max_batch)
     onnx.save_model(merged, path)
 
 

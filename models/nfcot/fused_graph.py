@@ -73,6 +73,57 @@ def with_decode_branch(plain, fused, max_batch: int):
     return model
 
 
+# Products that read the same activation and are merged into one (merge_sibling_matmuls).
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def merge_sibling_matmuls(model) -> int:
+    """A layer's q / k / v projections, and its MLP's gate and up, become one MatMul each over
+    their weights concatenated along N, then one Split: for the decode branch, where a batch-1
+    step is many small products, each a parallel-for over the threads (fewer, wider ones measured
+    faster: README, "Fused attention for decode steps"). Only those families are merged: the LM
+    head and the NF head also read one activation but are quantized apart (nfcot.quantize keeps
+    the NF head in float32). The merged node is named after its members (/q_proj+/k_proj+/v_proj/
+    MatMul: `--keep q_proj` and the step profile's groups still find it). Returns the number of
+    MatMuls removed."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    nodes = list(g.node)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, n in enumerate(nodes):
+        family = next((f for f, names in enumerate(SIBLINGS) if any(f"/{k}" in n.name for k in names)), None)
+        if n.op_type == "MatMul" and family is not None and n.input[1] in inits and len(inits[n.input[1]].dims) == 2:
+            groups.setdefault((n.input[0], family), []).append(i)
+    replace: dict[int, list] = {}
+    removed = 0
+    for (x, _), idx in groups.items():
+        members = [nodes[i] for i in idx]
+        ws = [numpy_helper.to_array(inits[m.input[1]]) for m in members]
+        if len(members) < 2 or len({w.shape[0] for w in ws}) != 1 or len({w.dtype for w in ws}) != 1:
+            continue
+        name = "+".join(m.name.removesuffix("/MatMul") for m in members)
+        g.initializer.extend([numpy_helper.from_array(np.concatenate(ws, 1), f"{name}/weight"),
+                              numpy_helper.from_array(np.array([w.shape[1] for w in ws], np.int64), f"{name}/sizes")])
+        merged = [helper.make_node("MatMul", [x, f"{name}/weight"], [f"{name}/output"], name=f"{name}/MatMul"),
+                  helper.make_node("Split", [f"{name}/output", f"{name}/sizes"], [m.output[0] for m in members],
+                                   name=f"{name}/Split", axis=-1)]
+        # At the first member's place: every member's output exists from there on.
+        replace[idx[0]] = merged
+        replace.update({i: [] for i in idx[1:]})
+        removed += len(members) - 1
+    out = [r for i, n in enumerate(nodes) for r in replace.get(i, [n])]
+    del g.node[:]
+    g.node.extend(out)
+    used = {i for n in g.node for i in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return removed
+
+
 def branches(graph) -> list:
     """The graphs that hold a backbone's nodes: the If's two branches for a fused export (decode
     first), else the graph itself."""
