@@ -73,3 +73,15 @@ a, b = (ort.InferenceSession({str(tmp_path)!r} + f).run(None, {{"x": x}}) for f 
 print([bool(np.array_equal(p, q)) for p, q in zip(a, b)])
 """], cwd=MODELS, capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[True, True, True, True, True]"
+
+
+def test_keeping_a_member_keeps_the_merged_product(tmp_path):
+    out = str(tmp_path / "q")
+    main(["--preset", "tiny", "--out", out, "--weights", "int4", "--keep", "q_proj"])
+    decode, plain = branches(load(os.path.join(out, "backbone.onnx")).graph)
+    # The quantizer names its nodes <name>_Q4; the decode branch's are prefixed decode/.
+    ops = lambda g: {n.name.removeprefix("decode/").removesuffix("_Q4"): n.op_type  # noqa: E731
+                     for n in g.node if n.op_type.startswith("MatMul")}
+    d, p = ops(decode), ops(plain)
+    assert d["/q_proj+/k_proj+/v_proj/MatMul"] == "MatMul" and d["/mlp/gate_proj+/mlp/up_proj/MatMul"] == "MatMulNBits"
+    assert p["/q_proj/MatMul"] == "MatMul" and p["/k_proj/MatMul"] == "MatMulNBits"
