@@ -81,7 +81,7 @@ def merge_sibling_matmuls(model) -> int:
     """A layer's q / k / v projections, and its MLP's gate and up, become one MatMul each over
     their weights concatenated along N, then one Split: for the decode branch, where a batch-1
     step is many small products, each a parallel-for over the threads (fewer, wider ones measured
-    faster: README, "Fused attention for decode steps"). Only those families are merged: the LM
+    faster: README, "Merged products in the decode branch"). Only those families are merged: the LM
     head and the NF head also read one activation but are quantized apart (nfcot.quantize keeps
     the NF head in float32). The merged node is named after its members (/q_proj+/k_proj+/v_proj/
     MatMul: `--keep q_proj` and the step profile's groups still find it). Returns the number of
