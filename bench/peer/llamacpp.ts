@@ -40,6 +40,7 @@ import { loadManifest } from "../../src/model/manifest.ts";
 import { freePort, startServerProcess } from "../lib/server-process.ts";
 import { SseParser } from "../lib/sse-parser.ts";
 import { greedyTextRequest } from "../lib/decode-step.ts";
+import { kvBlocksFor } from "../lib/engine-args.ts";
 import { ORT_PYTHON } from "../lib/ort-python.ts";
 
 const { values } = parseArgs({
@@ -318,7 +319,7 @@ for (const w of weights) {
       modelDir: dir,
       threads: T,
       threadSpinning: values.spinning!,
-      kvCacheBlocks: maxB * Math.ceil((P + G + 2) / 16) + 8,
+      kvCacheBlocks: kvBlocksFor(maxB, P + G + 2, 16).total,
       blockSize: 16,
       enablePrefixCaching: false,
       maxNumSeqs: maxB,
@@ -356,7 +357,7 @@ for (const w of weights) {
         NFCOT_ENABLE_PREFIX_CACHING: "false",
         // The positions llama-server gets (-c below): the default 256 MiB pool holds only about 12
         // sequences of the Qwen3-0.6B shape, and the rest of a 32-stream load waited in the queue.
-        NFCOT_KV_CACHE_BLOCKS: String(maxB * Math.ceil((P + G + 16) / 16) + 8),
+        NFCOT_KV_CACHE_BLOCKS: String(kvBlocksFor(maxB, P + G + 16, 16).total),
       });
       try {
         await httpLoad(s.url, 1, manifest.name);

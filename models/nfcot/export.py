@@ -20,6 +20,7 @@ from .flow import ShallowFlow
 from .model import ModelConfig, NFCoTModel
 from .report import directory_written_whole, write_json
 from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
+from .quantize import BLOCK, BLOCKS, KV_DTYPES, WEIGHTS
 from .vae import StepVAE
 
 OPSET = 17
@@ -335,17 +336,17 @@ def main(argv=None) -> None:
     ap.add_argument("--name")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", help="JSON file merged into the manifest (evaluation results, task)")
-    ap.add_argument("--weights", choices=("fp32", "fp16", "int8", "int4"), default="fp32",
+    ap.add_argument("--weights", choices=WEIGHTS, default="fp32",
                     help="backbone weight precision, made by onnxruntime's quantizers (nfcot/quantize.py)")
     ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
                                    "(default nf_head,thought_proj; '' for none)")
-    ap.add_argument("--block", type=int, choices=(16, 32, 64, 128, 256),
-                    help="with --weights int8/int4: quantization block along the input dimension (default 32, "
+    ap.add_argument("--block", type=int, choices=BLOCKS,
+                    help=f"with --weights int8/int4: quantization block along the input dimension (default {BLOCK}, "
                          "llama.cpp's Q8_0 / Q4_0 layout; 128 runs faster, README 'Weight precision')")
     ap.add_argument("--attention", choices=ATTENTION,
                     help="fused (default; plain with --weights fp16): decode steps of small batches through "
                          "onnxruntime's GroupQueryAttention (nfcot/fused.py); the backbone file holds the weights twice")
-    ap.add_argument("--kv-dtype", choices=("float32", "float16"), default="float32",
+    ap.add_argument("--kv-dtype", choices=KV_DTYPES, default="float32",
                     help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)
     if args.attention is None:

@@ -44,6 +44,7 @@ DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "int8", "int4": "int4"}
 DEFAULT_KEEP = ("nf_head", "thought_proj")
 GROUPS = ("lm_head", "nf_head", "thought_proj", "q_proj", "k_proj", "v_proj", "o_proj", "mlp")
 BLOCK = 32
+BLOCKS = (16, 32, 64, 128, 256)  # --block on nfcot.quantize and nfcot.export
 
 
 def kept_nodes(graph, keep) -> list[str]:
@@ -155,7 +156,7 @@ def main(argv=None) -> None:
                     help="float16: the KV pool in float16 (nfcot/kv_dtype.py), half the memory per block")
     ap.add_argument("--keep", default=",".join(DEFAULT_KEEP),
                     help=f"MatMul groups kept float32, comma separated ('' for none); default {','.join(DEFAULT_KEEP)}")
-    ap.add_argument("--block", type=int, default=BLOCK, choices=(16, 32, 64, 128, 256),
+    ap.add_argument("--block", type=int, default=BLOCK, choices=BLOCKS,
                     help=f"int8 / int4 quantization block along the input dimension (default {BLOCK}, llama.cpp's Q8_0 / Q4_0)")
     args = ap.parse_args(argv)
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # the quantizer logs every node it skips
