@@ -15,13 +15,13 @@ import { ORT_PYTHON } from "../bench/lib/ort-python.ts";
 import { loadTestSplit } from "../bench/lib/test-split.ts";
 
 /** The shipped model's own weights re-exported with `--attention fused` (models/nfcot/fused.py:
- * decode steps of up to 8 rows through onnxruntime's GroupQueryAttention) against the shipped
+ * decode steps of up to 64 rows through onnxruntime's MultiHeadAttention) against the shipped
  * plain graph, through the real runner: a prefill, then decode steps whose odd rows are thought
- * steps, with 6 rows (the fused path) and with 10 (the plain branch of the same graph). */
+ * steps, with 6 and 64 rows (the fused path) and with 65 (the plain branch of the same graph). */
 const manifest = loadManifest(SHIPPED_MODEL);
 const tokenizer = new ModelTokenizer(SHIPPED_MODEL, manifest);
 const sequences = loadTestSplit()
-  .slice(40, 50)
+  .slice(40, 105)
   .map((p) => [manifest.special_tokens.bos!, ...tokenizer.encode(`${p.source}\n${p.trace}`)].slice(0, 36));
 const PREFILL = 6;
 const D = manifest.latent!.thought_dim;
@@ -95,9 +95,9 @@ test("a fused-attention export of the shipped weights decodes as the plain graph
     assert.equal(r.status, 0, r.output);
     const spec = loadManifest(fused).graphs.backbone as { attention?: string; fused_max_batch?: number };
     assert.equal(spec.attention, "fused");
-    assert.equal(spec.fused_max_batch, 8); // 32 row-heads at 4 heads
+    assert.equal(spec.fused_max_batch, 64); // FUSED_MAX_BATCH in models/nfcot/fused.py
     const V = manifest.architecture.vocab_size;
-    for (const rows of [6, 10]) {
+    for (const rows of [6, 64, 65]) {
       const want = await decode(SHIPPED_MODEL, rows);
       const got = await decode(fused, rows);
       const e = { logits: relErr(got.logits, want.logits), mu: relErr(got.mu, want.mu) };

@@ -96,7 +96,7 @@ BACKBONE_AXES = {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "bat
 # protobuf's limit: a graph whose weights pass it keeps them in backbone.onnx.data beside it.
 EXTERNAL_DATA_BYTES = 2 * 1000**3
 # plain: attention in block layout from ONNX ops (paged.py). fused: decode steps (one new position
-# per row) through onnxruntime's GroupQueryAttention and RotaryEmbedding (fused.py).
+# per row) through onnxruntime's MultiHeadAttention and RotaryEmbedding (fused.py).
 ATTENTION = ("fused", "plain")
 
 
@@ -121,8 +121,8 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
         if external:
             raise ValueError("--attention fused keeps the weights inside backbone.onnx (under 2 GB): "
                              "export this model with --attention plain")
-        from .fused import fused_max_batch as default_limit
-        limit = default_limit(c.num_heads) if fused_max_batch is None else fused_max_batch
+        from .fused import FUSED_MAX_BATCH
+        limit = FUSED_MAX_BATCH if fused_max_batch is None else fused_max_batch
         _export_fused(model, module, args, path, io, axes, limit)
         return {"file": "backbone.onnx", "attention": "fused", "fused_max_batch": limit, **io}
     if not external:

@@ -1,19 +1,20 @@
-"""Decode steps through onnxruntime's fused CPU ops (com.microsoft GroupQueryAttention,
+"""Decode steps through onnxruntime's fused CPU ops (com.microsoft MultiHeadAttention,
 RotaryEmbedding, SkipSimplifiedLayerNormalization): the backbone of `nfcot.export --attention fused`.
 
-GroupQueryAttention takes a past K/V per row ([B, kvH, past, hd], row b valid up to seqlens_k[b])
-and one new position per row, but refuses several rows with more than one new position each over
-a past ("batch_size must be 1 when sequence_length > 1 and past context is given", onnxruntime
-1.30). The runner sends single-position rows (decode and thought steps, the hot loop) in a group
-of their own (src/engine/runner.ts), so the exported graph is one If: one new position per row
-and at most fused_max_batch(num_heads) rows run the fused layers below, anything else the plain
-block-layout layers of paged.py. Both branches read the same inputs and give the same outputs: the
-graph's contract does not change. Each branch holds its own copy of the weights
+The exported graph is one If: batches of at most FUSED_MAX_BATCH rows of one new position each
+(decode and thought steps, the hot loop, which the runner sends as a group of their own:
+src/engine/runner.ts) run the fused layers below, anything else (prefill chunks, mixed batches)
+the plain block-layout layers of paged.py. Both branches read the same inputs and give the same
+outputs: the graph's contract does not change. Each branch holds its own copy of the weights
 (fused_graph.with_decode_branch says why): the file and the session's memory are twice the plain graph's.
 
 Each decode layer gathers its past K (and V) straight into [B, kvH, T, hd] from the pool viewed
-as rows of [block_size, hd], one row per (block, layer, K|V, kv head): no transpose. Layer 0's
-positional heads are GroupQueryAttention's attention_bias.
+as rows of [block_size, hd], one row per (block, layer, K|V, kv head): no transpose, and appends
+the new position's key. The query heads of one kv head are the query positions of one
+MultiHeadAttention head (MultiHeadAttentionOp), so a step's attention is one kernel per layer over
+B x kvH heads; one mask, built once per step, hides the padding, and layer 0's positional heads
+are its bias. onnxruntime's GroupQueryAttention, which takes the past and the new key as they are,
+gave slower steps at every batch (README, "Fused attention for decode steps").
 """
 from __future__ import annotations
 
@@ -23,15 +24,10 @@ from .model import layer0_bias
 from .paged import PagedBackbone, PagedTextBackbone
 
 MS = "com.microsoft"
-# How many single-position rows take the fused path: batch * num_heads <= FUSED_ROW_HEADS.
-# onnxruntime's CPU GroupQueryAttention works per (row, head): against the plain graph's batched
-# MatMuls it wins at small batches and loses at large ones (README, "Where a decode step goes":
-# crossover near 16 rows for the shipped shape, 4 heads; near 4 for the bench preset, 12 heads).
-FUSED_ROW_HEADS = 32
-
-
-def fused_max_batch(num_heads: int) -> int:
-    return max(1, FUSED_ROW_HEADS // num_heads)
+# The most single-position rows that take the fused path: the server's default max_num_seqs.
+# From 1 to 64 rows it measured as fast as the plain graph or faster (README, "Fused attention for
+# decode steps"); larger batches were not measured and keep the plain path.
+FUSED_MAX_BATCH = 64
 
 
 def _none(g):
@@ -58,39 +54,49 @@ class RotaryOp(torch.autograd.Function):
                     num_heads_i=num_heads, interleaved_i=0)
 
 
-class GroupQueryAttentionOp(torch.autograd.Function):
-    """One new position per row: q [B, 1, H*hd], k / v [B, 1, kvH*hd], past [B, kvH, T, hd] valid
-    up to seqlens_k [B] (int32), total_len = max(seqlens_k) + 1 (int32 scalar), bias [B, H, 1,
-    total_len] or None. Returns the attention output [B, 1, H*hd]. The PyTorch forward computes
-    the same numbers (it is what tracing runs); the graph runs onnxruntime's kernel."""
+class MultiHeadAttentionOp(torch.autograd.Function):
+    """One new position per row as a batch of kv heads: q [B, g, kvH*hd] holds query head
+    j*kvH + i of the group-major order (group_major_heads) at [b, j, i*hd:(i+1)*hd], so each kv
+    head's g query heads are g query positions of one MultiHeadAttention head. keys / values
+    [B, kvH, T, hd], bias [B, kvH or 1, g, T] added to the scores (the mask with it). Returns
+    [B, g, kvH*hd] in the same order. The PyTorch forward computes the same numbers (it is what
+    tracing runs); the graph runs onnxruntime's kernel."""
 
     @staticmethod
-    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total_len, bias, num_heads: int, kv_heads: int):
-        B, _, _ = q.shape
-        hd = past_k.shape[3]
-        T = int(total_len)
-        g = num_heads // kv_heads
-        t = torch.arange(T)[None]
-        keys = torch.cat([past_k, torch.zeros(B, kv_heads, max(0, T - past_k.shape[2]), hd)], 2)[:, :, :T].clone()
-        vals = torch.cat([past_v, torch.zeros(B, kv_heads, max(0, T - past_v.shape[2]), hd)], 2)[:, :, :T].clone()
-        idx = seqlens_k.long()
-        keys[torch.arange(B), :, idx] = k.reshape(B, kv_heads, hd)
-        vals[torch.arange(B), :, idx] = v.reshape(B, kv_heads, hd)
-        qh = q.reshape(B, num_heads, 1, hd)
-        kh = keys.repeat_interleave(g, 1)
-        vh = vals.repeat_interleave(g, 1)
-        s = qh @ kh.transpose(-1, -2) / hd ** 0.5
-        s = s.masked_fill((t > idx[:, None])[:, None, None, :], float("-inf"))
-        if bias is not None:
-            s = s + bias
-        return (torch.softmax(s, -1) @ vh).reshape(B, 1, num_heads * hd)
+    def forward(ctx, q, keys, values, bias, kv_heads: int):
+        B, g, _ = q.shape
+        hd = keys.shape[3]
+        qh = q.reshape(B, g, kv_heads, hd).transpose(1, 2)                     # [B, kvH, g, hd]
+        s = qh @ keys.transpose(-1, -2) / hd ** 0.5 + bias
+        return (torch.softmax(s, -1) @ values).transpose(1, 2).reshape(B, g, kv_heads * hd)
 
     @staticmethod
-    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total_len, bias, num_heads: int, kv_heads: int):
-        extra = [] if bias is None else [_none(g), _none(g), _none(g), bias]
-        out, _, _ = g.op(f"{MS}::GroupQueryAttention", q, k, v, past_k, past_v, seqlens_k, total_len, *extra,
-                         num_heads_i=num_heads, kv_num_heads_i=kv_heads, outputs=3)
-        return out
+    def symbolic(g, q, keys, values, bias, kv_heads: int):
+        return g.op(f"{MS}::MultiHeadAttention", q, keys, values, _none(g), _none(g), bias, num_heads_i=kv_heads)
+
+
+def group_major_heads(model):
+    """A copy of model whose q projections emit query heads group-major (head j*kvH + i is
+    head i*g + j, the j-th of kv head i's group) and whose o projections read them in that order:
+    q then reshapes for free into MultiHeadAttentionOp's [B, g, kvH*hd] (a Transpose per layer
+    measured 1.2-1.4x slower steps for the shipped shape at batch 1). Outputs are unchanged:
+    rotary and the per-head q norm treat every head alike."""
+    import copy
+
+    c = model.config
+    kvh, hd = c.num_kv_heads, c.head_dim
+    g = c.num_heads // kvh
+    heads = torch.tensor([i * g + j for j in range(g) for i in range(kvh)])
+    cols = (heads[:, None] * hd + torch.arange(hd)[None]).reshape(-1)
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in m.model.layers:
+            a = layer.self_attn
+            a.q_proj.weight.copy_(a.q_proj.weight[cols])
+            if a.q_proj.bias is not None:
+                a.q_proj.bias.copy_(a.q_proj.bias[cols])
+            a.o_proj.weight.copy_(a.o_proj.weight[:, cols])
+    return m
 
 
 class SkipRMSNormOp(torch.autograd.Function):
@@ -108,11 +114,15 @@ class SkipRMSNormOp(torch.autograd.Function):
 
 
 class _FusedDecodeLayers:
+    def __init__(self, model):
+        super().__init__(group_major_heads(model))
+
     def layers(self, h, positions, past_lens, kv_pool, block_tables, gather_index):
         """Decoder layers for one new position per row (S == 1) through the fused ops."""
         m = self.m
         c = m.config
         L, kvh, hd, nh = c.num_layers, c.num_kv_heads, c.head_dim, c.num_heads
+        g = nh // kvh
         B = h.shape[0]
         MB = block_tables.shape[1]
         BS = kv_pool.shape[4]
@@ -121,17 +131,18 @@ class _FusedDecodeLayers:
         # Row of (block, layer l, K|V, head): block * 2L*kvH + (2l + K|V) * kvH + head. (One Gather
         # of every layer's past, split per layer, measured slower at batch 32: a second copy.)
         base = (block_tables * (2 * L * kvh))[:, None, :] + torch.arange(kvh)[None, :, None]   # [B, kvH, MB]
-        seqlens = past_lens.to(torch.int32)
-        total_len = past_lens.max() + 1
-        total = total_len.to(torch.int32)
         half = hd // 2
         cos_cache, sin_cache = m.rope_cos[:, :half], m.rope_sin[:, :half]
-        bias0 = None
+        # Keys: the gathered past (index t is position t, valid below past_lens), then the new key
+        # at index T (position past_lens). One mask for every layer, layer 0's positional heads in
+        # its own bias.
+        t = torch.arange(T + 1)[None]
+        allowed = (t < past_lens[:, None]) | (t == T)                                          # [B, T+1]
+        mask = torch.zeros(B, 1, g, T + 1).masked_fill(~allowed[:, None, None, :], -1e9)
+        bias0 = mask
         if c.positional_heads:
-            # Key index t is position t: the past up to past_lens, then the new key.
-            k_pos = torch.arange(total_len)[None].expand(B, -1)
-            allowed = (k_pos <= past_lens[:, None])[:, None, :]
-            bias0 = layer0_bias(c, positions, k_pos, allowed).reshape(B, nh, 1, -1)
+            k_pos = torch.cat([t[:, :T].expand(B, -1), past_lens[:, None]], 1)
+            bias0 = layer0_bias(c, positions, k_pos, allowed[:, None, :])                      # [B, kvH, g, T+1]
         news = []
         layers = list(m.model.layers)
         x = layers[0].input_layernorm(h)
@@ -143,12 +154,12 @@ class _FusedDecodeLayers:
                 k = a.k_norm(k.reshape(B, 1, kvh, hd)).reshape(B, 1, kvh * hd)
             q = RotaryOp.apply(q, positions, cos_cache, sin_cache, nh)
             k = RotaryOp.apply(k, positions, cos_cache, sin_cache, kvh)
-            past_k = rows[base + 2 * l * kvh].reshape(B, kvh, T, hd)
-            past_v = rows[base + (2 * l + 1) * kvh].reshape(B, kvh, T, hd)
-            bias = bias0 if l == 0 else None
-            attn = GroupQueryAttentionOp.apply(q, k, v, past_k, past_v, seqlens, total, bias, nh, kvh)
+            keys = torch.cat([rows[base + 2 * l * kvh].reshape(B, kvh, T, hd), k.reshape(B, kvh, 1, hd)], 2)
+            values = torch.cat([rows[base + (2 * l + 1) * kvh].reshape(B, kvh, T, hd), v.reshape(B, kvh, 1, hd)], 2)
+            attn = MultiHeadAttentionOp.apply(q.reshape(B, g, kvh * hd), keys, values, bias0 if l == 0 else mask, kvh)
             # Each residual add and the RMSNorm after it: one SkipSimplifiedLayerNormalization.
-            x, h = SkipRMSNormOp.apply(a.o_proj(attn), h, layer.post_attention_layernorm.weight, c.rms_eps)
+            x, h = SkipRMSNormOp.apply(a.o_proj(attn.reshape(B, 1, nh * hd)), h,
+                                       layer.post_attention_layernorm.weight, c.rms_eps)
             out = layer.mlp(x)
             if l + 1 < L:
                 x, h = SkipRMSNormOp.apply(out, h, layers[l + 1].input_layernorm.weight, c.rms_eps)

@@ -17,6 +17,7 @@ import torch
 from . import tokenizer as tk
 from .export import PRESETS, export_dir, load_checkpoint
 from .flow import ShallowFlow
+from .fused import FUSED_MAX_BATCH
 from .model import ModelConfig, NFCoTModel
 from .vae import StepVAE
 
@@ -29,10 +30,10 @@ def b64(t: torch.Tensor, dtype) -> dict:
 # Cached and new positions per row of each case. mixed: a prefill chunk on an empty cache, a
 # decode step, a chunk over a partly filled pool. decode: single-position rows (the fused path of
 # an `--attention fused` export), odd rows thought steps. decode_wide: more single-position rows
-# than that path takes (nfcot/fused.py fused_max_batch: 8 at 4 heads): the plain branch.
+# than that path takes (nfcot/fused.py FUSED_MAX_BATCH): the plain branch.
 CASES = {"mixed": ([7, 0, 13], [4, 1, 3]),
          "decode": ([7, 0, 13, 5, 21, 1], [1] * 6),
-         "decode_wide": ([3, 9, 0, 17, 6, 2, 11, 4, 8], [1] * 9)}
+         "decode_wide": ([(5 * i + 3) % 24 for i in range(FUSED_MAX_BATCH + 1)], [1] * (FUSED_MAX_BATCH + 1))}
 
 
 @torch.no_grad()
