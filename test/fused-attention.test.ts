@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -127,7 +127,7 @@ test("a fused-attention export of the shipped weights decodes as the plain graph
   }
 });
 
-test("a text-only model (Qwen3-style q/k norms, q/k/v and o biases) exports fused as it runs plain (1e-4)", async () => {
+test("a text-only model (Qwen3-style q/k norms, q/k/v and o biases) exports fused, weights inline or external, as it runs plain (1e-4)", async () => {
   const tmp = mkdtempSync(join(tmpdir(), "nfcot-fused-text-"));
   try {
     const r = runPython([
@@ -136,12 +136,17 @@ test("a text-only model (Qwen3-style q/k norms, q/k/v and o biases) exports fuse
         "torch.manual_seed(3)\n" +
         "c = ModelConfig(vocab_size=300, latent=False, qk_norm=True, qkv_bias=True, o_bias=True, **PRESETS['tiny'])\n" +
         "m = NFCoTModel(c).eval()\n" +
-        "for a in ('plain', 'fused'): export_graphs(f'{sys.argv[1]}/{a}', m, None, None, attention=a)",
+        "for d, a, ext in (('plain', 'plain', None), ('fused', 'fused', None), ('fused-ext', 'fused', True)):\n" +
+        "    export_graphs(f'{sys.argv[1]}/{d}', m, None, None, attention=a, external=ext)",
       tmp,
     ]);
     assert.equal(r.status, 0, r.output);
-    const [plain, fused] = await Promise.all(
-      ["plain", "fused"].map((a) => ort.InferenceSession.create(join(tmp, a, "backbone.onnx"))),
+    // The external form (a model past 2 GB) keeps both branches' weights in one data file.
+    const size = (d: string, f: string) => statSync(join(tmp, d, f)).size;
+    assert.ok(size("fused-ext", "backbone.onnx.data") > size("fused", "backbone.onnx") * 0.9);
+    assert.ok(size("fused-ext", "backbone.onnx") < size("fused", "backbone.onnx") / 10);
+    const [plain, ...fused] = await Promise.all(
+      ["plain", "fused", "fused-ext"].map((a) => ort.InferenceSession.create(join(tmp, a, "backbone.onnx"))),
     );
     // tiny preset: 2 layers, 2 kv heads of 16; blocks of 4; a deterministic junk-filled pool.
     const [L, kvH, hd, BS, NB] = [2, 2, 16, 4, 40];
@@ -174,10 +179,12 @@ test("a text-only model (Qwen3-style q/k norms, q/k/v and o biases) exports fuse
           [B * S],
         ),
       };
-      const [want, got] = await Promise.all([plain!.run(feeds), fused!.run(feeds)]);
-      for (const name of ["logits", "new_kv"]) {
-        const e = relErr(got[name]!.data as Float32Array, want[name]!.data as Float32Array);
-        assert.ok(e < 1e-4, `S=${S} ${name}: relative error ${e}`);
+      const [want, ...got] = await Promise.all([plain!.run(feeds), ...fused.map((f) => f.run(feeds))]);
+      for (const [i, out] of got.entries()) {
+        for (const name of ["logits", "new_kv"]) {
+          const e = relErr(out[name]!.data as Float32Array, want[name]!.data as Float32Array);
+          assert.ok(e < 1e-4, `export ${i}, S=${S} ${name}: relative error ${e}`);
+        }
       }
     }
   } finally {

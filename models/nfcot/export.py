@@ -95,6 +95,7 @@ BACKBONE_AXES = {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "bat
                  "new_kv": {2: "batch", 4: "seq"}}
 # protobuf's limit: a graph whose weights pass it keeps them in backbone.onnx.data beside it.
 EXTERNAL_DATA_BYTES = 2 * 1000**3
+EXTERNAL_DATA = "backbone.onnx.data"
 # plain: attention in block layout from ONNX ops (paged.py). fused: decode steps (one new position
 # per row) through onnxruntime's MultiHeadAttention and RotaryEmbedding (fused.py).
 ATTENTION = ("fused", "plain")
@@ -114,17 +115,16 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
     module = PagedBackbone(model) if c.latent else PagedTextBackbone(model)
     if not c.latent:
         args = (args[0],) + args[3:]
-    if external is None:
-        external = sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
+    if external is None:  # a fused graph holds every weight twice (fused_graph.with_decode_branch)
+        copies = 2 if attention == "fused" else 1
+        external = copies * sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
     path = os.path.join(out, "backbone.onnx")
     if attention == "fused":
-        if external:
-            raise ValueError("--attention fused keeps the weights inside backbone.onnx (under 2 GB): "
-                             "export this model with --attention plain")
         from .fused import FUSED_MAX_BATCH
         limit = FUSED_MAX_BATCH if fused_max_batch is None else fused_max_batch
-        _export_fused(model, module, args, path, io, axes, limit)
-        return {"file": "backbone.onnx", "attention": "fused", "fused_max_batch": limit, **io}
+        _export_fused(model, module, args, path, io, axes, limit, external)
+        return {"file": "backbone.onnx", **({"external_data": EXTERNAL_DATA} if external else {}),
+                "attention": "fused", "fused_max_batch": limit, **io}
     if not external:
         _export(module, args, path, io, axes)
         return {"file": "backbone.onnx", **io}
@@ -134,13 +134,15 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
     raw = os.path.join(out, ".raw")
     os.makedirs(raw, exist_ok=True)
     _export(module, args, os.path.join(raw, "backbone.onnx"), io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
-    gather_external_data(os.path.join(raw, "backbone.onnx"), path, "backbone.onnx.data")
+    gather_external_data(os.path.join(raw, "backbone.onnx"), path, EXTERNAL_DATA)
     shutil.rmtree(raw)
-    return {"file": "backbone.onnx", "external_data": "backbone.onnx.data", **io}
+    return {"file": "backbone.onnx", "external_data": EXTERNAL_DATA, **io}
 
 
-def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, axes: dict, max_batch: int) -> None:
-    """The plain graph and the fused decode graph (traced at S = 1), joined by one If."""
+def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, axes: dict, max_batch: int,
+                  external: bool = False) -> None:
+    """The plain graph and the fused decode graph (traced at S = 1), joined by one If; with
+    external, every weight of both branches in one backbone.onnx.data beside path."""
     import tempfile
 
     import onnx
@@ -154,12 +156,21 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
     if not c.latent:
         one = (one[0],) + one[3:]
     with tempfile.TemporaryDirectory() as tmp:
-        _export(plain_module, args, os.path.join(tmp, "plain.onnx"), io, axes)
-        _export(fused, one, os.path.join(tmp, "fused.onnx"), io, axes, custom_opsets={"com.microsoft": 1})
-        decode = onnx.load(os.path.join(tmp, "fused.onnx"))
+        # Each in a folder of its own: past 2 GB torch writes one file per tensor beside the graph.
+        for d in ("plain", "fused"):
+            os.makedirs(os.path.join(tmp, d))
+        _export(plain_module, args, os.path.join(tmp, "plain", "g.onnx"), io, axes)
+        _export(fused, one, os.path.join(tmp, "fused", "g.onnx"), io, axes, custom_opsets={"com.microsoft": 1})
+        del fused  # its group-major copy of the weights
+        decode = onnx.load(os.path.join(tmp, "fused", "g.onnx"))
         merge_sibling_matmuls(decode)
-        merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain.onnx")), decode, max_batch)
-    onnx.save_model(merged, path)
+        merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain", "g.onnx")), decode, max_batch)
+        del decode
+    if external:
+        onnx.save_model(merged, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=EXTERNAL_DATA, size_threshold=1024)
+    else:
+        onnx.save_model(merged, path)
 
 
 def gather_external_data(src: str, dst: str, location: str, threshold: int = 1024) -> None:
@@ -344,8 +355,8 @@ def main(argv=None) -> None:
                     help=f"with --weights int8/int4: quantization block along the input dimension (default {BLOCK}, "
                          "llama.cpp's Q8_0 / Q4_0 layout; 128 runs faster, README 'Weight precision')")
     ap.add_argument("--attention", choices=ATTENTION,
-                    help="fused (default; plain with --weights fp16): decode steps of small batches through "
-                         "onnxruntime's GroupQueryAttention (nfcot/fused.py); the backbone file holds the weights twice")
+                    help="fused (default; plain with --weights fp16 or --hf): decode steps of up to 64 rows through "
+                         "onnxruntime's MultiHeadAttention (nfcot/fused.py); the backbone holds the weights twice")
     ap.add_argument("--kv-dtype", choices=KV_DTYPES, default="float32",
                     help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)
@@ -353,8 +364,6 @@ def main(argv=None) -> None:
         args.attention = "plain" if args.weights == "fp16" or args.hf else "fused"
     if args.attention == "fused" and args.weights == "fp16":
         ap.error("--weights fp16 needs --attention plain (onnxruntime's float16 converter does not handle the fused graph's If)")
-    if args.hf and args.attention == "fused":
-        ap.error("--hf exports use --attention plain")
     if args.keep is not None and args.weights in ("fp32", "fp16"):
         ap.error("--keep applies to --weights int8 / int4 only")
     if args.block is not None and args.weights in ("fp32", "fp16"):
@@ -368,7 +377,7 @@ def main(argv=None) -> None:
         from .hf_export import export_hf
         try:
             m = export_hf(args.hf, args.out, args.name, args.overwrite, external=args.external_data or None,
-                          flags=[a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")])
+                          attention=args.attention, flags=[a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")])
         except HFError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2)

@@ -51,7 +51,7 @@ def think_markers(template: str) -> dict | None:
 
 
 def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = False,
-              external: bool | None = None, flags: list | None = None) -> dict:
+              external: bool | None = None, flags: list | None = None, attention: str = "plain") -> dict:
     """Check and load src, write OUT atomically; returns the manifest. Raises HFError on bad input."""
     t0 = time.time()
     out = os.path.abspath(out)
@@ -66,7 +66,7 @@ def export_hf(src: str, out: str, name: str | None = None, overwrite: bool = Fal
         print(f"loaded {hm.hf_architecture} in {time.time() - t0:.1f} s; exporting graphs", file=sys.stderr, flush=True)
         graphs = export_graphs(tmp, hm.model, hm.flow, hm.vae, stop_token_id=hm.special_tokens.get("eot", -1),
                                step_format=((hm.extras or {}).get("thought_decoder") or {}).get("step_format", "{0} = {1}"),
-                               external=external)
+                               external=external, attention=attention)
         for f in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
         with open(os.path.join(tmp, "chat_template.jinja"), "w", encoding="utf-8") as f:
