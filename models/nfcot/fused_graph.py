@@ -15,61 +15,79 @@ def with_decode_branch(plain, fused, max_batch: int):
     merges repeated shape arithmetic only over shared initializers (851 nodes left in the plain
     branch with torch's Constant nodes, 625 as for the plain graph on its own). The weights are
     therefore stored twice. The plain branch keeps the plain graph's names (readers of the
-    weights find them there: plain_graph); the fused branch's are prefixed decode/."""
+    weights find them there: plain_graph); the fused branch's are prefixed decode/.
+
+    Consumes plain and fused: the model is built in place and each source tensor's bytes are
+    dropped once copied, so a model past 2 GB is held about twice at the peak (onnx.helper's
+    make_graph / make_node / make_model copy every message they are given: a Qwen3-0.6B-shaped
+    export peaked at 21.7 GB that way)."""
     import hashlib
 
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import AttributeProto, ModelProto, TensorProto, helper, numpy_helper
 
     inputs = {i.name for i in plain.graph.input}
 
-    def branch(tag, graph):
-        inits, by_value, names = [], {}, {}
+    def fill(out, tag, graph):
+        by_value, names = {}, {}
         pre = "" if tag == "plain" else f"{tag}/"
+        out.name = f"{tag}_branch"
 
         def share(name, array) -> str:
             key = (str(array.dtype), array.shape, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest())
             if key not in by_value:
                 by_value[key] = pre + name
-                inits.append(numpy_helper.from_array(array, by_value[key]))
+                out.initializer.add().CopyFrom(numpy_helper.from_array(array, by_value[key]))
             return by_value[key]
 
         for t in graph.initializer:
             names[t.name] = share(t.name, numpy_helper.to_array(t))
+            t.Clear()
         nodes = []
         for src in graph.node:
             value = [a for a in src.attribute if a.name == "value"]
             if src.op_type == "Constant" and value:
-                names[src.output[0]] = share(f"onnx::const_{len(inits)}", numpy_helper.to_array(value[0].t))
+                names[src.output[0]] = share(f"onnx::const_{len(out.initializer)}", numpy_helper.to_array(value[0].t))
             else:
                 nodes.append(src)
 
         def ren(x):
             return x if not x or x in inputs else names.get(x, pre + x)
-        out = []
         for src in nodes:
-            n = helper.make_node(src.op_type, [ren(x) for x in src.input], [ren(x) for x in src.output],
-                                 name=pre + src.name, domain=src.domain or None)
+            n = out.node.add()
+            n.op_type, n.name, n.domain = src.op_type, pre + src.name, src.domain
+            n.input.extend(ren(x) for x in src.input)
+            n.output.extend(ren(x) for x in src.output)
             n.attribute.extend(src.attribute)
-            out.append(n)
-        outs = [helper.make_tensor_value_info(ren(o.name), o.type.tensor_type.elem_type, None) for o in graph.output]
-        return helper.make_graph(out, f"{tag}_branch", [], outs, inits)
+        out.output.extend(helper.make_tensor_value_info(ren(o.name), o.type.tensor_type.elem_type, None)
+                          for o in graph.output)
 
-    # The fused path when [batch, seq] <= [max_batch, 1] (seq is at least 1).
-    limit = numpy_helper.from_array(np.array([max_batch, 1], dtype=np.int64), "fused_path/limit")
-    nodes = [helper.make_node("Shape", ["input_ids"], ["fused_path/shape"], name="fused_path/Shape"),
-             helper.make_node("LessOrEqual", ["fused_path/shape", "fused_path/limit"], ["fused_path/le"],
-                              name="fused_path/LessOrEqual"),
-             helper.make_node("Cast", ["fused_path/le"], ["fused_path/le_i"], name="fused_path/Cast", to=TensorProto.INT32),
-             helper.make_node("ReduceMin", ["fused_path/le_i"], ["fused_path/all"], name="fused_path/ReduceMin", keepdims=0),
-             helper.make_node("Cast", ["fused_path/all"], ["fused_path/cond"], name="fused_path/CastBool", to=TensorProto.BOOL),
-             helper.make_node("If", ["fused_path/cond"], [o.name for o in plain.graph.output], name=IF_NAME,
-                              then_branch=branch("decode", fused.graph), else_branch=branch("plain", plain.graph))]
-    g = helper.make_graph(nodes, plain.graph.name, list(plain.graph.input), list(plain.graph.output), [limit])
-    opsets = {o.domain: o.version for o in list(plain.opset_import) + list(fused.opset_import)}
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
-                              producer_name=plain.producer_name, producer_version=plain.producer_version)
+    model = ModelProto()
     model.ir_version = plain.ir_version
+    model.producer_name, model.producer_version = plain.producer_name, plain.producer_version
+    opsets = {o.domain: o.version for o in list(plain.opset_import) + list(fused.opset_import)}
+    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
+    g = model.graph
+    g.name = plain.graph.name
+    g.input.extend(plain.graph.input)
+    g.output.extend(plain.graph.output)
+    # The fused path when [batch, seq] <= [max_batch, 1] (seq is at least 1).
+    g.initializer.append(numpy_helper.from_array(np.array([max_batch, 1], dtype=np.int64), "fused_path/limit"))
+    g.node.extend([
+        helper.make_node("Shape", ["input_ids"], ["fused_path/shape"], name="fused_path/Shape"),
+        helper.make_node("LessOrEqual", ["fused_path/shape", "fused_path/limit"], ["fused_path/le"],
+                         name="fused_path/LessOrEqual"),
+        helper.make_node("Cast", ["fused_path/le"], ["fused_path/le_i"], name="fused_path/Cast", to=TensorProto.INT32),
+        helper.make_node("ReduceMin", ["fused_path/le_i"], ["fused_path/all"], name="fused_path/ReduceMin", keepdims=0),
+        helper.make_node("Cast", ["fused_path/all"], ["fused_path/cond"], name="fused_path/CastBool", to=TensorProto.BOOL)])
+    node = g.node.add()
+    node.op_type, node.name = "If", IF_NAME
+    node.input.append("fused_path/cond")
+    node.output.extend(o.name for o in plain.graph.output)
+    for attr, tag, src in (("then_branch", "decode", fused.graph), ("else_branch", "plain", plain.graph)):
+        a = node.attribute.add()
+        a.name, a.type = attr, AttributeProto.GRAPH
+        fill(a.g, tag, src)
     return model
 
 
@@ -104,6 +122,8 @@ def merge_sibling_matmuls(model) -> int:
         ws = [numpy_helper.to_array(inits[m.input[1]]) for m in members]
         if len(members) < 2 or len({w.shape[0] for w in ws}) != 1 or len({w.dtype for w in ws}) != 1:
             continue
+        for m in members:  # their bytes are in ws now; the emptied initializers go below
+            inits[m.input[1]].Clear()
         name = "+".join(m.name.removesuffix("/MatMul") for m in members)
         g.initializer.extend([numpy_helper.from_array(np.concatenate(ws, 1), f"{name}/weight"),
                               numpy_helper.from_array(np.array([w.shape[1] for w in ws], np.int64), f"{name}/sizes")])
@@ -118,9 +138,9 @@ def merge_sibling_matmuls(model) -> int:
     del g.node[:]
     g.node.extend(out)
     used = {i for n in g.node for i in n.input}
-    kept = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(kept)
+    for i in reversed(range(len(g.initializer))):  # in place: extending a new list would copy every weight
+        if not g.initializer[i].name or g.initializer[i].name not in used:
+            del g.initializer[i]
     return removed
 
 
