@@ -63,16 +63,39 @@ def quantize_model(model, weights: str, keep, block: int = BLOCK, symmetric: boo
     if weights == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
         return convert_float_to_float16(model, keep_io_types=True, node_block_list=exclude, disable_shape_infer=True)
+    from onnx import ModelProto
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     from onnxruntime.quantization.quant_utils import QuantFormat
     bits = 8 if weights == "int8" else 4
     cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=symmetric, accuracy_level=accuracy_level,
                                        quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",),
                                        bits=bits)
-    q = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=symmetric,
-                             accuracy_level=accuracy_level, nodes_to_exclude=exclude, algo_config=cfg)
-    q.process()
-    return q.model.model
+
+    def nbits(m):
+        q = MatMulNBitsQuantizer(m, bits=bits, block_size=block, is_symmetric=symmetric,
+                                 accuracy_level=accuracy_level, nodes_to_exclude=exclude, algo_config=cfg)
+        q.process()
+        return q.model.model
+
+    parts = branches(model.graph)
+    if len(parts) == 1:
+        return nbits(model)
+    # A fused export's branches are quantized as models of their own: the quantizer rebuilds an
+    # If node with onnx.helper, which serializes its branches, and fails past 2 GB (the
+    # Qwen3-0.6B-shaped fused export). Each branch reads the outer graph's inputs only.
+    for g in parts:
+        sub = ModelProto()
+        sub.ir_version = model.ir_version
+        sub.opset_import.extend(model.opset_import)
+        sub.graph.CopyFrom(g)
+        g.Clear()
+        sub.graph.input.extend(model.graph.input)
+        out = nbits(sub)
+        del out.graph.input[:]
+        g.CopyFrom(out.graph)
+        have = {o.domain for o in model.opset_import}
+        model.opset_import.extend(o for o in out.opset_import if o.domain not in have)
+    return model
 
 
 def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dtype: str = "float32",
