@@ -14,7 +14,7 @@ the new position's key. The query heads of one kv head are the query positions o
 MultiHeadAttention head (MultiHeadAttentionOp), so a step's attention is one kernel per layer over
 B x kvH heads; one mask, built once per step, hides the padding, and layer 0's positional heads
 are its bias. onnxruntime's GroupQueryAttention, which takes the past and the new key as they are,
-gave slower steps at every batch (README, "Fused attention for decode steps").
+gave slower steps (README, "One MultiHeadAttention per decode layer").
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from .paged import PagedBackbone, PagedTextBackbone
 
 MS = "com.microsoft"
 # The most single-position rows that take the fused path: the server's default max_num_seqs.
-# From 1 to 64 rows it measured as fast as the plain graph or faster (README, "Fused attention for
-# decode steps"); larger batches were not measured and keep the plain path.
+# From 1 to 64 rows it measured as fast as the plain graph or faster on the shipped shape and the
+# bench preset, about even on the Qwen3-0.6B shape at 32 (README, "One MultiHeadAttention per
+# decode layer" and after); larger batches were not measured and keep the plain path.
 FUSED_MAX_BATCH = 64
 
 
@@ -78,8 +79,8 @@ class MultiHeadAttentionOp(torch.autograd.Function):
 def group_major_heads(model):
     """A copy of model whose q projections emit query heads group-major (head j*kvH + i is
     head i*g + j, the j-th of kv head i's group) and whose o projections read them in that order:
-    q then reshapes for free into MultiHeadAttentionOp's [B, g, kvH*hd] (a Transpose per layer
-    measured 1.2-1.4x slower steps for the shipped shape at batch 1). Outputs are unchanged:
+    q then reshapes for free into MultiHeadAttentionOp's [B, g, kvH*hd] (a Transpose on each side
+    measured 1.2-1.5x slower steps for the shipped shape at batch 1). Outputs are unchanged:
     rotary and the per-head q norm treat every head alike."""
     import copy
 
