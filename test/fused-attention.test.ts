@@ -15,7 +15,7 @@ import { ORT_PYTHON } from "../bench/lib/ort-python.ts";
 import { loadTestSplit } from "../bench/lib/test-split.ts";
 
 /** The shipped model's own weights re-exported with `--attention fused` (models/nfcot/fused.py:
- * decode steps of up to 64 rows through onnxruntime's MultiHeadAttention) against the shipped
+ * decode steps of up to 64 rows through onnxruntime's fused ops) against the shipped
  * plain graph, through the real runner: a prefill, then decode steps whose odd rows are thought
  * steps, with 6 and 64 rows (the fused path) and with 65 (the plain branch of the same graph). */
 const manifest = loadManifest(SHIPPED_MODEL);

@@ -97,7 +97,7 @@ BACKBONE_AXES = {"input_ids": {0: "batch", 1: "seq"}, "thought_inputs": {0: "bat
 EXTERNAL_DATA_BYTES = 2 * 1000**3
 EXTERNAL_DATA = "backbone.onnx.data"
 # plain: attention in block layout from ONNX ops (paged.py). fused: decode steps (one new position
-# per row) through onnxruntime's MultiHeadAttention and RotaryEmbedding (fused.py).
+# per row) through onnxruntime's fused CPU ops (fused.py).
 ATTENTION = ("fused", "plain")
 
 
@@ -161,7 +161,6 @@ def _export_fused(model: NFCoTModel, plain_module, args, path: str, io: dict, ax
             os.makedirs(os.path.join(tmp, d))
         _export(plain_module, args, os.path.join(tmp, "plain", "g.onnx"), io, axes)
         _export(fused, one, os.path.join(tmp, "fused", "g.onnx"), io, axes, custom_opsets={"com.microsoft": 1})
-        del fused  # its group-major copy of the weights
         decode = onnx.load(os.path.join(tmp, "fused", "g.onnx"))
         merge_sibling_matmuls(decode)
         merged = with_decode_branch(onnx.load(os.path.join(tmp, "plain", "g.onnx")), decode, max_batch)
@@ -356,7 +355,7 @@ def main(argv=None) -> None:
                          "llama.cpp's Q8_0 / Q4_0 layout; 128 runs faster, README 'Weight precision')")
     ap.add_argument("--attention", choices=ATTENTION,
                     help="fused (default; plain with --weights fp16 or --hf): decode steps of up to 64 rows through "
-                         "onnxruntime's MultiHeadAttention (nfcot/fused.py); the backbone holds the weights twice")
+                         "onnxruntime's fused CPU ops (nfcot/fused.py); the backbone holds the weights twice")
     ap.add_argument("--kv-dtype", choices=KV_DTYPES, default="float32",
                     help="float16: the graph takes and gives the KV pool in float16 (nfcot/kv_dtype.py)")
     args = ap.parse_args(argv)

@@ -1,5 +1,5 @@
-"""Decode steps through onnxruntime's fused CPU ops (com.microsoft MultiHeadAttention,
-RotaryEmbedding, SkipSimplifiedLayerNormalization): the backbone of `nfcot.export --attention fused`.
+"""Decode steps through onnxruntime's fused CPU ops (com.microsoft RotaryEmbedding,
+SkipSimplifiedLayerNormalization, FusedMatMul): the backbone of `nfcot.export --attention fused`.
 
 The exported graph is one If: batches of at most FUSED_MAX_BATCH rows of one new position each
 (decode and thought steps, the hot loop, which the runner sends as a group of their own:
@@ -9,12 +9,13 @@ outputs: the graph's contract does not change. Each branch holds its own copy of
 (fused_graph.with_decode_branch says why): the file and the session's memory are twice the plain graph's.
 
 Each decode layer gathers its past K (and V) straight into [B, kvH, T, hd] from the pool viewed
-as rows of [block_size, hd], one row per (block, layer, K|V, kv head): no transpose, and appends
-the new position's key. The query heads of one kv head are the query positions of one
-MultiHeadAttention head (MultiHeadAttentionOp), so a step's attention is one kernel per layer over
-B x kvH heads; one mask, built once per step, hides the padding, and layer 0's positional heads
-are its bias. onnxruntime's GroupQueryAttention, which takes the past and the new key as they are,
-gave slower steps (README, "One MultiHeadAttention per decode layer").
+as rows of [block_size, hd], one row per (block, layer, K|V, kv head): no transpose. The g query
+heads of a kv head score the gathered past and the new key apart (one FusedMatMul each: the
+transpose and the scale inside the product) and meet in one softmax over T + 1 scores, so the
+past is copied once, by the gather. One mask, built once per step, hides the padding, and layer
+0's positional heads are its bias. Earlier forms appended the new key to the gathered past and
+ran onnxruntime's MultiHeadAttention or GroupQueryAttention: the append copied every row's past a
+second time (README, "Attention without the copy of the past").
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from .paged import PagedBackbone, PagedTextBackbone
 MS = "com.microsoft"
 # The most single-position rows that take the fused path: the server's default max_num_seqs.
 # From 1 to 64 rows it measured as fast as the plain graph or faster on the shipped shape and the
-# bench preset, about even on the Qwen3-0.6B shape at 32 (README, "One MultiHeadAttention per
-# decode layer" and after); larger batches were not measured and keep the plain path.
+# bench preset (README, "One MultiHeadAttention per decode layer" and after); larger batches were
+# not measured and keep the plain path.
 FUSED_MAX_BATCH = 64
 
 
@@ -55,49 +56,17 @@ class RotaryOp(torch.autograd.Function):
                     num_heads_i=num_heads, interleaved_i=0)
 
 
-class MultiHeadAttentionOp(torch.autograd.Function):
-    """One new position per row as a batch of kv heads: q [B, g, kvH*hd] holds query head
-    j*kvH + i of the group-major order (group_major_heads) at [b, j, i*hd:(i+1)*hd], so each kv
-    head's g query heads are g query positions of one MultiHeadAttention head. keys / values
-    [B, kvH, T, hd], bias [B, kvH or 1, g, T] added to the scores (the mask with it). Returns
-    [B, g, kvH*hd] in the same order. The PyTorch forward computes the same numbers (it is what
-    tracing runs); the graph runs onnxruntime's kernel."""
+class ScoresOp(torch.autograd.Function):
+    """q [..., g, hd] against keys [..., T, hd]: scale * q k^T, [..., g, T], as one com.microsoft
+    FusedMatMul (the transpose and the scale inside the product: no copy of the keys)."""
 
     @staticmethod
-    def forward(ctx, q, keys, values, bias, kv_heads: int):
-        B, g, _ = q.shape
-        hd = keys.shape[3]
-        qh = q.reshape(B, g, kv_heads, hd).transpose(1, 2)                     # [B, kvH, g, hd]
-        s = qh @ keys.transpose(-1, -2) / hd ** 0.5 + bias
-        return (torch.softmax(s, -1) @ values).transpose(1, 2).reshape(B, g, kv_heads * hd)
+    def forward(ctx, q, keys, scale: float):
+        return torch.matmul(q, keys.transpose(-1, -2)) * scale
 
     @staticmethod
-    def symbolic(g, q, keys, values, bias, kv_heads: int):
-        return g.op(f"{MS}::MultiHeadAttention", q, keys, values, _none(g), _none(g), bias, num_heads_i=kv_heads)
-
-
-def group_major_heads(model):
-    """A copy of model whose q projections emit query heads group-major (head j*kvH + i is
-    head i*g + j, the j-th of kv head i's group) and whose o projections read them in that order:
-    q then reshapes for free into MultiHeadAttentionOp's [B, g, kvH*hd] (a Transpose on each side
-    measured slower steps for the shipped shape at batch 1). Outputs are unchanged:
-    rotary and the per-head q norm treat every head alike."""
-    import copy
-
-    c = model.config
-    kvh, hd = c.num_kv_heads, c.head_dim
-    g = c.num_heads // kvh
-    heads = torch.tensor([i * g + j for j in range(g) for i in range(kvh)])
-    cols = (heads[:, None] * hd + torch.arange(hd)[None]).reshape(-1)
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for layer in m.model.layers:
-            a = layer.self_attn
-            a.q_proj.weight.copy_(a.q_proj.weight[cols])
-            if a.q_proj.bias is not None:
-                a.q_proj.bias.copy_(a.q_proj.bias[cols])
-            a.o_proj.weight.copy_(a.o_proj.weight[:, cols])
-    return m
+    def symbolic(g, q, keys, scale: float):
+        return g.op(f"{MS}::FusedMatMul", q, keys, alpha_f=scale, transA_i=0, transB_i=1)
 
 
 class SkipRMSNormOp(torch.autograd.Function):
@@ -115,9 +84,6 @@ class SkipRMSNormOp(torch.autograd.Function):
 
 
 class _FusedDecodeLayers:
-    def __init__(self, model):
-        super().__init__(group_major_heads(model))
-
     def layers(self, h, positions, past_lens, kv_pool, block_tables, gather_index):
         """Decoder layers for one new position per row (S == 1) through the fused ops."""
         m = self.m
@@ -134,7 +100,8 @@ class _FusedDecodeLayers:
         base = (block_tables * (2 * L * kvh))[:, None, :] + torch.arange(kvh)[None, :, None]   # [B, kvH, MB]
         half = hd // 2
         cos_cache, sin_cache = m.rope_cos[:, :half], m.rope_sin[:, :half]
-        # Keys: the gathered past (index t is position t, valid below past_lens), then the new key
+        scale = hd ** -0.5
+        # Scores: the gathered past (index t is position t, valid below past_lens), then the new key
         # at index T (position past_lens). One mask for every layer, layer 0's positional heads in
         # its own bias.
         t = torch.arange(T + 1)[None]
@@ -153,11 +120,17 @@ class _FusedDecodeLayers:
             if c.qk_norm:
                 q = a.q_norm(q.reshape(B, 1, nh, hd)).reshape(B, 1, nh * hd)
                 k = a.k_norm(k.reshape(B, 1, kvh, hd)).reshape(B, 1, kvh * hd)
-            q = RotaryOp.apply(q, positions, cos_cache, sin_cache, nh)
+            q = RotaryOp.apply(q, positions, cos_cache, sin_cache, nh).reshape(B, kvh, g, hd)
             k = RotaryOp.apply(k, positions, cos_cache, sin_cache, kvh)
-            keys = torch.cat([rows[base + 2 * l * kvh].reshape(B, kvh, T, hd), k.reshape(B, kvh, 1, hd)], 2)
-            values = torch.cat([rows[base + (2 * l + 1) * kvh].reshape(B, kvh, T, hd), v.reshape(B, kvh, 1, hd)], 2)
-            attn = MultiHeadAttentionOp.apply(q.reshape(B, g, kvh * hd), keys, values, bias0 if l == 0 else mask, kvh)
+            # The past and the new key are scored apart and meet only in the [B, kvH, g, T+1]
+            # scores: a Concat of the gathered past with the new key copied every row's past a
+            # second time (README, "Attention without the copy of the past").
+            k_new, v_new = k.reshape(B, kvh, 1, hd), v.reshape(B, kvh, 1, hd)
+            k_past = rows[base + 2 * l * kvh].reshape(B, kvh, T, hd)
+            v_past = rows[base + (2 * l + 1) * kvh].reshape(B, kvh, T, hd)
+            s = torch.cat([ScoresOp.apply(q, k_past, scale), ScoresOp.apply(q, k_new, scale)], -1)
+            p = torch.softmax(s + (bias0 if l == 0 else mask), -1)                             # [B, kvH, g, T+1]
+            attn = torch.matmul(p[..., :-1], v_past) + p[..., -1:] * v_new                     # [B, kvH, g, hd]
             # Each residual add and the RMSNorm after it: one SkipSimplifiedLayerNormalization.
             x, h = SkipRMSNormOp.apply(a.o_proj(attn.reshape(B, 1, nh * hd)), h,
                                        layer.post_attention_layernorm.weight, c.rms_eps)
