@@ -40,8 +40,8 @@ async function checkBackbone(backbone: ort.InferenceSession, c: Case, label: str
   assert.ok(eKv < 1e-4, `${label} new_kv: relative error ${eKv}`);
 }
 
+// plain: attention from ONNX ops; fused: decode steps of up to 64 rows through onnxruntime's
 // fused ops (models/nfcot/fused.py), everything else through the plain branch.
-// MultiHeadAttention (models/nfcot/fused.py), everything else through the plain branch.
 const RUNS = [...SEEDS.map((seed) => ({ seed, attention: "fused" })), { seed: SEEDS[0]!, attention: "plain" }];
 
 for (const { seed, attention } of RUNS) {
