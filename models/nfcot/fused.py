@@ -32,11 +32,6 @@ MS = "com.microsoft"
 FUSED_MAX_BATCH = 64
 
 
-def _none(g):
-    """An omitted optional input (an empty name in the ONNX node)."""
-    return g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor())
-
-
 class RotaryOp(torch.autograd.Function):
     """x [B, S, heads * hd] rotated at position_ids [B, S] (rotate-half layout, as model.py)."""
 

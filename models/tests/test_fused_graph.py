@@ -39,6 +39,29 @@ def test_fused_export_merges_each_layers_siblings(tmp_path):
     assert _matmuls(plain) == _matmuls(load(str(tmp_path / "p" / "backbone.onnx")).graph)
 
 
+def test_decode_branch_reads_the_gathered_past_without_copying_it(tmp_path):
+    """Each layer's gathered past K / V reaches the products through a Reshape only (a Concat with
+    the new key had copied it a second time): two FusedMatMul scores and one MatMul per layer."""
+    main(["--preset", "tiny", "--out", str(tmp_path / "f")])
+    layers = json.load(open(tmp_path / "f" / "manifest.json"))["architecture"]["num_layers"]
+    decode, _ = branches(load(str(tmp_path / "f" / "backbone.onnx")).graph)
+    readers = {}
+    for n in decode.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    rows = [n.output[0] for n in decode.node if n.op_type == "Reshape" and n.input[0] == "kv_pool"]
+    assert len(rows) == 1
+    gathers = [n for n in readers[rows[0]] if n.op_type == "Gather"]
+    assert len(gathers) == 2 * layers
+    for gather in gathers:
+        (view,) = readers[gather.output[0]]
+        assert view.op_type == "Reshape"
+        assert sorted(n.op_type for n in readers[view.output[0]]) in (["FusedMatMul"], ["MatMul"])
+    ops = [n.op_type for n in decode.node]
+    assert ops.count("FusedMatMul") == 2 * layers and ops.count("Softmax") == layers
+    assert "MultiHeadAttention" not in ops and "GroupQueryAttention" not in ops
+
+
 def _toy():
     """x feeds q / k / v (K = 4) and y feeds an LM head and an NF head: only q / k / v merge."""
     rng = np.random.default_rng(0)
