@@ -5,15 +5,16 @@ import { Engine } from "../src/engine/engine.ts";
 import { Scheduler } from "../src/engine/scheduler.ts";
 import type { EngineEvent, GenerateRequest } from "../src/engine/types.ts";
 import { greedySampling } from "./helpers/factories.ts";
-import { D, K, SPECIAL, fakeRunner } from "./helpers/fake-runner.ts";
+import { D, K, SPECIAL, type Faults, fakeRunner } from "./helpers/fake-runner.ts";
 
 // The engine's update logic with a fake runner (helpers/fake-runner.ts: logits favour the last
 // input token + 1, mu = 0.5, sigma = 1).
-function makeEngine(events: EngineEvent[]) {
+function makeEngine(events: EngineEvent[], faults: Faults = {}) {
   const blocks = new BlockManager({ numBlocks: 32, blockSize: 4, enablePrefixCaching: true });
   const scheduler = new Scheduler({ maxNumSeqs: 8, maxNumBatchedTokens: 64 }, blocks);
   const detok = { decode: (ids: number[]) => ids.map((i) => `t${i}`).join(" ") };
-  return { engine: new Engine(fakeRunner(), scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e)), blocks };
+  const engine = new Engine(fakeRunner(faults), scheduler, blocks, detok, SPECIAL, 64, (e) => events.push(e));
+  return { engine, blocks };
 }
 
 const request = (id: string, promptIds: number[], s = {}): GenerateRequest => ({
@@ -121,4 +122,57 @@ test("scoring returns each thought's density and each answer token's log-prob", 
     [5, 6],
   );
   for (const a of s.answerLogprobs) assert.ok(Math.abs(a.logprob - top) < 1e-9);
+});
+
+/** Each request's token ids, in order. */
+function tokensById(events: EngineEvent[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const e of events) if (e.type === "token") out[e.id] = [...(out[e.id] ?? []), e.tokenId];
+  return out;
+}
+
+test("greedy steps read the backbone's top-k outputs instead of the logits, with the same tokens", async () => {
+  const runWith = async (topK: number) => {
+    const events: EngineEvent[] = [];
+    const logitsFetched: boolean[] = [];
+    const { engine, blocks } = makeEngine(events, { topK, logitsFetched });
+    engine.add(request("a", [1, 2, 3], { maxTokens: 4 }));
+    engine.add(request("b", [5, 6], { maxTokens: 3 }));
+    await run(engine);
+    assert.equal(blocks.numUsedBlocks, 0);
+    return { tokens: tokensById(events), logitsFetched, fallbacks: engine.stats().topLogitsFallbacks };
+  };
+  const full = await runWith(0);
+  assert.deepEqual(full.tokens, { a: [4, 5, 6, 7], b: [7, 8, 9] });
+  assert.ok(full.logitsFetched.every((x) => x));
+  const top = await runWith(4);
+  assert.deepEqual(top.tokens, full.tokens);
+  assert.deepEqual(top.logitsFetched, [false, false, false, false]);
+  assert.equal(top.fallbacks, 0);
+});
+
+test("a greedy row whose bans cover its top k runs the step again with the logits", async () => {
+  const events: EngineEvent[] = [];
+  const logitsFetched: boolean[] = [];
+  const { engine } = makeEngine(events, { topK: 1, logitsFetched });
+  // The fake favours 4 after 3; min_tokens bans stop id 4 for the first token, so top-1 = [4] is
+  // banned: the full row's greedy choice is the lowest allowed id of the tied rest (0 is pad: 1).
+  engine.add(request("a", [1, 2, 3], { maxTokens: 3, minTokens: 2, stopTokenIds: [4] }));
+  await run(engine);
+  assert.deepEqual(tokensById(events), { a: [1, 2, 3] });
+  assert.deepEqual(logitsFetched, [false, true, false, false]);
+  assert.equal(engine.stats().topLogitsFallbacks, 1);
+});
+
+test("a step with a row that reports log-probs or samples fetches the logits for every row", async () => {
+  for (const other of [{ logprobs: true }, { temperature: 0.7, seed: 3 }]) {
+    const events: EngineEvent[] = [];
+    const logitsFetched: boolean[] = [];
+    const { engine } = makeEngine(events, { topK: 4, logitsFetched });
+    engine.add(request("a", [1, 2, 3], { maxTokens: 2 }));
+    engine.add(request("b", [1, 2, 3], { maxTokens: 2, ...other }));
+    await run(engine);
+    assert.deepEqual(tokensById(events).a, [4, 5]);
+    assert.deepEqual(logitsFetched, [true, true], JSON.stringify(other));
+  }
 });

@@ -61,6 +61,7 @@ function stats(over: Partial<EngineStats> = {}): EngineStats {
     promptTokens: 0,
     generationTokens: 0,
     thoughts: 0,
+    topLogitsFallbacks: 0,
     ...over,
   };
 }

@@ -26,6 +26,24 @@ async function checkBackbone(backbone: ort.InferenceSession, c: Case, label: str
     const e = relErr(out[name]!.data as Float32Array, want.data as Float32Array);
     assert.ok(e < 1e-4, `${label} ${name}: relative error ${e}`);
   }
+  // top_logits / top_ids (models/nfcot/top_logits.py): each output row's 16 largest logits of the
+  // same run, descending, ties lower id first, exactly.
+  const [n, V] = out.logits!.dims as number[];
+  const logits = out.logits!.data as Float32Array;
+  const k = (out.top_ids!.dims as number[])[1]!;
+  assert.equal(k, Math.min(16, V!));
+  for (let i = 0; i < n!; i++) {
+    const row = logits.subarray(i * V!, (i + 1) * V!);
+    const want = Array.from(row.keys())
+      .sort((a, b) => row[b]! - row[a]! || a - b)
+      .slice(0, k);
+    const ids = Array.from((out.top_ids!.data as BigInt64Array).subarray(i * k, (i + 1) * k), Number);
+    assert.deepEqual(ids, want, `${label} top_ids row ${i}`);
+    assert.deepEqual(
+      Array.from((out.top_logits!.data as Float32Array).subarray(i * k, (i + 1) * k)),
+      want.map((id) => row[id]!),
+    );
+  }
   // new_kv [L, 2, B, kvH, S, hd]: only each row's real positions are compared.
   const kv = unpack(c.expected.new_kv!);
   const [L, , B, H, S, hd] = kv.dims as number[];
@@ -69,6 +87,16 @@ for (const { seed, attention } of RUNS) {
       // Rows: a prefill chunk on an empty cache, a decode step, a mixed chunk over a partly filled pool.
       assert.deepEqual(c.new_lens, [4, 1, 3]);
       await checkBackbone(backbone, c, "mixed");
+      // A step with no output rows (prefill chunks short of their prompts' ends): no logits, and
+      // the top-k outputs empty too (onnxruntime's TopK alone stops the process on zero rows).
+      const none = await backbone.run({
+        ...Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, unpack(v)])),
+        gather_index: new ort.Tensor("int64", new BigInt64Array(0), [0]),
+      });
+      assert.deepEqual(
+        ["logits", "top_logits", "top_ids"].map((n) => none[n]!.dims),
+        [[0, manifest.architecture.vocab_size], [0, 16], [0, 16]],
+      );
       // Single-position rows, odd ones thought steps: 6 rows (the fused path), 65 rows (past its 64).
       assert.deepEqual(c.decode.new_lens, [1, 1, 1, 1, 1, 1]);
       await checkBackbone(backbone, c.decode, "decode");

@@ -7,7 +7,9 @@ import {
   applyPenalties,
   applyTopK,
   applyTopP,
+  greedyFromTop,
   logSoftmax,
+  needsOnlyTopLogits,
   sampleToken,
   softmax,
   type TokenHistory,
@@ -343,4 +345,40 @@ it("choice i of a seeded request draws like seed + i, and huge seeds do not over
   const again = Rng.forChoice(Number.MAX_SAFE_INTEGER, 3);
   assert.equal(big.next(), again.next());
   assert.notEqual(Rng.forChoice(Number.MAX_SAFE_INTEGER, 2).next(), Rng.forChoice(Number.MAX_SAFE_INTEGER, 3).next());
+});
+
+describe("greedyFromTop", () => {
+  // LOGITS' top 4 as ONNX TopK gives them: 3 at id 1, the tie of 2 at ids 3 and 5 (lower id
+  // first), 1 at id 0.
+  const values = Float32Array.of(3, 2, 2, 1);
+  const ids = BigInt64Array.of(1n, 3n, 5n, 0n);
+  const full = (banned?: number[]) => sampleToken(LOGITS, greedySampling(), history(), new Rng(1), banned).tokenId;
+
+  it("takes the first id not banned, as greedy over the whole row does", () => {
+    for (const banned of [undefined, [], [1], [1, 3], [1, 3, 5], [4, 1]]) {
+      assert.equal(greedyFromTop(values, ids, banned), full(banned), JSON.stringify(banned));
+    }
+    assert.deepEqual(
+      [undefined, [1], [1, 3], [1, 3, 5]].map((b) => greedyFromTop(values, ids, b)),
+      [1, 3, 5, 0],
+    );
+  });
+
+  it("cannot decide when every top id is banned or a non-finite value comes first", () => {
+    assert.equal(greedyFromTop(values, ids, [1, 3, 5, 0]), undefined);
+    assert.equal(greedyFromTop(Float32Array.of(Infinity, 2), BigInt64Array.of(4n, 1n), []), undefined);
+    assert.equal(greedyFromTop(Float32Array.of(Number.NaN, 2), BigInt64Array.of(4n, 1n), []), undefined);
+    assert.equal(greedyFromTop(Float32Array.of(5, -Infinity), BigInt64Array.of(4n, 1n), [4]), undefined);
+    // A non-finite value after the pick does not matter.
+    assert.equal(greedyFromTop(Float32Array.of(5, Number.NaN), BigInt64Array.of(4n, 1n), []), 4);
+  });
+
+  it("is used only for greedy rows that change no logit and report no log-probs", () => {
+    assert.equal(needsOnlyTopLogits(greedySampling()), true);
+    assert.equal(needsOnlyTopLogits(greedySampling({ logprobs: true })), false);
+    assert.equal(needsOnlyTopLogits(greedySampling({ temperature: 0.5 })), false);
+    assert.equal(needsOnlyTopLogits(greedySampling({ logitBias: [[3, 1]] })), false);
+    assert.equal(needsOnlyTopLogits(greedySampling({ repetitionPenalty: 1.1 })), false);
+    assert.equal(needsOnlyTopLogits(greedySampling({ presencePenalty: 0.5 })), false);
+  });
 });

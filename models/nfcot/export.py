@@ -21,6 +21,7 @@ from .model import ModelConfig, NFCoTModel
 from .report import directory_written_whole, write_json
 from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
 from .quantize import BLOCK, BLOCKS, KV_DTYPES, WEIGHTS
+from .top_logits import add_top_outputs, top_outputs
 from .vae import StepVAE
 
 OPSET = 17
@@ -119,6 +120,14 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
         copies = 2 if attention == "fused" else 1
         external = copies * sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
     path = os.path.join(out, "backbone.onnx")
+    spec = _write_backbone(module, model, args, path, io, axes, external, attention, fused_max_batch)
+    add_top_outputs(path, c.vocab_size)
+    return {**spec, "outputs": io["outputs"] + top_outputs(c.vocab_size)}
+
+
+def _write_backbone(module, model: NFCoTModel, args, path: str, io: dict, axes: dict, external: bool,
+                    attention: str, fused_max_batch: int | None) -> dict:
+    out = os.path.dirname(path)
     if attention == "fused":
         from .fused import FUSED_MAX_BATCH
         limit = FUSED_MAX_BATCH if fused_max_batch is None else fused_max_batch
@@ -133,7 +142,7 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
     import shutil
     raw = os.path.join(out, ".raw")
     os.makedirs(raw, exist_ok=True)
-    _export(module, args, os.path.join(raw, "backbone.onnx"), io, {k: v for k, v in BACKBONE_AXES.items() if k in names})
+    _export(module, args, os.path.join(raw, "backbone.onnx"), io, axes)
     gather_external_data(os.path.join(raw, "backbone.onnx"), path, EXTERNAL_DATA)
     shutil.rmtree(raw)
     return {"file": "backbone.onnx", "external_data": EXTERNAL_DATA, **io}
@@ -245,6 +254,8 @@ def export_weights(base_dir: str, model: NFCoTModel, out: str, extra: dict | Non
             base.pop(k, None)
             if k in spec:
                 base[k] = spec[k]
+        had = {o["name"] for o in base["outputs"]}  # a base exported before the top-k outputs
+        base["outputs"] += [o for o in spec["outputs"] if o["name"] not in had]
         write_json(path, {**manifest, **(extra or {})})
 
 

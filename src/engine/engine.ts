@@ -2,7 +2,7 @@ import type { BlockManager } from "./block-manager.ts";
 import { behaviourLogProb, sampleThought, thoughtLogProb } from "./nf-sampler.ts";
 import { Rng } from "./rng.ts";
 import type { ForwardOutput, ForwardRow, Runner } from "./runner.ts";
-import { sampleToken, scoreToken, type TokenHistory } from "./sampler.ts";
+import { greedyFromTop, needsOnlyTopLogits, sampleToken, scoreToken, type TokenHistory } from "./sampler.ts";
 import { promptThoughtsProblem } from "./prompt-thoughts.ts";
 import { samplingProblem } from "./sampling-params.ts";
 import type { Scheduler, SchedulerOutput } from "./scheduler.ts";
@@ -89,6 +89,7 @@ export class Engine {
     promptTokens: 0,
     generationTokens: 0,
     thoughts: 0,
+    topLogitsFallbacks: 0,
   };
 
   constructor(
@@ -215,13 +216,23 @@ export class Engine {
     }
     if (out.items.length > 0) {
       const rows = out.items.map((it) => this.row(it.seq, it.start, it.count));
-      const results = await this.forwardIsolating(rows);
+      // Greedy rows read the backbone's top-k outputs instead of [rows, vocab] logits; when a
+      // row's bans cover its top k, the step runs again with the logits (idempotent, as below).
+      const topOnly =
+        this.runner.topK > 0 &&
+        out.items.every((it) => it.seq.request.kind === "generate" && needsOnlyTopLogits(it.seq.request.sampling));
+      let results = await this.forwardIsolating(rows, !topOnly);
+      const picks = topOnly ? this.greedyPicks(out.items, results) : undefined;
+      if (topOnly && !picks) {
+        this.counters.topLogitsFallbacks++;
+        results = await this.forwardIsolating(rows, true);
+      }
       // Before afterStep: a failed row's positions were never computed.
       results.forEach((r, i) => {
         if (r instanceof Error) this.fail(out.items[i]!.seq, r);
       });
       this.scheduler.afterStep(out);
-      this.update(out, rows, results);
+      this.update(out, rows, results, picks);
       await this.runFlowJobs();
       this.counters.lastBatchPositions = out.items.reduce((s, it) => s + it.count, 0);
       this.counters.lastBatchSequences = out.items.length;
@@ -280,14 +291,38 @@ export class Engine {
   /** One forward pass for the rows; when it throws, the halves are run again (recursively), so
    * only rows that fail on their own get an Error. Rerunning a row rewrites the same K/V slots
    * from the same inputs, so a retry is idempotent. */
-  private async forwardIsolating(rows: ForwardRow[]): Promise<(RowOutput | Error)[]> {
+  private async forwardIsolating(rows: ForwardRow[], logits: boolean): Promise<(RowOutput | Error)[]> {
     try {
-      return splitOutput(rows, await this.runner.forward(rows), this.runner.vocabSize, this.runner.thoughtDim);
+      const r = this.runner;
+      return splitOutput(rows, await r.forward(rows, { logits }), logits ? r.vocabSize : 0, r.thoughtDim, r.topK);
     } catch (e) {
       if (rows.length === 1) return [e instanceof Error ? e : new Error(String(e))];
       const mid = rows.length >>> 1;
-      return [...(await this.forwardIsolating(rows.slice(0, mid))), ...(await this.forwardIsolating(rows.slice(mid)))];
+      return [
+        ...(await this.forwardIsolating(rows.slice(0, mid), logits)),
+        ...(await this.forwardIsolating(rows.slice(mid), logits)),
+      ];
     }
+  }
+
+  /** Each item's next text token from the top-k outputs (undefined for a thought or a row with no
+   * output this step), or undefined when some row's top k cannot decide it (greedyFromTop). */
+  private greedyPicks(
+    items: SchedulerOutput["items"],
+    results: (RowOutput | Error)[],
+  ): (number | undefined)[] | undefined {
+    const picks: (number | undefined)[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const seq = items[i]!.seq;
+      const r = results[i]!;
+      picks.push(undefined);
+      if (r instanceof Error || seq.isFinished || seq.thoughtsLeft > 0 || !r.topIds?.length) continue;
+      const req = seq.request as GenerateRequest;
+      const pick = greedyFromTop(r.topLogits!, r.topIds, this.bannedIds(seq, req, this.gen.get(seq.id)!));
+      if (pick === undefined) return undefined;
+      picks[i] = pick;
+    }
+    return picks;
   }
 
   private row(seq: Sequence, start: number, count: number): ForwardRow {
@@ -307,7 +342,12 @@ export class Engine {
     };
   }
 
-  private update(out: SchedulerOutput, rows: ForwardRow[], results: (RowOutput | Error)[]): void {
+  private update(
+    out: SchedulerOutput,
+    rows: ForwardRow[],
+    results: (RowOutput | Error)[],
+    picks: (number | undefined)[] | undefined,
+  ): void {
     const V = this.runner.vocabSize;
     const D = this.runner.thoughtDim;
     out.items.forEach((it, i) => {
@@ -321,7 +361,7 @@ export class Engine {
           const mu = r.mu.subarray(o * D, (o + 1) * D);
           const ls = r.logSigma.subarray(o * D, (o + 1) * D);
           if (seq.request.kind === "score") this.scorePosition(seq, p, logits, mu, ls);
-          else this.sample(seq, seq.request, logits, mu, ls);
+          else this.sample(seq, seq.request, logits, mu, ls, picks?.[i]);
         });
         if (seq.request.kind === "score" && seq.numComputed === seq.numPositions && !seq.isFinished) {
           const req = seq.request;
@@ -360,7 +400,29 @@ export class Engine {
       st.answerLogprobs.push({ tokenId: next, ...scoreToken(logits, next, (seq.request as ScoreRequest).topLogprobs) });
   }
 
-  private sample(seq: Sequence, req: GenerateRequest, logits: Float32Array, mu: Float32Array, ls: Float32Array): void {
+  /** The ids a text token may not be at this point of the sequence. */
+  private bannedIds(seq: Sequence, req: GenerateRequest, g: GenState): number[] {
+    // One latent span per answer: the model may open it, but not loop on it.
+    const banned = [
+      ...this.alwaysBanned,
+      ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : []),
+    ];
+    // min_tokens (vLLM): neither EOS nor a stop token id may end the choice before it.
+    const early = seq.completionTokens < (req.sampling.minTokens ?? 0);
+    if (req.sampling.ignoreEos || early) banned.push(...this.eosIds);
+    if (early) banned.push(...req.sampling.stopTokenIds);
+    return banned;
+  }
+
+  /** `pick`: the token already decided from the top-k outputs (the logits then are empty). */
+  private sample(
+    seq: Sequence,
+    req: GenerateRequest,
+    logits: Float32Array,
+    mu: Float32Array,
+    ls: Float32Array,
+    pick?: number,
+  ): void {
     const g = this.gen.get(seq.id)!;
     if (seq.thoughtsLeft > 0) {
       const t = sampleThought(mu, ls, req.latent.temperature, g.rng);
@@ -380,16 +442,10 @@ export class Engine {
         this.flowJobs.push({ seq, thoughts: span, done: (logDet) => this.emit({ type: "flow", id: seq.id, logDet }) });
       }
     } else {
-      // One latent span per answer: the model may open it, but not loop on it.
-      const banned = [
-        ...this.alwaysBanned,
-        ...(g.latentSpans > 0 && this.special.bot !== undefined ? [this.special.bot] : []),
-      ];
-      // min_tokens (vLLM): neither EOS nor a stop token id may end the choice before it.
-      const early = seq.completionTokens < (req.sampling.minTokens ?? 0);
-      if (req.sampling.ignoreEos || early) banned.push(...this.eosIds);
-      if (early) banned.push(...req.sampling.stopTokenIds);
-      const s = sampleToken(logits, req.sampling, g.history, g.rng, banned);
+      const s =
+        pick !== undefined
+          ? { tokenId: pick, logprob: undefined, topLogprobs: [] }
+          : sampleToken(logits, req.sampling, g.history, g.rng, this.bannedIds(seq, req, g));
       if (this.eosIds.includes(s.tokenId) || req.sampling.stopTokenIds.includes(s.tokenId)) {
         this.scheduler.finish(seq, "stop");
         this.finish(seq, "stop");
@@ -494,11 +550,12 @@ export class Engine {
   }
 }
 
-/** One row's head outputs: [outputs, vocab] logits and [outputs, thoughtDim] mu / log sigma. */
+/** One row's head outputs: [outputs, vocab] logits (or [outputs, k] top-k ones) and
+ * [outputs, thoughtDim] mu / log sigma. */
 type RowOutput = ForwardOutput;
 
-/** The batch's outputs cut into per-row views (no copies). */
-function splitOutput(rows: ForwardRow[], r: ForwardOutput, V: number, D: number): RowOutput[] {
+/** The batch's outputs cut into per-row views (no copies); V is 0 when no logits were fetched. */
+function splitOutput(rows: ForwardRow[], r: ForwardOutput, V: number, D: number, k: number): RowOutput[] {
   let o = 0;
   return rows.map((row) => {
     const a = o;
@@ -507,6 +564,7 @@ function splitOutput(rows: ForwardRow[], r: ForwardOutput, V: number, D: number)
       logits: r.logits.subarray(a * V, o * V),
       mu: r.mu.subarray(a * D, o * D),
       logSigma: r.logSigma.subarray(a * D, o * D),
+      ...(r.topIds ? { topLogits: r.topLogits!.subarray(a * k, o * k), topIds: r.topIds.subarray(a * k, o * k) } : {}),
     };
   });
 }

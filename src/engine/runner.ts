@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { hasThoughtIO, resolveDim, type GraphSpec, type Manifest } from "../model/manifest.ts";
+import { hasThoughtIO, resolveDim, topLogitsK, type GraphSpec, type Manifest } from "../model/manifest.ts";
 import type { EngineOptions } from "./options.ts";
 import { THOUGHT } from "../model/positions.ts";
 
@@ -35,9 +35,19 @@ export interface ForwardRow {
 }
 
 export interface ForwardOutput {
-  logits: Float32Array; // [numOutputs, vocab], rows in the order of rows x outputs
+  logits: Float32Array; // [numOutputs, vocab], rows in the order of rows x outputs; empty when not fetched
   mu: Float32Array; // [numOutputs, thoughtDim]; empty for a text-only backbone (thoughtDim 0)
   logSigma: Float32Array;
+  /** [numOutputs, topK] largest logits, descending (ties: lower id first), and their ids: fetched
+   * instead of the logits when the step asks for no logits and the graph has them. */
+  topLogits?: Float32Array;
+  topIds?: BigInt64Array;
+}
+
+/** What a forward pass fetches: `logits: false` asks for the top-k outputs instead when the graph
+ * has them (runner.topK > 0); they cost [N, k] where the logits cost [N, vocab]. */
+export interface ForwardOptions {
+  logits: boolean;
 }
 
 export class ModelLoadError extends Error {}
@@ -51,6 +61,8 @@ export class Runner {
   readonly vocabSize: number;
   readonly thoughtDim: number;
   readonly numThoughts: number;
+  /** k of the backbone's top_logits / top_ids outputs; 0 for a graph exported before them. */
+  readonly topK: number;
   /** The backbone takes thought_inputs/is_thought and returns mu/log_sigma (NF-CoT extras). */
   readonly thoughtIO: boolean;
   private readonly L: number;
@@ -58,6 +70,8 @@ export class Runner {
   private readonly hd: number;
   private readonly bs: number;
   private readonly poolTensor: ort.Tensor;
+  private readonly fetchLogits: string[];
+  private readonly fetchTop: string[];
   readonly timing: RunnerTiming = { forwards: 0, runs: 0, feedMs: 0, runMs: 0, writeKvMs: 0, forwardMs: 0 };
 
   private constructor(
@@ -73,6 +87,10 @@ export class Runner {
     this.thoughtIO = hasThoughtIO(manifest.graphs.backbone);
     this.thoughtDim = this.thoughtIO ? manifest.latent!.thought_dim : 0;
     this.numThoughts = manifest.latent?.num_thoughts ?? 0;
+    this.topK = topLogitsK(manifest.graphs.backbone);
+    const outs = manifest.graphs.backbone.outputs.map((o) => o.name);
+    this.fetchLogits = outs.filter((n) => n !== "top_logits" && n !== "top_ids");
+    this.fetchTop = outs.filter((n) => n !== "logits");
     this.L = a.num_layers;
     this.kvH = a.num_kv_heads;
     this.hd = a.head_dim;
@@ -176,51 +194,60 @@ export class Runner {
 
   /** Runs the rows (grouped so decode steps are not padded to a prefill chunk's length) and
    * writes each new position's K/V into its block. */
-  async forward(rows: ForwardRow[]): Promise<ForwardOutput> {
+  async forward(rows: ForwardRow[], options: ForwardOptions = { logits: true }): Promise<ForwardOutput> {
     const t0 = performance.now();
     try {
-      return await this.forwardRows(rows);
+      return await this.forwardRows(rows, options.logits || this.topK === 0 ? this.fetchLogits : this.fetchTop);
     } finally {
       this.timing.forwards++;
       this.timing.forwardMs += performance.now() - t0;
     }
   }
 
-  private async forwardRows(rows: ForwardRow[]): Promise<ForwardOutput> {
+  private async forwardRows(rows: ForwardRow[], fetches: string[]): Promise<ForwardOutput> {
     const single = rows.map((_, i) => i).filter((i) => rows[i]!.tokens.length === 1);
     const multi = rows.map((_, i) => i).filter((i) => rows[i]!.tokens.length > 1);
     // The common step (all decode, or one prefill): the graph's outputs are already in row order.
-    if (single.length === 0 || multi.length === 0) return this.runGroup(rows);
-    const parts = new Map<
-      number,
-      { logits: Float32Array; mu: Float32Array; logSigma: Float32Array; offsets: number[] }
-    >();
+    if (single.length === 0 || multi.length === 0) return this.runGroup(rows, fetches);
+    const parts = new Map<number, { out: ForwardOutput; offsets: [number, number] }>();
     for (const group of [single, multi]) {
-      if (group.length === 0) continue;
-      const out = await this.runGroup(group.map((i) => rows[i]!));
+      const out = await this.runGroup(
+        group.map((i) => rows[i]!),
+        fetches,
+      );
       let o = 0;
       group.forEach((i) => {
-        parts.set(i, { ...out, offsets: [o, o + rows[i]!.outputs.length] });
+        parts.set(i, { out, offsets: [o, o + rows[i]!.outputs.length] });
         o += rows[i]!.outputs.length;
       });
     }
     const n = rows.reduce((s, r) => s + r.outputs.length, 0);
-    const V = this.vocabSize;
+    const withTop = parts.get(single[0]!)!.out.topIds !== undefined;
+    // Each output in row order again: `width` values per output position.
+    const merge = <T extends Float32Array | BigInt64Array>(pick: (o: ForwardOutput) => T, width: number): T => {
+      const first = pick(parts.get(single[0]!)!.out);
+      const result = new (first.constructor as new (n: number) => T)(n * width);
+      let w = 0;
+      rows.forEach((_, i) => {
+        const { out, offsets } = parts.get(i)!;
+        const [a, b] = offsets;
+        result.set(pick(out).subarray(a * width, b * width) as never, w * width);
+        w += b - a;
+      });
+      return result;
+    };
+    const V = fetches.includes("logits") ? this.vocabSize : 0;
     const D = this.thoughtDim;
-    const result = { logits: new Float32Array(n * V), mu: new Float32Array(n * D), logSigma: new Float32Array(n * D) };
-    let w = 0;
-    rows.forEach((_, i) => {
-      const p = parts.get(i)!;
-      const [a, b] = p.offsets as [number, number];
-      result.logits.set(p.logits.subarray(a * V, b * V), w * V);
-      result.mu.set(p.mu.subarray(a * D, b * D), w * D);
-      result.logSigma.set(p.logSigma.subarray(a * D, b * D), w * D);
-      w += b - a;
-    });
-    return result;
+    const k = this.topK;
+    return {
+      logits: merge((o) => o.logits, V),
+      mu: merge((o) => o.mu, D),
+      logSigma: merge((o) => o.logSigma, D),
+      ...(withTop ? { topLogits: merge((o) => o.topLogits!, k), topIds: merge((o) => o.topIds!, k) } : {}),
+    };
   }
 
-  private async runGroup(rows: ForwardRow[]) {
+  private async runGroup(rows: ForwardRow[], fetches: string[]): Promise<ForwardOutput> {
     const t0 = performance.now();
     const B = rows.length;
     const S = Math.max(...rows.map((r) => r.tokens.length));
@@ -264,7 +291,7 @@ export class Runner {
       gather_index: new ort.Tensor("int64", BigInt64Array.from(gather), [gather.length]),
     };
     const t1 = performance.now();
-    const out = await this.backbone.run(feeds);
+    const out = await this.backbone.run(feeds, fetches);
     const t2 = performance.now();
     this.writeKv(rows, out["new_kv"]!.data as KvPool, S);
     const tm = this.timing;
@@ -272,10 +299,14 @@ export class Runner {
     tm.feedMs += t1 - t0;
     tm.runMs += t2 - t1;
     tm.writeKvMs += performance.now() - t2;
+    const empty = new Float32Array(0);
     return {
-      logits: out["logits"]!.data as Float32Array,
-      mu: this.thoughtIO ? (out["mu"]!.data as Float32Array) : new Float32Array(0),
-      logSigma: this.thoughtIO ? (out["log_sigma"]!.data as Float32Array) : new Float32Array(0),
+      logits: (out["logits"]?.data as Float32Array | undefined) ?? empty,
+      mu: this.thoughtIO ? (out["mu"]!.data as Float32Array) : empty,
+      logSigma: this.thoughtIO ? (out["log_sigma"]!.data as Float32Array) : empty,
+      ...(out["top_ids"]
+        ? { topLogits: out["top_logits"]!.data as Float32Array, topIds: out["top_ids"].data as BigInt64Array }
+        : {}),
     };
   }
 

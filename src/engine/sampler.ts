@@ -153,7 +153,7 @@ export function sampleToken(
   banned?: number[],
 ): TokenSample {
   let tokenId: number;
-  if (p.temperature <= 0 && !p.logitBias?.length && !penalized(p)) {
+  if (greedyInPlace(p)) {
     // Plain greedy reads the raw logits in place: no copy, no pass to sanitize them.
     tokenId = greedyArgmax(rawLogits, banned);
   } else {
@@ -186,6 +186,30 @@ export function sampleToken(
 }
 
 const NO_FINITE_LOGIT = "the model gave no finite logit for any allowed token";
+
+/** Greedy with nothing that changes the logits first: the argmax of the raw row. */
+const greedyInPlace = (p: SamplingParams): boolean => p.temperature <= 0 && !p.logitBias?.length && !penalized(p);
+
+/** Whether a row's token is the largest allowed raw logit and nothing else of the row is
+ * reported: the backbone's top-k outputs decide it (greedyFromTop) without the logits. */
+export const needsOnlyTopLogits = (p: SamplingParams): boolean => greedyInPlace(p) && !p.logprobs;
+
+/** greedyArgmax's answer from a row's k largest logits (descending, ties lower id first, as
+ * ONNX TopK gives them): the first id not banned. Undefined when the top-k cannot decide it as
+ * greedyArgmax would over the whole row: every id banned, or a non-finite value reached (NaN is
+ * never chosen there and +Infinity ties with the largest float32), so the caller needs the logits. */
+export function greedyFromTop(
+  values: Float32Array,
+  ids: BigInt64Array,
+  banned: number[] | undefined,
+): number | undefined {
+  for (let i = 0; i < values.length; i++) {
+    const id = Number(ids[i]);
+    if (!Number.isFinite(values[i]!)) return undefined;
+    if (!banned?.includes(id)) return id;
+  }
+  return undefined;
+}
 
 const penalized = (p: SamplingParams): boolean =>
   p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;

@@ -148,6 +148,7 @@ export interface EngineStats {
   promptTokens: number;
   generationTokens: number;
   thoughts: number;
+  topLogitsFallbacks: number; // greedy steps run again with the logits: a row's bans covered its top k
 }
 
 /** One engine step, for per-iteration metrics. */

@@ -152,6 +152,13 @@ export function hasThoughtIO(spec: GraphSpec): boolean {
   return [...spec.inputs, ...spec.outputs].some((t) => THOUGHT_IO.includes(t.name));
 }
 
+/** k of the backbone's top_logits / top_ids outputs (models/nfcot/top_logits.py); 0 when the
+ * graph predates them. */
+export function topLogitsK(spec: GraphSpec): number {
+  const k = spec.outputs.find((t) => t.name === "top_ids")?.shape[1];
+  return typeof k === "number" ? k : 0;
+}
+
 /** A latent model declares all of it (span tokens, thought tensors); a text-only one none of it. */
 function checkLatent(m: Manifest, path: string): void {
   const b = m.graphs.backbone;

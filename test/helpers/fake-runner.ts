@@ -1,4 +1,4 @@
-import type { ForwardRow, Runner } from "../../src/engine/runner.ts";
+import type { ForwardOptions, ForwardRow, Runner } from "../../src/engine/runner.ts";
 import { THOUGHT } from "../../src/model/positions.ts";
 
 /** A fake runner for engine unit tests (one layer under test): its logits always favour token
@@ -15,6 +15,18 @@ export interface Faults {
   nanAfter?: number;
   /** Rows per forward call, appended as they happen. */
   calls?: number[];
+  /** Gives top_logits / top_ids of this k (as the exported backbone's TopK: descending, ties lower
+   * id first) and leaves the logits out when a call asks for none. */
+  topK?: number;
+  /** Whether each forward call asked for the logits, appended as they happen. */
+  logitsFetched?: boolean[];
+}
+
+/** The k largest of one row, descending, ties lower id first (ONNX TopK's order). */
+function topOf(row: Float32Array, k: number): number[] {
+  return Array.from(row.keys())
+    .sort((a, b) => row[b]! - row[a]! || a - b)
+    .slice(0, k);
 }
 
 export function fakeRunner(f: Faults = {}): Runner {
@@ -22,8 +34,10 @@ export function fakeRunner(f: Faults = {}): Runner {
     vocabSize: V,
     thoughtDim: D,
     numThoughts: K,
-    async forward(rows: ForwardRow[]) {
+    topK: f.topK ?? 0,
+    async forward(rows: ForwardRow[], options: ForwardOptions = { logits: true }) {
       f.calls?.push(rows.length);
+      f.logitsFetched?.push(options.logits);
       if (rows.some((r) => Array.from(r.tokens).includes(f.throwsOn ?? NaN)))
         throw new Error("indices element out of data bounds");
       const n = rows.reduce((s, r) => s + r.outputs.length, 0);
@@ -37,7 +51,19 @@ export function fakeRunner(f: Faults = {}): Runner {
           o++;
         }
       }
-      return { logits, mu: new Float32Array(n * D).fill(0.5), logSigma: new Float32Array(n * D) };
+      const heads = { mu: new Float32Array(n * D).fill(0.5), logSigma: new Float32Array(n * D) };
+      const k = f.topK ?? 0;
+      if (k === 0) return { logits, ...heads };
+      const topIds = new BigInt64Array(n * k);
+      const topLogits = new Float32Array(n * k);
+      for (let i = 0; i < n; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        topOf(row, k).forEach((id, j) => {
+          topIds[i * k + j] = BigInt(id);
+          topLogits[i * k + j] = row[id]!;
+        });
+      }
+      return { logits: options.logits ? logits : new Float32Array(0), topLogits, topIds, ...heads };
     },
   } as unknown as Runner;
 }
