@@ -95,7 +95,11 @@ for (const { seed, attention } of RUNS) {
       });
       assert.deepEqual(
         ["logits", "top_logits", "top_ids"].map((n) => none[n]!.dims),
-        [[0, manifest.architecture.vocab_size], [0, 16], [0, 16]],
+        [
+          [0, manifest.architecture.vocab_size],
+          [0, 16],
+          [0, 16],
+        ],
       );
       // Single-position rows, odd ones thought steps: 6 rows (the fused path), 65 rows (past its 64).
       assert.deepEqual(c.decode.new_lens, [1, 1, 1, 1, 1, 1]);
