@@ -98,7 +98,8 @@ def test_export_writes_the_contract(tmp_path):
     assert list(manifest["graphs"]) == ["backbone", "flow_forward", "flow_inverse", "thought_decoder"]
     assert [i["name"] for i in manifest["graphs"]["backbone"]["inputs"]] == [
         "input_ids", "thought_inputs", "is_thought", "positions", "past_lens", "kv_pool", "block_tables", "gather_index"]
-    assert [i["name"] for i in manifest["graphs"]["backbone"]["outputs"]] == ["logits", "mu", "log_sigma", "new_kv"]
+    assert [i["name"] for i in manifest["graphs"]["backbone"]["outputs"]] == [
+        "logits", "mu", "log_sigma", "new_kv", "top_logits", "top_ids"]
     assert manifest["architecture"]["num_layers"] == 2 and manifest["architecture"]["head_dim"] == 16
     assert manifest["graphs"]["thought_decoder"]["stop_token_id"] == tk.EOT
     check_contract(tmp_path)
