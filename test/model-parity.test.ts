@@ -90,7 +90,7 @@ for (const { seed, attention } of RUNS) {
       // A step with no output rows (prefill chunks short of their prompts' ends): no logits, and
       // the top-k outputs empty too (onnxruntime's TopK alone stops the process on zero rows).
       const none = await backbone.run({
-        ...Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, unpack(v)])),
+        ...Object.fromEntries(Object.entries(c.inputs as Record<string, Packed>).map(([k, v]) => [k, unpack(v)])),
         gather_index: new ort.Tensor("int64", new BigInt64Array(0), [0]),
       });
       assert.deepEqual(

@@ -310,25 +310,31 @@ export class Runner {
     };
   }
 
-  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :] (same dtype: a plain copy). */
+  /** new_kv [L, 2, B, kvH, S, hd] -> pool[block, l, kv, h, slot, :] (same dtype: a plain copy).
+   * A row's positions that fall in one block are consecutive slots there and consecutive in
+   * new_kv, so each run of them is one copy per (layer, K|V, head): a prefill chunk of n tokens
+   * makes about n / blockSize times fewer copies than one per position. */
   private writeKv(rows: ForwardRow[], kv: KvPool, S: number): void {
     const { L, kvH, hd, bs } = this;
     const B = rows.length;
+    const pool = this.pool as Float32Array;
     rows.forEach((r, b) => {
-      for (let s = 0; s < r.tokens.length; s++) {
+      for (let s = 0; s < r.tokens.length; ) {
         const p = r.start + s;
         const block = r.blockTable[Math.floor(p / bs)];
         if (block === undefined) throw new Error(`no block for position ${p}`);
         const slot = p % bs;
+        const n = Math.min(bs - slot, r.tokens.length - s);
         for (let l = 0; l < L; l++) {
           for (let k = 0; k < 2; k++) {
             for (let h = 0; h < kvH; h++) {
               const src = ((((l * 2 + k) * B + b) * kvH + h) * S + s) * hd;
               const dst = ((((block * L + l) * 2 + k) * kvH + h) * bs + slot) * hd;
-              (this.pool as Float32Array).set(kv.subarray(src, src + hd) as Float32Array, dst);
+              pool.set(kv.subarray(src, src + n * hd) as Float32Array, dst);
             }
           }
         }
+        s += n;
       }
     });
   }
