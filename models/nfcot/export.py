@@ -21,6 +21,7 @@ from .model import ModelConfig, NFCoTModel
 from .report import directory_written_whole, write_json
 from .paged import FlowForward, FlowInverse, PagedBackbone, PagedTextBackbone, ThoughtDecoder
 from .quantize import BLOCK, BLOCKS, KV_DTYPES, WEIGHTS
+from .tied_head import add_single_row_head
 from .top_logits import add_top_outputs, top_outputs
 from .vae import StepVAE
 
@@ -122,6 +123,7 @@ def _export_backbone(out: str, model: NFCoTModel, external: bool | None = None, 
     path = os.path.join(out, "backbone.onnx")
     spec = _write_backbone(module, model, args, path, io, axes, external, attention, fused_max_batch)
     add_top_outputs(path, c.vocab_size)
+    add_single_row_head(path)
     return {**spec, "outputs": io["outputs"] + top_outputs(c.vocab_size)}
 
 

@@ -35,7 +35,7 @@ import sys
 
 from .fused_graph import branches
 from .report import write_json
-from .tied_head import untie
+from .tied_head import collapse_single_row_head, untie
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
 KV_DTYPES = ("float32", "float16")
@@ -132,6 +132,8 @@ def quantize_dir(model_dir: str, weights: str = "fp32", keep=DEFAULT_KEEP, kv_dt
                          "onnxruntime's float16 converter breaks the fused graph's If")
     path = os.path.join(model_dir, spec["file"])
     model = onnx.load(path)
+    if weights != "fp32":  # the quantizers and the float16 converter get the tied head as exported
+        collapse_single_row_head(model)
     untied = untie(model) if weights in ("int8", "int4") and "lm_head" not in keep else 0
     kept = kept_nodes(model.graph, keep) if weights != "fp32" else []
     out = quantize_model(model, weights, keep, block)
