@@ -11,14 +11,16 @@ the quantizer then replaces with its quantized copy (int4: 87 MB at that size). 
 float32 for the Gather. Float32 exports keep the tied form: there the copy would add 622 MB to the
 session, and a scratch comparison found it faster at batch 1 only (slower at batch 32).
 
-`single_row_head` gives a float32 tied head a second form for steps with one output row (a
-single stream's decode step). (W x^T)^T with a single column of x^T leaves most of each vector
-lane of onnxruntime's float32 GEMM kernel idle, while Gemm(x, W, transB=1) streams W once; W is
-outer-scope to the If's branch, so onnxruntime reads it in place instead of prepacking a second
-copy (it prepacks only a constant of the graph that holds the node). From a few rows up the tied
-form is as fast or faster, so it serves them. At the Qwen3-0.6B shape the batch-1 step went from
-113-118 to 90-101 ms (README, "Tied heads at batch 1"). `collapse_single_row_head` puts the tied
-form back: the quantizers and the float16 converter see the graph as the exporter wrote it.
+`single_row_head` gives the float32 tied head of a fused export's decode branch a second form
+for steps with one output row (a single stream's decode step). (W x^T)^T with a single column of
+x^T leaves most of each vector lane of onnxruntime's float32 GEMM kernel idle, while Gemm(x, W,
+transB=1) streams W once. onnxruntime prepacks the Gemm's W at load, outer-scope or not: one more
+copy of the embedding in memory (622 MB at Qwen3-0.6B's size). A fused export already holds every
+weight twice for its speed, so it pays that there; plain exports keep the tied form alone. From a
+few rows up the tied form is as fast or faster, so it serves them. At the Qwen3-0.6B shape the
+batch-1 step went from 113-118 to 90-101 ms (README, "Tied heads at batch 1").
+`collapse_single_row_head` puts the tied form back: the quantizers and the float16 converter see
+the graph as the exporter wrote it.
 """
 from __future__ import annotations
 
@@ -142,10 +144,13 @@ def _collapse_one(graph) -> int:
 
 
 def single_row_head(model) -> int:
-    """In place: every float32 tied LM head of the backbone (both branches of a fused export)
-    becomes If(output rows == 1, Gemm(x, W, transB=1), (W x^T)^T). Returns how many."""
+    """In place: the float32 tied LM head of a fused export's decode branch becomes If(output rows
+    == 1, Gemm(x, W, transB=1), (W x^T)^T). Returns 1 if it did (0: untied, quantized or plain)."""
+    graphs = branches(model.graph)
+    if len(graphs) == 1:
+        return 0
     outer = {i.name: i for i in model.graph.initializer}
-    return sum(_single_row_one(g, {**outer, **{i.name: i for i in g.initializer}}) for g in branches(model.graph))
+    return _single_row_one(graphs[0], {**outer, **{i.name: i for i in graphs[0].initializer}})
 
 
 def add_single_row_head(path: str) -> int:
