@@ -35,6 +35,8 @@ const VARIANTS: Variant[] = [
   { arch: "llama-tied", flags: [], what: "Llama, tied embeddings, attention biases" },
   { arch: "qwen2", flags: ["--dtype", "float16"], what: "Qwen2, q/k/v biases, fp16" },
   { arch: "qwen3", flags: [], what: "Qwen3, q/k norm, head dim 32, tied" },
+  // The decode branch's single-row head (models/nfcot/tied_head.py): the last decode steps have one row.
+  { arch: "qwen3", flags: ["--attention", "fused"], what: "Qwen3, tied, fused decode branch" },
   {
     arch: "qwen3",
     flags: ["--extras", "--external-data", "--shards", "3", "--dtype", "bfloat16"],

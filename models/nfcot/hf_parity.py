@@ -66,6 +66,8 @@ def main(argv=None) -> None:
     ap.add_argument("--external-data", action="store_true")
     ap.add_argument("--weights", choices=["fp32", "int8", "int4"], default="fp32",
                     help="quantize the export (nfcot.quantize) before the comparison")
+    ap.add_argument("--attention", choices=["plain", "fused"], default="plain",
+                    help="the export's attention path (nfcot.export --attention)")
     ap.add_argument("--prompt", help="also the greedy continuation of this text (case['greedy'])")
     ap.add_argument("--max-tokens", type=int, default=12)
     args = ap.parse_args(argv)
@@ -80,7 +82,7 @@ def main(argv=None) -> None:
                  eos_ids=[tk.EOS, tk.EOT], bos_id=tk.BOS, dtype=getattr(torch, args.dtype), shards=args.shards)
     else:
         write_tiny(hf, args.arch, args.seed, args.shards, getattr(torch, args.dtype), args.extras)
-    manifest = export_hf(hf, out, external=True if args.external_data else None)
+    manifest = export_hf(hf, out, external=True if args.external_data else None, attention=args.attention)
     if args.weights != "fp32":
         requantize(out, args.weights, None)
         with open(os.path.join(out, "manifest.json")) as f:

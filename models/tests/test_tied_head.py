@@ -6,7 +6,6 @@ import os
 import subprocess
 
 import onnx
-import pytest
 import torch
 
 from nfcot.export import ORT_VENV, main, requantize
@@ -42,7 +41,7 @@ def test_a_fused_exports_decode_branch_gets_a_single_row_gemm_over_the_embedding
         == [("Gemm", embed, [1])]
     assert [n.op_type for n in rows.node] == ["Transpose", "MatMul", "Transpose"]
     assert rows.node[1].input[0] == embed
-    # W read where it is: no initializer added, none inside the If.
+    # No initializer added to the file (onnxruntime prepacks its copy at load), none inside the If.
     assert not one.initializer and not rows.initializer
     assert not any("lm_head" in i.name for i in decode.initializer)
     # The plain branch (prefill chunks, big batches) keeps the tied form alone.
