@@ -9,6 +9,7 @@ import onnx
 import torch
 
 from nfcot.export import ORT_VENV, main, requantize
+from nfcot.fused_graph import branches
 from nfcot.hf_export import export_hf
 from nfcot.hf_fixture import write_tiny
 from nfcot.tied_head import SINGLE_ROW
@@ -31,8 +32,7 @@ def _branch(node, name):
 def test_a_fused_exports_decode_branch_gets_a_single_row_gemm_over_the_embedding(tmp_path):
     out = _tied_export(tmp_path, "fused")
     model = onnx.load(os.path.join(out, "backbone.onnx"))
-    top = next(n for n in model.graph.node if n.name == "fused_path/If")
-    decode, plain = _branch(top, "then_branch"), _branch(top, "else_branch")
+    decode, plain = branches(model.graph)
     heads = [n for n in decode.node if n.name == f"{SINGLE_ROW}/If"]
     assert len(heads) == 1
     one, rows = _branch(heads[0], "then_branch"), _branch(heads[0], "else_branch")
