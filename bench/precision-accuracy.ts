@@ -9,8 +9,8 @@
  *
  * Variants: fp32, fp16, int8, int4 (NF head and thought projection kept float32, the default),
  * int8-all / int4-all (--keep '': every MatMul quantized, the heads too), int4-lm (LM head kept
- * float32 as well), int8-b128 / int4-b64 / int4-b128 (quantization blocks of 64 / 128 along the
- * input dimension instead of 32), kv16 (float32 weights, float16 KV cache).
+ * float32 as well), int8-b32 / int8-b64 / int8-b128 / int4-b32 / int4-b64 / int4-b128 (an explicit
+ * quantization block along the input dimension), kv16 (float32 weights, float16 KV cache).
  */
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -37,7 +37,10 @@ const VARIANTS: Record<string, string[]> = {
   "int8-all": ["--weights", "int8", "--keep", ""],
   "int4-all": ["--weights", "int4", "--keep", ""],
   "int4-lm": ["--weights", "int4", "--keep", "nf_head,thought_proj,lm_head"],
+  "int8-b32": ["--weights", "int8", "--block", "32"],
+  "int8-b64": ["--weights", "int8", "--block", "64"],
   "int8-b128": ["--weights", "int8", "--block", "128"],
+  "int4-b32": ["--weights", "int4", "--block", "32"],
   "int4-b64": ["--weights", "int4", "--block", "64"],
   "int4-b128": ["--weights", "int4", "--block", "128"],
   kv16: ["--kv-dtype", "float16"],

@@ -14,9 +14,10 @@ if [ ! -f "llama_cpp_python-$VERSION.tar.gz" ]; then
 fi
 SRC="$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -d "$SRC" ] || tar xzf "llama_cpp_python-$VERSION.tar.gz"
-# -march=native turns on ggml's AMX kernels where the CPU lists AMX; on this machine's VM their
-# first tile instruction faults (SIGILL in llama-batched-bench on Q8_0, 2026-12-01), so they are
-# left out and the AVX-512 / VNNI kernels run, as on a CPU without AMX.
+# -march=native turns on ggml's AMX kernels where the CPU lists AMX; on this project's Intel VMs
+# they crashed llama-batched-bench on Q8_0 / Q4_0 (SIGILL at the first tile instruction on
+# 2026-12-01; on 2026-12-02 a SIGSEGV inside ggml_backend_amx_mul_mat, where a small AMX program
+# ran), so they are left out and the AVX-512 / VNNI kernels run, as on a CPU without AMX.
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 cmake -S "$SRC" -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" \

@@ -9,8 +9,9 @@
  *
  * --weights fp32,int8,int4   our precisions, each against llama.cpp's F32, Q8_0, Q4_0
  * --kv float32|float16       our KV cache dtype; llama.cpp gets the same (-ctk/-ctv f32 or f16)
- * --block 32                 our int8 / int4 quantization block (nfcot.quantize --block; 32 is
- *                            Q8_0's and Q4_0's, 128 runs faster; llama.cpp's files stay Q8_0 / Q4_0)
+ * --block 64                 our int8 / int4 quantization block (nfcot.quantize --block; 64 is its
+ *                            default, Q8_0's and Q4_0's bits per weight; 32 is their block; 128
+ *                            runs faster; llama.cpp's files stay Q8_0 / Q4_0)
  * --batches 1,32             engine batch sizes and HTTP concurrencies
  * --prompt 32 --gen 64       prompt tokens and generated tokens per sequence
  * --rounds 3                 alternating rounds (median reported)
@@ -48,7 +49,7 @@ const { values } = parseArgs({
     model: { type: "string", default: "models/presets/bench" },
     weights: { type: "string", default: "fp32,int8,int4" },
     kv: { type: "string", default: "float32" },
-    block: { type: "string", default: "32" },
+    block: { type: "string", default: "64" },
     batches: { type: "string", default: "1,32" },
     prompt: { type: "string", default: "32" },
     gen: { type: "string", default: "64" },
@@ -95,7 +96,7 @@ spawnSync(ORT_PYTHON, ["-c", "import gguf"]).status === 0 ||
 /** Our model directory and the GGUF file at one precision (made once, kept in bench/scratch/peer). */
 function prepare(w: string): { dir: string; gguf: string } {
   mkdirSync(SCRATCH, { recursive: true });
-  const tag = `${manifest.name}-${w}${w.startsWith("int") && block !== 32 ? `-b${block}` : ""}-${kv}`;
+  const tag = `${manifest.name}-${w}${w.startsWith("int") ? `-b${block}` : ""}-${kv}`;
   const dir = join(SCRATCH, tag);
   if (!existsSync(join(dir, "manifest.json"))) {
     rmSync(dir, { recursive: true, force: true });

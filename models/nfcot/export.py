@@ -364,8 +364,8 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", help="with --weights int8/int4: MatMul groups kept float32 "
                                    "(default nf_head,thought_proj; '' for none)")
     ap.add_argument("--block", type=int, choices=BLOCKS,
-                    help=f"with --weights int8/int4: quantization block along the input dimension (default {BLOCK}, "
-                         "llama.cpp's Q8_0 / Q4_0 layout; 128 runs faster, README 'Weight precision')")
+                    help=f"with --weights int8/int4: quantization block along the input dimension (default {BLOCK}: "
+                         "the size of llama.cpp's Q8_0 / Q4_0; 128 runs faster, README 'Weight precision')")
     ap.add_argument("--attention", choices=ATTENTION,
                     help="fused (default; plain with --weights fp16 or --hf): decode steps of up to 64 rows through "
                          "onnxruntime's fused CPU ops (nfcot/fused.py); the backbone holds the weights twice")

@@ -5,18 +5,21 @@ quantizers need a newer onnx and numpy than Debian's torch 1.13 works with); `nf
 --weights` calls it after writing the float32 graphs. Imports no torch.
 
   models/.venv-ort/bin/python -m nfcot.quantize MODEL_DIR --weights int8 [--keep nf_head,thought_proj]
-      [--block 32] [--kv-dtype float16]
+      [--block 64] [--kv-dtype float16]
 
 - fp16: every float32 weight and activation of the backbone in float16
   (onnxruntime.transformers.float16), graph inputs and outputs stay float32 (the runner's
   contract); --keep does not apply. Meant for the CUDA provider; onnxruntime's CPU provider
   runs it too (tested), though not faster.
-- int8: MatMulNBits with 8-bit symmetric blocks of 32 along the input dimension (llama.cpp's
-  Q8_0 layout), onnxruntime's MatMulNBitsQuantizer.
-- int4: MatMulNBits with 4-bit symmetric blocks of 32 (llama.cpp's Q4_0 layout), same tool.
-  accuracy_level 4: activations quantized to int8 per block inside the kernel, as llama.cpp does.
-- --block 64 / 128: one scale per 64 / 128 inputs; onnxruntime's kernels run these faster
-  (README, "Weight precision": speed and the shipped model's accuracy each way).
+- int8: MatMulNBits with 8-bit symmetric blocks of 64 along the input dimension,
+  onnxruntime's MatMulNBitsQuantizer.
+- int4: MatMulNBits with 4-bit symmetric blocks of 64, same tool. accuracy_level 4: activations
+  quantized to int8 per block inside the kernel, as llama.cpp does.
+- Blocks of 64 with MatMulNBits' float32 scales are the size of llama.cpp's Q8_0 / Q4_0 (32
+  weights with a float16 scale): 8.5 / 4.5 bits per weight. A single stream's decode step reads
+  every weight once, so its time follows the bytes: blocks of 32 (Q8_0's and Q4_0's block, 9 / 5
+  bits) are slower; --block 128 is smaller and faster still (README, "Weight precision": speed
+  and the shipped model's accuracy at each block).
 
 Only MatMuls with a constant weight are touched; the attention MatMuls, the embedding Gather and
 the RMSNorm weights stay float32. A tied LM head (the embedding read as the head) gets a quantized
@@ -43,7 +46,7 @@ DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "int8", "int4": "int4"}
 # The NF head and the thought projection decide every latent thought; they are small.
 DEFAULT_KEEP = ("nf_head", "thought_proj")
 GROUPS = ("lm_head", "nf_head", "thought_proj", "q_proj", "k_proj", "v_proj", "o_proj", "mlp")
-BLOCK = 32
+BLOCK = 64  # float32 scales: Q8_0's / Q4_0's bits per weight (module docstring)
 BLOCKS = (16, 32, 64, 128, 256)  # --block on nfcot.quantize and nfcot.export
 
 
@@ -182,7 +185,7 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", default=",".join(DEFAULT_KEEP),
                     help=f"MatMul groups kept float32, comma separated ('' for none); default {','.join(DEFAULT_KEEP)}")
     ap.add_argument("--block", type=int, default=BLOCK, choices=BLOCKS,
-                    help=f"int8 / int4 quantization block along the input dimension (default {BLOCK}, llama.cpp's Q8_0 / Q4_0)")
+                    help=f"int8 / int4 quantization block along the input dimension (default {BLOCK}: the size of llama.cpp's Q8_0 / Q4_0)")
     args = ap.parse_args(argv)
     logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # the quantizer logs every node it skips
     keep = tuple(k for k in args.keep.split(",") if k)

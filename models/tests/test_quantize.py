@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nfcot.export import ORT_VENV, main
+from nfcot.quantize import BLOCK
 
 MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def test_export_weights(tmp_path, weights, dtype):
     assert (b"MatMulNBits" in _ops(os.path.join(out, "backbone.onnx"))) == (weights != "fp16")
     if weights != "fp16":
         assert m["weights"]["kept_float32"] == ["nf_head", "thought_proj"]
-        assert m["weights"]["block_size"] == 32
+        assert m["weights"]["block_size"] == BLOCK == 64
 
 
 def test_export_keep_none_quantizes_the_heads_too(tmp_path):
@@ -114,4 +115,4 @@ print(json.dumps({{"heads": [[n.op_type, n.name, {{a.name: a.i for a in n.attrib
         assert m["weights"]["tied_lm_head"] == "quantized copy"
         assert ops == ["Gather", "MatMulNBits"]
         head = next(a for op, _, a in g["heads"] if op == "MatMulNBits")
-        assert (head["N"], head["K"], head["bits"], head["block_size"]) == (V, H, 8 if weights == "int8" else 4, 32)
+        assert (head["N"], head["K"], head["bits"], head["block_size"]) == (V, H, 8 if weights == "int8" else 4, BLOCK)
