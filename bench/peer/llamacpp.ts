@@ -14,7 +14,9 @@
  *                            runs faster; llama.cpp's files stay Q8_0 / Q4_0)
  * --batches 1,32             engine batch sizes and HTTP concurrencies
  * --prompt 32 --gen 64       prompt tokens and generated tokens per sequence
- * --rounds 3                 alternating rounds (median reported)
+ * --rounds 3                 alternating rounds (median reported; the last column lists each round's
+ *                            own ratio: this two-vCPU VM's speed drifts by 20-30% within minutes,
+ *                            and a round's two sides run seconds apart)
  * --threads 2                compute threads, both engines
  * --spinning                 our intra-op threads spin between kernels (--thread-spinning), as
  *                            llama.cpp's threads spin-wait at every barrier
@@ -81,6 +83,8 @@ const prompts = Array.from({ length: maxB }, (_, b) =>
   Array.from({ length: P }, (_, i) => 3 + ((b * 7 + i * 13) % (Math.min(V, 240) - 3))),
 );
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Each round's ratio, ours over theirs, in round order. */
+const roundRatios = (ours: number[], theirs: number[]) => ours.map((o, i) => (o / theirs[i]!).toFixed(2)).join(" ");
 
 for (const w of weights)
   if (!GGUF_TYPE[w]) throw new Error(`--weights: ${w} has no llama.cpp counterpart (fp32, int8, int4)`);
@@ -209,6 +213,9 @@ async function oneStream(
   const res = await request(`${url}/v1/completions`, {
     method: "POST",
     dispatcher: agent,
+    // A stalled server fails the run instead of hanging it (a 64-token stream takes seconds).
+    headersTimeout: 120_000,
+    bodyTimeout: 120_000,
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
       model: modelName,
@@ -283,7 +290,8 @@ async function startLlamaServer(gguf: string): Promise<{ url: string; stop: () =
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`llama-server exited:\n${log.slice(-3000)}`);
     if (
-      (await fetch(`${url}/health`).then(
+      // A bounded probe: an unbounded one hung a run for 16 minutes once (2026-12-02).
+      (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).then(
         (r) => r.status,
         () => 0,
       )) === 200
@@ -336,11 +344,12 @@ for (const w of weights) {
     await engine.close();
     for (const part of ["decode", "prefill"] as const) {
       for (const B of batches) {
-        const o = median(ours.get(B)!.map((x) => x[part]));
-        const t = median(theirs.get(B)!.map((x) => x[part]));
+        const os = ours.get(B)!.map((x) => x[part]);
+        const ts = theirs.get(B)!.map((x) => x[part]);
+        const [o, t] = [median(os), median(ts)];
         const path = part === "decode" ? "engine" : "engine prefill";
         rows.push(
-          `| ${w} vs ${GGUF_TYPE[w]} | ${path} | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} |`,
+          `| ${w} vs ${GGUF_TYPE[w]} | ${path} | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} | ${roundRatios(os, ts)} |`,
         );
         console.log(rows.at(-1));
       }
@@ -382,14 +391,19 @@ for (const w of weights) {
       const ot = median(o.map((x) => x.tps));
       const tt = median(t.map((x) => x.tps));
       rows.push(
-        `| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} |`,
+        `| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} | ${roundRatios(
+          o.map((x) => x.tps),
+          t.map((x) => x.tps),
+        )} |`,
       );
       console.log(rows.at(-1));
     }
   }
 }
 await agent.close();
-console.log(`\n| precision | path | batch / concurrency | nfcot-serve tok/s | llama.cpp tok/s | ratio |`);
-console.log("|---|---|---|---|---|---|");
+console.log(
+  `\n| precision | path | batch / concurrency | nfcot-serve tok/s | llama.cpp tok/s | ratio | each round's ratio |`,
+);
+console.log("|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
 console.log(`load average at end ${load()}`);
