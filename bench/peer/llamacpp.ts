@@ -15,7 +15,7 @@
  * --batches 1,32             engine batch sizes and HTTP concurrencies
  * --prompt 32 --gen 64       prompt tokens and generated tokens per sequence
  * --rounds 3                 alternating rounds (median reported; the last column lists each round's
- *                            own ratio: this two-vCPU VM's speed drifts by 20-30% within minutes,
+ *                            own ratio: this two-vCPU VM's speed drifts by 20-40% within minutes,
  *                            and a round's two sides run seconds apart)
  * --threads 2                compute threads, both engines
  * --spinning                 our intra-op threads spin between kernels (--thread-spinning), as
@@ -290,7 +290,7 @@ async function startLlamaServer(gguf: string): Promise<{ url: string; stop: () =
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`llama-server exited:\n${log.slice(-3000)}`);
     if (
-      // A bounded probe: an unbounded one hung a run for 16 minutes once (2026-12-02).
+      // Bounded, as the streams below: a run once hung for 16 minutes with llama-server up and idle.
       (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).then(
         (r) => r.status,
         () => 0,
