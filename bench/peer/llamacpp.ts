@@ -388,13 +388,11 @@ for (const w of weights) {
     for (const C of batches) {
       const o = ours.get(C)!;
       const t = theirs.get(C)!;
-      const ot = median(o.map((x) => x.tps));
-      const tt = median(t.map((x) => x.tps));
+      const os = o.map((x) => x.tps);
+      const ts = t.map((x) => x.tps);
+      const [ot, tt] = [median(os), median(ts)];
       rows.push(
-        `| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} | ${roundRatios(
-          o.map((x) => x.tps),
-          t.map((x) => x.tps),
-        )} |`,
+        `| ${w} vs ${GGUF_TYPE[w]} | HTTP | ${C} | ${ot.toFixed(0)} (TPOT ${median(o.map((x) => x.tpotMs)).toFixed(2)} ms) | ${tt.toFixed(0)} (TPOT ${median(t.map((x) => x.tpotMs)).toFixed(2)} ms) | ${(ot / tt).toFixed(2)} | ${roundRatios(os, ts)} |`,
       );
       console.log(rows.at(-1));
     }
