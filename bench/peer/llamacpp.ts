@@ -9,6 +9,14 @@
  *
  * --weights fp32,int8,int4   our precisions, each against llama.cpp's F32, Q8_0, Q4_0
  * --kv float32|float16       our KV cache dtype; llama.cpp gets the same (-ctk/-ctv f32 or f16)
+ * --llama-kv float32|float16 llama.cpp's KV cache dtype when it should differ from ours: f16 is
+ *                            llama.cpp's default and its fast attention path (with f32 K/V its CPU
+ *                            attention runs without flash attention), so --kv float32 --llama-kv
+ *                            float16 compares each server's defaults
+ * --llama-fa auto|on|off     llama.cpp's flash attention (-fa; auto, its default, turns it on
+ *                            here); with f32 K/V its flash-attention path measured slower than
+ *                            -fa off on the AMD EPYC Zen 4 VM (README), so a float32-KV
+ *                            comparison should give llama.cpp -fa off
  * --block 64                 our int8 / int4 quantization block (nfcot.quantize --block; 64 is its
  *                            default, Q8_0's and Q4_0's bits per weight; 32 is their block; 128
  *                            runs faster; llama.cpp's files stay Q8_0 / Q4_0)
@@ -51,6 +59,8 @@ const { values } = parseArgs({
     model: { type: "string", default: "models/presets/bench" },
     weights: { type: "string", default: "fp32,int8,int4" },
     kv: { type: "string", default: "float32" },
+    "llama-kv": { type: "string" },
+    "llama-fa": { type: "string", default: "auto" },
     block: { type: "string", default: "64" },
     batches: { type: "string", default: "1,32" },
     prompt: { type: "string", default: "32" },
@@ -67,7 +77,11 @@ const SCRATCH = join(ROOT, "bench/scratch/peer");
 const BIN = join(ROOT, "bench/scratch/llamacpp/build/bin");
 const model = resolve(values.model!);
 const weights = values.weights!.split(",");
-const kv = values.kv as "float32" | "float16";
+const kvDtype = (flag: string, v: string) => {
+  if (v !== "float32" && v !== "float16") throw new Error(`--${flag}: float32 or float16, not ${v}`);
+  return v;
+};
+const kv = kvDtype("kv", values.kv!);
 const block = Number(values.block);
 const batches = values.batches!.split(",").map(Number);
 const P = Number(values.prompt);
@@ -121,7 +135,9 @@ function prepare(w: string): { dir: string; gguf: string } {
   return { dir, gguf };
 }
 
-const llamaKv = kv === "float16" ? "f16" : "f32";
+const llamaKv = kvDtype("llama-kv", values["llama-kv"] ?? kv) === "float16" ? "f16" : "f32";
+const llamaFa = values["llama-fa"]!;
+if (!["auto", "on", "off"].includes(llamaFa)) throw new Error(`--llama-fa: auto, on or off, not ${llamaFa}`);
 
 interface EngineRate {
   /** Decode tokens/s, prefill excluded. */
@@ -159,6 +175,8 @@ function llamaEngine(gguf: string): Map<number, EngineRate> {
       llamaKv,
       "-ctv",
       llamaKv,
+      "-fa",
+      llamaFa,
     ],
     { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -279,6 +297,8 @@ async function startLlamaServer(gguf: string): Promise<{ url: string; stop: () =
       llamaKv,
       "-ctv",
       llamaKv,
+      "-fa",
+      llamaFa,
       "--no-webui",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
@@ -317,7 +337,7 @@ console.log(
   `# nfcot-serve vs llama.cpp, ${new Date().toISOString()}, ${cpus().length} CPUs, load average at start ${load()}`,
 );
 console.log(
-  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv}; our int8 / int4 blocks of ${block}; ${ROUNDS} alternating rounds, medians`,
+  `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv} (-fa ${llamaFa}); our int8 / int4 blocks of ${block}; ${ROUNDS} alternating rounds, medians`,
 );
 const rows: string[] = [];
 for (const w of weights) {
