@@ -9,14 +9,14 @@
  *
  * --weights fp32,int8,int4   our precisions, each against llama.cpp's F32, Q8_0, Q4_0
  * --kv float32|float16       our KV cache dtype; llama.cpp gets the same (-ctk/-ctv f32 or f16)
- * --llama-kv float32|float16 llama.cpp's KV cache dtype when it should differ from ours: f16 is
- *                            llama.cpp's default and its fast attention path (with f32 K/V its CPU
- *                            attention runs without flash attention), so --kv float32 --llama-kv
- *                            float16 compares each server's defaults
- * --llama-fa auto|on|off     llama.cpp's flash attention (-fa; auto, its default, turns it on
- *                            here); with f32 K/V its flash-attention path measured slower than
- *                            -fa off on the AMD EPYC Zen 4 VM (README), so a float32-KV
- *                            comparison should give llama.cpp -fa off
+ *                            unless --llama-kv says otherwise
+ * --llama-kv float32|float16 llama.cpp's KV cache dtype apart from ours: f16 is llama.cpp's default
+ *                            and was its fastest attention on the CPU measured, so --kv float32
+ *                            --llama-kv float16 compares each server's defaults
+ * --llama-fa auto|on|off     llama.cpp's flash attention (-fa; its default, auto, turns it on);
+ *                            with f32 K/V that path measured slower than -fa off (README, "Against
+ *                            llama.cpp's own defaults"), so a float32-KV comparison should give
+ *                            llama.cpp -fa off
  * --block 64                 our int8 / int4 quantization block (nfcot.quantize --block; 64 is its
  *                            default, Q8_0's and Q4_0's bits per weight; 32 is their block; 128
  *                            runs faster; llama.cpp's files stay Q8_0 / Q4_0)
