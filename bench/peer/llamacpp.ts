@@ -29,6 +29,12 @@
  * --spinning                 our intra-op threads spin between kernels (--thread-spinning), as
  *                            llama.cpp's threads spin-wait at every barrier
  * --no-http / --no-engine    skip a part
+ * --floor                    also time our decode step's weight products alone (a graph of only
+ *                            them, bench/peer/products_graph.py, through onnxruntime-node with the
+ *                            engine's session options), B rows per run, in the engine rounds: the
+ *                            "products alone" rows. Their ratio bounds the engine ratio from above:
+ *                            where it is below a target, no change to attention, norms, the engine
+ *                            or the graph's other nodes reaches that target; only faster products do
  *
  * Engine: llama-batched-bench's decode column (S_TG t/s: B x gen tokens over the decode time)
  * against the decode tokens/s of our engine in its worker (B requests at once; from the moment
@@ -44,6 +50,7 @@ import { cpSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import ort from "onnxruntime-node";
 import { Agent, request } from "undici";
 import { EngineClient } from "../../src/engine/client.ts";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/options.ts";
@@ -70,6 +77,7 @@ const { values } = parseArgs({
     spinning: { type: "boolean", default: false },
     "no-http": { type: "boolean", default: false },
     "no-engine": { type: "boolean", default: false },
+    floor: { type: "boolean", default: false },
   },
 });
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -210,6 +218,37 @@ async function ourEngine(engine: EngineClient, B: number, tag: string): Promise<
   const end = performance.now();
   if (!firstAll) firstAll = t0;
   return { decode: (B * (G - 1)) / ((end - firstAll) / 1000), prefill: (B * P) / ((firstAll - t0) / 1000) };
+}
+
+/** Our decode step's weight products alone (bench/peer/products_graph.py, made once per directory). */
+function productsGraph(dir: string): string {
+  const path = join(dir, "products.onnx");
+  if (!existsSync(path))
+    execFileSync(ORT_PYTHON, [join(ROOT, "bench/peer/products_graph.py"), dir, path], { stdio: "inherit" });
+  return path;
+}
+
+/** Tokens/s of the products alone: B rows, G runs after 8 untimed, the engine's session options. */
+async function productsAlone(path: string, B: number): Promise<number> {
+  const s = await ort.InferenceSession.create(path, {
+    executionProviders: ["cpu"],
+    graphOptimizationLevel: DEFAULT_ENGINE_OPTIONS.graphOptimization,
+    intraOpNumThreads: T,
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: values.spinning ? "1" : "0" } } },
+  });
+  try {
+    const K = s.inputMetadata[0]!;
+    const width = K.isTensor ? Number(K.shape[1]) : Number.NaN;
+    const x = Float32Array.from({ length: B * width }, (_, i) => Math.sin(i) * 0.5);
+    const feeds = { [s.inputNames[0]!]: new ort.Tensor("float32", x, [B, width]) };
+    for (let i = 0; i < 8; i++) await s.run(feeds);
+    const t0 = performance.now();
+    for (let i = 0; i < G; i++) await s.run(feeds);
+    return (B * G) / ((performance.now() - t0) / 1000);
+  } finally {
+    await s.release();
+  }
 }
 
 interface HttpResult {
@@ -355,19 +394,24 @@ for (const w of weights) {
       maxNumBatchedTokens: Math.max(2048, maxB * P),
     });
     await ourEngine(engine, 1, "warm");
+    const products = values.floor ? productsGraph(dir) : "";
     const ours = new Map<number, EngineRate[]>();
     const theirs = new Map<number, EngineRate[]>();
+    const alone = new Map<number, number[]>();
     for (let r = 0; r < ROUNDS; r++) {
       for (const B of batches) (ours.get(B) ?? ours.set(B, []).get(B)!).push(await ourEngine(engine, B, `r${r}-${B}`));
+      if (products)
+        for (const B of batches) (alone.get(B) ?? alone.set(B, []).get(B)!).push(await productsAlone(products, B));
       for (const [B, rate] of llamaEngine(gguf)) (theirs.get(B) ?? theirs.set(B, []).get(B)!).push(rate);
     }
     await engine.close();
-    for (const part of ["decode", "prefill"] as const) {
+    for (const part of ["decode", "prefill", "products"] as const) {
+      if (part === "products" && !products) continue;
       for (const B of batches) {
-        const os = ours.get(B)!.map((x) => x[part]);
-        const ts = theirs.get(B)!.map((x) => x[part]);
+        const os = part === "products" ? alone.get(B)! : ours.get(B)!.map((x) => x[part]);
+        const ts = theirs.get(B)!.map((x) => x[part === "products" ? "decode" : part]);
         const [o, t] = [median(os), median(ts)];
-        const path = part === "decode" ? "engine" : "engine prefill";
+        const path = { decode: "engine", prefill: "engine prefill", products: "products alone" }[part];
         rows.push(
           `| ${w} vs ${GGUF_TYPE[w]} | ${path} | ${B} | ${o.toFixed(0)} | ${t.toFixed(0)} | ${(o / t).toFixed(2)} | ${roundRatios(os, ts)} |`,
         );

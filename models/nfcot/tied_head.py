@@ -37,8 +37,9 @@ def _swaps_last_two(node) -> bool:
         and perm[:-2] == list(range(len(perm) - 2))
 
 
-def _tied_head(graph, initializers: dict):
-    """(Transpose, MatMul, Transpose) of the tied head (W x^T)^T in graph, or None. The exporter
+def tied_head(graph, initializers: dict):
+    """(Transpose, MatMul, Transpose, whether the first Transpose has no other reader) of the tied
+    head (W x^T)^T in graph, or None. The exporter
     names the embedding after its module (m.model.embed_tokens.weight)."""
     producer = {o: n for n in graph.node for o in n.output}
     readers: dict[str, list] = {}
@@ -86,7 +87,7 @@ def _replace(graph, found, new_nodes: list) -> None:
 def _untie_one(graph, initializers: dict) -> int:
     from onnx import helper, numpy_helper
 
-    found = _tied_head(graph, initializers)
+    found = tied_head(graph, initializers)
     if found is None:
         return 0
     left, m, right, _ = found
@@ -95,11 +96,12 @@ def _untie_one(graph, initializers: dict) -> int:
     return 1  # one LM head per graph
 
 
-def _single_row_one(graph, initializers: dict) -> int:
+def single_row_one(graph, initializers: dict) -> int:
+    """single_row_head on one graph (the decode branch; bench/peer/products_graph.py's graph)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    found = _tied_head(graph, initializers)
+    found = tied_head(graph, initializers)
     if found is None or initializers[found[1].input[0]].data_type != TensorProto.FLOAT:
         return 0
     left, m, right, left_alone = found
@@ -150,7 +152,7 @@ def single_row_head(model) -> int:
     if len(graphs) == 1:
         return 0
     outer = {i.name: i for i in model.graph.initializer}
-    return _single_row_one(graphs[0], {**outer, **{i.name: i for i in graphs[0].initializer}})
+    return single_row_one(graphs[0], {**outer, **{i.name: i for i in graphs[0].initializer}})
 
 
 def add_single_row_head(path: str) -> int:
