@@ -34,7 +34,10 @@
  *                            engine's session options), B rows per run, in the engine rounds: the
  *                            "products alone" rows. Their ratio bounds the engine ratio from above:
  *                            where it is below a target, no change to attention, norms, the engine
- *                            or the graph's other nodes reaches that target; only faster products do
+ *                            or the graph's other nodes reaches that target; only faster products do.
+ *                            A second table gives, per decode step, our step, its products alone,
+ *                            llama.cpp's step (ms) and the time that leaves for the rest of our
+ *                            step at 1.0x and at 1.5x llama.cpp
  *
  * Engine: llama-batched-bench's decode column (S_TG t/s: B x gen tokens over the decode time)
  * against the decode tokens/s of our engine in its worker (B requests at once; from the moment
@@ -379,6 +382,10 @@ console.log(
   `model ${manifest.name} (${model}); prompt ${P}, ${G} generated tokens per sequence; ${T} threads each${values.spinning ? " (ours spinning)" : ""}; our KV ${kv}, llama.cpp KV ${llamaKv} (-fa ${llamaFa}); our int8 / int4 blocks of ${block}; ${ROUNDS} alternating rounds, medians`,
 );
 const rows: string[] = [];
+/** --floor: per decode step, our step, its products alone and llama.cpp's step (ms), and the time
+ * left for the rest of our step if the engine is to reach 1.0x / 1.5x llama.cpp (negative: no change
+ * outside the products can). */
+const floorRows: string[] = [];
 for (const w of weights) {
   const { dir, gguf } = prepare(w);
   if (!values["no-engine"]) {
@@ -418,6 +425,16 @@ for (const w of weights) {
         console.log(rows.at(-1));
       }
     }
+    if (products)
+      for (const B of batches) {
+        const ms = (tokPerS: number[]) => (B / median(tokPerS)) * 1000;
+        const step = ms(ours.get(B)!.map((x) => x.decode));
+        const prod = ms(alone.get(B)!);
+        const peer = ms(theirs.get(B)!.map((x) => x.decode));
+        floorRows.push(
+          `| ${w} vs ${GGUF_TYPE[w]} | ${B} | ${[step, prod, step - prod, peer, peer - prod, peer / 1.5 - prod].map((x) => x.toFixed(2)).join(" | ")} |`,
+        );
+      }
   }
   if (!values["no-http"]) {
     const ours = new Map<number, HttpResult[]>();
@@ -468,4 +485,11 @@ console.log(
 );
 console.log("|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
+if (floorRows.length > 0) {
+  console.log(
+    "\n| precision | batch | our decode step, ms | its products alone, ms | the rest of our step, ms | llama.cpp's step, ms | room for the rest at 1.0x, ms | at 1.5x, ms |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const r of floorRows) console.log(r);
+}
 console.log(`load average at end ${load()}`);
